@@ -307,7 +307,7 @@ LearnableFakeQuantGrads fake_quantize_learnable_per_tensor_affine(const Tensor& 
   const float zp_bwd = std::trunc(std::clamp(zero_point + 0.5f, qmin, qmax));
   return lsq(x, Tensor::from_floats({scale}, grid),
              Tensor::from_values<int32_t>(std::vector<int32_t>{zp_fwd}, grid, DType::kInt32),
-             Tensor::from_floats({zp_bwd}, grid), grid, spec, grad_factor, dy);
+             Tensor::from_floats({zp_bwd}, grid), spec.granularity.block_size_for(x.shape()), spec, grad_factor, dy);
 }
 
 LearnableFakeQuantGrads fake_quantize_learnable_per_channel_affine(const Tensor& x, const Tensor& scale,
