@@ -53,7 +53,7 @@ QTensor::QTensor(Tensor data, Tensor scale, Tensor zero_point, QScheme scheme)
   const Shape grid = blocks_shape(data_.shape(), scheme_.block_size);
   QK_CHECK(scale_.defined() && (scale_.dtype() == DType::kFloat32 || scale_.dtype() == DType::kFloat64),
            DTypeError, "QTensor: scale must be a float32 or float64 tensor");
-  QK_CHECK(scale_.numel() == shape_numel(grid), ShapeError, "QTensor: scale has shape ",
+  QK_CHECK(data_.numel() == 0 || scale_.numel() == shape_numel(grid), ShapeError, "QTensor: scale has shape ",
            shape_to_string(scale_.shape()), " but the block grid is ", shape_to_string(grid));
   switch (scheme_.zero_point_domain) {
     case ZeroPointDomain::kNone:

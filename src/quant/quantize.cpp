@@ -40,7 +40,8 @@ void check_qparams(const Tensor& x, const Shape& block, const QParams& qp, const
   QK_CHECK(qp.scale.defined(), ValueError, "quantize: scale is missing");
   QK_CHECK(qp.scale.dtype() == DType::kFloat32 || qp.scale.dtype() == DType::kFloat64, DTypeError,
            "quantize: scale must be float32 or float64, got ", dtype_name(qp.scale.dtype()));
-  QK_CHECK(qp.scale.numel() == shape_numel(grid), ShapeError, "quantize: scale has shape ",
+  // An empty tensor uses none of its qparams, so any count is accepted (PyTorch takes a scalar).
+  QK_CHECK(x.numel() == 0 || qp.scale.numel() == shape_numel(grid), ShapeError, "quantize: scale has shape ",
            shape_to_string(qp.scale.shape()), " but ", spec.granularity.to_string(), " of ",
            shape_to_string(x.shape()), " needs ", shape_to_string(grid));
   for (int64_t b = 0; b < qp.scale.numel(); ++b) {

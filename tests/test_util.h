@@ -1,0 +1,28 @@
+#pragma once
+
+#include <cstdlib>
+#include <filesystem>
+#include <random>
+
+#include "quantkit/core/tensor.h"
+
+namespace quantkit::testing {
+
+inline Tensor random_tensor(const Shape& shape, uint32_t seed, float stddev = 1.0f) {
+  Tensor t = Tensor::empty(shape, DType::kFloat32);
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> dist(0.0f, stddev);
+  for (int64_t i = 0; i < t.numel(); ++i) t.data<float>()[i] = dist(rng);
+  return t;
+}
+
+inline std::filesystem::path shared_dir() {
+  const char* env = std::getenv("QUANTKIT_SHARED_DIR");
+  return env != nullptr && *env != '\0' ? std::filesystem::path(env) : std::filesystem::path(QUANTKIT_DEFAULT_SHARED_DIR);
+}
+
+inline std::filesystem::path temp_path(const std::string& name) {
+  return std::filesystem::temp_directory_path() / ("quantkit_test_" + std::to_string(::getpid()) + "_" + name);
+}
+
+}  // namespace quantkit::testing
