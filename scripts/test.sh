@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Sets up, then builds and runs every test: the release build (-Werror), the same suite under
+# AddressSanitizer + UndefinedBehaviorSanitizer, and the safetensors fuzzer for a bounded time.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+jobs="$(nproc)"
+
+echo "== release build + tests"
+bash scripts/build.sh release
+ctest --test-dir build/release --output-on-failure -j "$jobs"
+
+echo "== ASan + UBSan build + tests"
+bash scripts/build.sh asan
+ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
+  ctest --test-dir build/asan --output-on-failure -j "$jobs"
+
+echo "== fuzzing the safetensors reader for ${QUANTKIT_FUZZ_SECONDS:=60} s"
+bash scripts/build.sh fuzz
+mkdir -p build/fuzz/corpus
+./build/fuzz/fuzz/fuzz_safetensors -max_total_time="$QUANTKIT_FUZZ_SECONDS" -max_len=65536 -rss_limit_mb=2048 \
+  build/fuzz/corpus fuzz/corpus 2>&1 | tail -n 3
+echo "fuzz: no findings in ${QUANTKIT_FUZZ_SECONDS} s"
