@@ -8,6 +8,7 @@
 #include <random>
 #include <vector>
 
+#include "quantkit/kernels/isa.h"
 #include "quantkit/quant/affine.h"
 #include "quantkit/quant/qtensor.h"
 
@@ -81,6 +82,25 @@ void BM_Dequantize(benchmark::State& state) {
   report(state);
 }
 
+/// The same work into buffers allocated once, as a runtime does: no page faults in the loop.
+void BM_QuantizeInto(benchmark::State& state) {
+  const AffineSpec spec = spec_for(static_cast<int>(state.range(0)));
+  const QParams qp = choose_qparams(matrix(), spec);
+  Tensor codes = Tensor::zeros(matrix().shape(), spec.dtype);
+  for (auto _ : state) benchmark::DoNotOptimize(quantize_into(matrix(), spec, qp, codes));
+  report(state);
+}
+
+void BM_DequantizeInto(benchmark::State& state) {
+  const QTensor q = quantize(matrix(), spec_for(static_cast<int>(state.range(0))));
+  Tensor out = Tensor::zeros(q.shape(), DType::kFloat32);
+  for (auto _ : state) {
+    dequantize_into(q, out);
+    benchmark::ClobberMemory();
+  }
+  report(state);
+}
+
 void BM_ChooseQParamsAndQuantize(benchmark::State& state) {
   const AffineSpec spec = spec_for(static_cast<int>(state.range(0)));
   for (auto _ : state) benchmark::DoNotOptimize(quantize(matrix(), spec));
@@ -90,6 +110,8 @@ void BM_ChooseQParamsAndQuantize(benchmark::State& state) {
 BENCHMARK(BM_Memcpy)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_Quantize)->ArgName("bits")->Arg(8)->Arg(4)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_Dequantize)->ArgName("bits")->Arg(8)->Arg(4)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_QuantizeInto)->ArgName("bits")->Arg(8)->Arg(4)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_DequantizeInto)->ArgName("bits")->Arg(8)->Arg(4)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_ChooseQParamsAndQuantize)->ArgName("bits")->Arg(8)->Arg(4)->Unit(benchmark::kMillisecond)->UseRealTime();
 
 /// Prints ours / memcpy for every case after the run, so the ratio is read in one place.
@@ -106,6 +128,7 @@ class RatioReporter : public benchmark::ConsoleReporter {
   void Finalize() override {
     ConsoleReporter::Finalize();
     const double anchor = memcpy_gbps();
+    std::printf("\nkernel level: %s\n", std::string(isa_name(active_isa())).c_str());
     std::printf("\n%-40s %10s %12s %8s\n", "case", "GB/s", "memcpy GB/s", "ratio");
     for (const auto& [name, gbps] : results_) {
       std::printf("%-40s %10.2f %12.2f %8.2f\n", name.c_str(), gbps, anchor, gbps / anchor);

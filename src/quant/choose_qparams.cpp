@@ -2,6 +2,7 @@
 #include <cmath>
 #include <limits>
 
+#include "../kernels/quant_rows.h"
 #include "block_walk.h"
 #include "quantkit/core/float_convert.h"
 #include "quantkit/quant/affine.h"
@@ -20,16 +21,12 @@ std::pair<Tensor, Tensor> block_minmax(const Tensor& x, const Shape& block_size)
   std::fill(mn, mn + mins.numel(), std::numeric_limits<float>::infinity());
   std::fill(mx, mx + maxs.numel(), -std::numeric_limits<float>::infinity());
   const float* xs = x.data<float>();
+  const auto minmax = kernels::quant_row_kernels().minmax;
   detail::for_each_block_run(x.shape(), block_size, [&](int64_t offset, int64_t n, int64_t b) {
     float lo = mn[b], hi = mx[b];
-    // NaN poisons the block's range (checked by the caller) instead of being skipped silently.
+    // NaN/Inf poison the block's range (checked by the caller) instead of being skipped silently.
     float poison = 0.0f;
-    for (int64_t i = 0; i < n; ++i) {
-      const float v = xs[offset + i];
-      lo = v < lo ? v : lo;
-      hi = v > hi ? v : hi;
-      poison += v - v;  // 0 for finite values, NaN for NaN and +-inf
-    }
+    minmax(xs + offset, n, &lo, &hi, &poison);
     mn[b] = lo + poison;
     mx[b] = hi + poison;
   });

@@ -6,6 +6,7 @@
 
 #include "block_walk.h"
 #include "element_ops.h"
+#include "../kernels/quant_rows.h"
 #include "quantkit/core/float_convert.h"
 #include "quantkit/core/packing.h"
 #include "quantkit/quant/affine.h"
@@ -178,16 +179,101 @@ void dequantize_int_row(const int32_t* codes, int64_t n, int64_t first_block, in
   }
 }
 
+
+/// Integer targets of at most 8 bits with an integer or no zero point run on the per-ISA byte
+/// kernels; int32, float zero points and float64 scales take the generic path above.
+bool uses_byte_kernels(DType dtype, ZeroPointDomain domain) {
+  return is_quantized_int(dtype) && dtype_bits(dtype) <= 8 && domain != ZeroPointDomain::kFloat;
+}
+
+void store_byte_codes(const uint8_t* codes, int64_t n, DType dtype, uint8_t* out, int64_t start,
+                      const kernels::QuantRowKernels& k) {
+  const int bits = dtype_bits(dtype);
+  if (bits == 8) {
+    std::memcpy(out + start, codes, static_cast<size_t>(n));
+    return;
+  }
+  const int per_byte = 8 / bits;
+  int64_t i = 0;
+  for (; i < n && (start + i) % per_byte != 0; ++i) packed_set(out, start + i, bits, static_cast<int8_t>(codes[i]));
+  if (bits == 4) {
+    const int64_t whole = (n - i) / 2;
+    k.pack_nibbles(codes + i, whole, out + (start + i) / 2);
+    i += 2 * whole;
+  }
+  for (; i < n; ++i) packed_set(out, start + i, bits, static_cast<int8_t>(codes[i]));
+}
+
+void load_byte_codes(const uint8_t* in, DType dtype, int64_t start, int64_t n, uint8_t* codes,
+                     const kernels::QuantRowKernels& k) {
+  const DTypeInfo& info = dtype_info(dtype);
+  if (info.bits == 8) {
+    std::memcpy(codes, in + start, static_cast<size_t>(n));
+    return;
+  }
+  const int per_byte = 8 / info.bits;
+  int64_t i = 0;
+  for (; i < n && (start + i) % per_byte != 0; ++i) {
+    codes[i] = static_cast<uint8_t>(packed_get(in, start + i, info.bits, info.is_signed));
+  }
+  if (info.bits == 4) {
+    const int64_t whole = (n - i) / 2;
+    k.unpack_nibbles(in + (start + i) / 2, whole, info.is_signed, codes + i);
+    i += 2 * whole;
+  }
+  for (; i < n; ++i) codes[i] = static_cast<uint8_t>(packed_get(in, start + i, info.bits, info.is_signed));
+}
+
+void quantize_with_byte_kernels(const Tensor& x, const Shape& block, const BlockParams& params, const AffineSpec& spec,
+                                Tensor& data) {
+  const kernels::QuantRowKernels& k = kernels::quant_row_kernels();
+  const auto qmin = static_cast<float>(spec.effective_min()), qmax = static_cast<float>(spec.effective_max());
+  std::vector<uint8_t> codes(static_cast<size_t>(x.dim() == 0 ? 1 : std::max<int64_t>(x.size(-1), 1)));
+  const float* xs = x.data<float>();
+  detail::for_each_row(x.shape(), block, [&](int64_t start, int64_t n, int64_t first, int64_t group) {
+    for (int64_t j = 0; j < n; j += group) {
+      const int64_t b = first + j / group;
+      k.quantize_bytes(xs + start + j, std::min(group, n - j), 1.0f / params.scale_f32(b),
+                       static_cast<float>(params.zp_int(b)), qmin, qmax, codes.data() + j);
+    }
+    store_byte_codes(codes.data(), n, spec.dtype, data.bytes(), start, k);
+  });
+}
+
+void dequantize_with_byte_kernels(const QTensor& q, const BlockParams& params, float* ys) {
+  const kernels::QuantRowKernels& k = kernels::quant_row_kernels();
+  const QScheme& scheme = q.scheme();
+  const bool is_signed = dtype_info(scheme.dtype).is_signed;
+  std::vector<uint8_t> codes(static_cast<size_t>(q.shape().empty() ? 1 : std::max<int64_t>(q.shape().back(), 1)));
+  detail::for_each_row(q.shape(), scheme.block_size, [&](int64_t start, int64_t n, int64_t first, int64_t group) {
+    load_byte_codes(q.data().bytes(), scheme.dtype, start, n, codes.data(), k);
+    for (int64_t j = 0; j < n; j += group) {
+      const int64_t b = first + j / group;
+      // s * ((float)q - zp) equals s * (float)(q - zp): both differences are exact below 2^24.
+      k.dequantize_bytes(codes.data() + j, std::min(group, n - j), is_signed, params.scale_f32(b),
+                         static_cast<float>(params.zp_int(b)), ys + start + j);
+    }
+  });
+}
+
 }  // namespace
 
 QTensor quantize(const Tensor& x, const AffineSpec& spec, const QParams& qparams) {
+  return quantize_into(x, spec, qparams, Tensor::empty(x.shape(), spec.dtype));
+}
+
+QTensor quantize_into(const Tensor& x, const AffineSpec& spec, const QParams& qparams, Tensor data) {
   spec.validate();
+  QK_CHECK(data.defined() && data.dtype() == spec.dtype && data.numel() == x.numel(), ShapeError,
+           "quantize_into: codes must be ", dtype_name(spec.dtype), shape_to_string(x.shape()), ", got ",
+           data.summary());
+  data = data.reshape(x.shape());
   QK_CHECK(x.dtype() == DType::kFloat32, DTypeError, "quantize: input must be float32, got ",
            dtype_name(x.dtype()), " (convert with Tensor::to(DType::kFloat32) first)");
   const Shape block = spec.granularity.block_size_for(x.shape());
   check_qparams(x, block, qparams, spec);
   const BlockParams params{qparams.scale, qparams.zero_point, spec.zero_point_domain};
-  Tensor data = Tensor::zeros(x.shape(), spec.dtype);
+  if (data.nbytes() > 0) data.bytes()[data.nbytes() - 1] = 0;  // padding bits of a packed tail are zero
   const float* xs = x.data<float>();
   if (is_float8(spec.dtype)) {
     const float fmax = float8_max(spec.dtype);
@@ -196,6 +282,8 @@ QTensor quantize(const Tensor& x, const AffineSpec& spec, const QParams& qparams
       const float s = params.scale_f32(b);
       for (int64_t i = offset; i < offset + n; ++i) out[i] = float8_encode(float8_scaled(xs[i], s, fmax), spec.dtype);
     });
+  } else if (uses_byte_kernels(spec.dtype, spec.zero_point_domain)) {
+    quantize_with_byte_kernels(x, block, params, spec, data);
   } else {
     std::vector<int32_t> codes(static_cast<size_t>(x.dim() == 0 ? 1 : std::max<int64_t>(x.size(-1), 1)));
     detail::for_each_row(x.shape(), block, [&](int64_t start, int64_t n, int64_t first, int64_t group) {
@@ -212,9 +300,17 @@ QTensor quantize(const Tensor& x, const AffineSpec& spec) { return quantize(x, s
 
 Tensor dequantize(const QTensor& q) {
   QK_CHECK(q.defined(), Error, "dequantize: undefined QTensor");
+  Tensor y = Tensor::empty(q.shape(), DType::kFloat32);
+  dequantize_into(q, y);
+  return y;
+}
+
+void dequantize_into(const QTensor& q, Tensor& y) {
+  QK_CHECK(q.defined(), Error, "dequantize: undefined QTensor");
+  QK_CHECK(y.defined() && y.dtype() == DType::kFloat32 && y.numel() == q.data().numel(), ShapeError,
+           "dequantize_into: output must be float32 with ", q.data().numel(), " elements, got ", y.summary());
   const QScheme& scheme = q.scheme();
   const BlockParams params{q.scale(), q.zero_point(), scheme.zero_point_domain};
-  Tensor y = Tensor::empty(q.shape(), DType::kFloat32);
   float* ys = y.data<float>();
   if (is_float8(scheme.dtype)) {
     const uint8_t* codes = q.data().data<uint8_t>();
@@ -222,7 +318,11 @@ Tensor dequantize(const QTensor& q) {
       const float s = params.scale_f32(b);
       for (int64_t i = offset; i < offset + n; ++i) ys[i] = float8_decode(codes[i], scheme.dtype) * s;
     });
-    return y;
+    return;
+  }
+  if (uses_byte_kernels(scheme.dtype, scheme.zero_point_domain) && q.scale().dtype() == DType::kFloat32) {
+    dequantize_with_byte_kernels(q, params, ys);
+    return;
   }
   const int64_t row = q.shape().empty() ? 1 : std::max<int64_t>(q.shape().back(), 1);
   std::vector<int32_t> codes(static_cast<size_t>(row));
@@ -230,7 +330,6 @@ Tensor dequantize(const QTensor& q) {
     load_row(q.data().bytes(), scheme.dtype, start, n, codes.data());
     dequantize_int_row(codes.data(), n, first, group, params, ys + start);
   });
-  return y;
 }
 
 FakeQuantized fake_quantize(const Tensor& x, const AffineSpec& spec, const QParams& qparams) {

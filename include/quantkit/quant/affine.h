@@ -112,8 +112,13 @@ std::pair<Tensor, Tensor> block_minmax(const Tensor& x, const Shape& block_size)
 QTensor quantize(const Tensor& x, const AffineSpec& spec, const QParams& qparams);
 /// choose_qparams followed by quantize.
 QTensor quantize(const Tensor& x, const AffineSpec& spec);
+/// quantize() writing the codes into `codes` (dtype spec.dtype, shape of x), which the result
+/// shares: lets a caller reuse one buffer instead of faulting in fresh pages on every call.
+QTensor quantize_into(const Tensor& x, const AffineSpec& spec, const QParams& qparams, Tensor codes);
 /// float32 reconstruction of a quantized tensor.
 Tensor dequantize(const QTensor& q);
+/// dequantize() into `out` (float32, q's number of elements), e.g. a reused scratch buffer.
+void dequantize_into(const QTensor& q, Tensor& out);
 
 /// Quantize-dequantize in one pass, and the straight-through-estimator mask of the backward
 /// pass (1 where the unclamped quantized value lies inside [qmin, qmax], else 0).

@@ -1,0 +1,22 @@
+// Instruction-set levels and the run-time choice among them. Every kernel exists as a portable
+// reference (the spec) and as builds for x86 AVX2 and AVX-512; the best level the CPU supports is
+// chosen once, on first use. QUANTKIT_ISA=reference|avx2|avx512 forces a level (for tests and
+// benchmarks); forcing a level the CPU lacks is an error.
+#pragma once
+
+#include <string_view>
+#include <vector>
+
+namespace quantkit {
+
+enum class Isa { kReference, kAvx2, kAvx512 };
+
+std::string_view isa_name(Isa isa);
+/// Levels this CPU can run, reference first.
+std::vector<Isa> supported_isas();
+/// The level in use (QUANTKIT_ISA or the best supported one).
+Isa active_isa();
+/// Switches the level for the whole process (tests, benchmarks). Throws when unsupported.
+void set_active_isa(Isa isa);
+
+}  // namespace quantkit

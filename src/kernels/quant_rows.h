@@ -1,0 +1,28 @@
+// Row kernels of quantize/dequantize, one table per ISA. Private to the library. Every entry
+// must give bit-identical results at every ISA level (tests compare them with the reference).
+#pragma once
+
+#include <cstdint>
+
+#include "quantkit/kernels/isa.h"
+
+namespace quantkit::kernels {
+
+struct QuantRowKernels {
+  /// codes[i] = bits of clamp(zp + round_half_even(x[i] * inv), qmin, qmax), for ranges inside
+  /// [-128, 255] (int8 codes are stored as their two's-complement byte). NaN -> qmin.
+  void (*quantize_bytes)(const float* x, int64_t n, float inv, float zp, float qmin, float qmax, uint8_t* codes);
+  /// y[i] = s * (float)(code - zp), code read as int8 (is_signed) or uint8.
+  void (*dequantize_bytes)(const uint8_t* codes, int64_t n, bool is_signed, float s, float zp, float* y);
+  /// out[i] = (codes[2i] & 15) | (codes[2i+1] << 4): two 4-bit codes per byte, first one low.
+  void (*pack_nibbles)(const uint8_t* codes, int64_t bytes, uint8_t* out);
+  /// Inverse of pack_nibbles; signed sign-extends each nibble.
+  void (*unpack_nibbles)(const uint8_t* packed, int64_t bytes, bool is_signed, uint8_t* codes);
+  /// Running min/max over x; *poison becomes NaN if x holds NaN or +-inf.
+  void (*minmax)(const float* x, int64_t n, float* mn, float* mx, float* poison);
+};
+
+const QuantRowKernels& quant_row_kernels();
+const QuantRowKernels& quant_row_kernels_for(Isa isa);
+
+}  // namespace quantkit::kernels
