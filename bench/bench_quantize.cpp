@@ -53,9 +53,10 @@ AffineSpec spec_for(int bits) {
 }
 
 void report(benchmark::State& state) {
-  state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) * static_cast<int64_t>(kFloatBytes));
-  state.counters["GBps"] = benchmark::Counter(kFloatBytes / 1e9 * static_cast<double>(state.iterations()),
-                                              benchmark::Counter::kIsRate);
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) *
+                          static_cast<int64_t>(kFloatBytes));
+  state.counters["GBps"] = benchmark::Counter(
+      kFloatBytes / 1e9 * static_cast<double>(state.iterations()), benchmark::Counter::kIsRate);
   state.counters["memcpy_GBps"] = memcpy_gbps();
 }
 
@@ -108,11 +109,36 @@ void BM_ChooseQParamsAndQuantize(benchmark::State& state) {
 }
 
 BENCHMARK(BM_Memcpy)->Unit(benchmark::kMillisecond)->UseRealTime();
-BENCHMARK(BM_Quantize)->ArgName("bits")->Arg(8)->Arg(4)->Unit(benchmark::kMillisecond)->UseRealTime();
-BENCHMARK(BM_Dequantize)->ArgName("bits")->Arg(8)->Arg(4)->Unit(benchmark::kMillisecond)->UseRealTime();
-BENCHMARK(BM_QuantizeInto)->ArgName("bits")->Arg(8)->Arg(4)->Unit(benchmark::kMillisecond)->UseRealTime();
-BENCHMARK(BM_DequantizeInto)->ArgName("bits")->Arg(8)->Arg(4)->Unit(benchmark::kMillisecond)->UseRealTime();
-BENCHMARK(BM_ChooseQParamsAndQuantize)->ArgName("bits")->Arg(8)->Arg(4)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_Quantize)
+    ->ArgName("bits")
+    ->Arg(8)
+    ->Arg(4)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+BENCHMARK(BM_Dequantize)
+    ->ArgName("bits")
+    ->Arg(8)
+    ->Arg(4)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+BENCHMARK(BM_QuantizeInto)
+    ->ArgName("bits")
+    ->Arg(8)
+    ->Arg(4)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+BENCHMARK(BM_DequantizeInto)
+    ->ArgName("bits")
+    ->Arg(8)
+    ->Arg(4)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+BENCHMARK(BM_ChooseQParamsAndQuantize)
+    ->ArgName("bits")
+    ->Arg(8)
+    ->Arg(4)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
 
 /// Prints ours / memcpy for every case after the run, so the ratio is read in one place.
 class RatioReporter : public benchmark::ConsoleReporter {

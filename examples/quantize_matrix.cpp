@@ -16,8 +16,8 @@ int main() {
   for (int64_t i = 0; i < w.numel(); ++i) w.data<float>()[i] = normal(rng);
 
   const AffineSpec specs[] = {
-      AffineSpec::for_dtype(DType::kInt8, Granularity::per_axis(0)),      // per output channel
-      AffineSpec::for_dtype(DType::kInt4, Granularity::per_group(64)),    // blockwise, symmetric
+      AffineSpec::for_dtype(DType::kInt8, Granularity::per_axis(0)),    // per output channel
+      AffineSpec::for_dtype(DType::kInt4, Granularity::per_group(64)),  // blockwise, symmetric
       AffineSpec::for_dtype(DType::kFloat8E4M3, Granularity::per_axis(0)),
   };
   QTensor int4;

@@ -1,7 +1,7 @@
 #include <gtest/gtest.h>
 
-#include <cmath>
 #include <unistd.h>
+#include <cmath>
 
 #include "quantkit/core/packing.h"
 #include "quantkit/quant/pytorch.h"
@@ -57,7 +57,8 @@ TEST_P(AffineRoundTrip, ErrorIsAtMostHalfAStepAndPartialGroupsWork) {
   const Case c = GetParam();
   const Shape shape{7, 45};  // 45 is not a multiple of any group size used: partial last group
   const Tensor x = random_tensor(shape, 7);
-  AffineSpec spec = AffineSpec::for_dtype(c.dtype, c.group ? Granularity::per_group(c.group) : Granularity::per_axis(0));
+  AffineSpec spec = AffineSpec::for_dtype(
+      c.dtype, c.group ? Granularity::per_group(c.group) : Granularity::per_axis(0));
   spec.mapping = c.mapping;
   spec.zero_point_domain = c.domain;
   const QParams qp = choose_qparams(x, spec);
@@ -78,7 +79,8 @@ TEST_P(AffineRoundTrip, ErrorIsAtMostHalfAStepAndPartialGroupsWork) {
   // Requantizing the dequantized tensor with the same qparams is exact (idempotence).
   const QTensor q2 = quantize(y, spec, qp);
   const Tensor r1 = q.int_repr(), r2 = q2.int_repr();
-  for (int64_t i = 0; i < x.numel(); ++i) EXPECT_EQ(r1.value_as_float(i), r2.value_as_float(i)) << i;
+  for (int64_t i = 0; i < x.numel(); ++i)
+    EXPECT_EQ(r1.value_as_float(i), r2.value_as_float(i)) << i;
   // fake_quantize equals quantize + dequantize, and passes gradients everywhere inside the range.
   const FakeQuantized fq = fake_quantize(x, spec, qp);
   for (int64_t i = 0; i < x.numel(); ++i) {
@@ -95,16 +97,17 @@ TEST_P(AffineRoundTrip, ErrorIsAtMostHalfAStepAndPartialGroupsWork) {
 
 INSTANTIATE_TEST_SUITE_P(
     Dtypes, AffineRoundTrip,
-    ::testing::Values(Case{DType::kInt8, MappingType::kSymmetric, ZeroPointDomain::kNone, 0},
-                      Case{DType::kInt8, MappingType::kAsymmetric, ZeroPointDomain::kInt, 0},
-                      Case{DType::kUInt8, MappingType::kAsymmetric, ZeroPointDomain::kInt, 16},
-                      Case{DType::kInt4, MappingType::kSymmetric, ZeroPointDomain::kNone, 32},
-                      Case{DType::kInt4, MappingType::kSymmetricNoClippingError, ZeroPointDomain::kNone, 8},
-                      Case{DType::kUInt4, MappingType::kAsymmetric, ZeroPointDomain::kInt, 32},
-                      Case{DType::kUInt4, MappingType::kAsymmetric, ZeroPointDomain::kFloat, 16},
-                      Case{DType::kInt2, MappingType::kSymmetricNoClippingError, ZeroPointDomain::kNone, 16},
-                      Case{DType::kUInt2, MappingType::kAsymmetric, ZeroPointDomain::kInt, 8},
-                      Case{DType::kInt32, MappingType::kSymmetric, ZeroPointDomain::kInt, 0}));
+    ::testing::Values(
+        Case{DType::kInt8, MappingType::kSymmetric, ZeroPointDomain::kNone, 0},
+        Case{DType::kInt8, MappingType::kAsymmetric, ZeroPointDomain::kInt, 0},
+        Case{DType::kUInt8, MappingType::kAsymmetric, ZeroPointDomain::kInt, 16},
+        Case{DType::kInt4, MappingType::kSymmetric, ZeroPointDomain::kNone, 32},
+        Case{DType::kInt4, MappingType::kSymmetricNoClippingError, ZeroPointDomain::kNone, 8},
+        Case{DType::kUInt4, MappingType::kAsymmetric, ZeroPointDomain::kInt, 32},
+        Case{DType::kUInt4, MappingType::kAsymmetric, ZeroPointDomain::kFloat, 16},
+        Case{DType::kInt2, MappingType::kSymmetricNoClippingError, ZeroPointDomain::kNone, 16},
+        Case{DType::kUInt2, MappingType::kAsymmetric, ZeroPointDomain::kInt, 8},
+        Case{DType::kInt32, MappingType::kSymmetric, ZeroPointDomain::kInt, 0}));
 
 TEST(Affine, Float8PerChannelClampsAndRoundTrips) {
   const Tensor x = random_tensor({5, 33}, 3, 10.0f);
@@ -117,7 +120,8 @@ TEST(Affine, Float8PerChannelClampsAndRoundTrips) {
     EXPECT_GT(sqnr, d == DType::kFloat8E4M3 ? 25.0 : 18.0) << dtype_name(d);
     // A value far beyond the range saturates to the largest finite code instead of NaN/inf.
     const Tensor big = Tensor::from_floats({1e9f, -1e9f}, {1, 2});
-    const QTensor qb = quantize(big, AffineSpec::for_dtype(d), QParams{Tensor::from_floats({1.0f}, {1, 1}), Tensor()});
+    const QTensor qb = quantize(big, AffineSpec::for_dtype(d),
+                                QParams{Tensor::from_floats({1.0f}, {1, 1}), Tensor()});
     const Tensor yb = qb.dequantize();
     EXPECT_EQ(yb.data<float>()[0], d == DType::kFloat8E4M3 ? 448.0f : 57344.0f);
     EXPECT_EQ(yb.data<float>()[1], d == DType::kFloat8E4M3 ? -448.0f : -57344.0f);
@@ -156,7 +160,8 @@ TEST(Affine, RejectsBadInputWithClearErrors) {
   // Scale shape must match the block grid; scales must be positive and finite.
   const AffineSpec pc = AffineSpec::for_dtype(DType::kInt8, Granularity::per_axis(0));
   QParams qp = choose_qparams(x, pc);
-  EXPECT_THROW(quantize(x, pc, QParams{Tensor::from_floats({1.0f, 1.0f}, {2, 1}), qp.zero_point}), ShapeError);
+  EXPECT_THROW(quantize(x, pc, QParams{Tensor::from_floats({1.0f, 1.0f}, {2, 1}), qp.zero_point}),
+               ShapeError);
   qp.scale.data<float>()[1] = 0.0f;
   EXPECT_THROW(quantize(x, pc, qp), ValueError);
   qp.scale.data<float>()[1] = NAN;
@@ -188,8 +193,10 @@ TEST(Affine, EmptyAndScalarTensors) {
 TEST(QTensor, SummaryAndValidation) {
   const Tensor w = random_tensor({16, 40}, 5);
   const QTensor q = quantize(w, AffineSpec::for_dtype(DType::kInt4, Granularity::per_group(32)));
-  EXPECT_NE(q.summary().find("int4 sym g32 (partial last group)"), std::string::npos) << q.summary();
-  EXPECT_THROW(QTensor(q.data(), Tensor::from_floats({1.0f}, {1}), Tensor(), q.scheme()), ShapeError);
+  EXPECT_NE(q.summary().find("int4 sym g32 (partial last group)"), std::string::npos)
+      << q.summary();
+  EXPECT_THROW(QTensor(q.data(), Tensor::from_floats({1.0f}, {1}), Tensor(), q.scheme()),
+               ShapeError);
 }
 
 }  // namespace

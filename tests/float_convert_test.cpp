@@ -30,7 +30,8 @@ TEST(Float16, RoundingMatchesTheCompilerOnMidpointsAndNeighbours) {
   // Every float between consecutive half codes: midpoint, one float below and above it.
   for (uint32_t code = 0; code < 0x7C00; ++code) {
     const float lo = f16_bits_to_float(static_cast<uint16_t>(code));
-    const float hi = code + 1 == 0x7C00 ? 65536.0f : f16_bits_to_float(static_cast<uint16_t>(code + 1));
+    const float hi =
+        code + 1 == 0x7C00 ? 65536.0f : f16_bits_to_float(static_cast<uint16_t>(code + 1));
     const float mid = lo + (hi - lo) / 2;
     for (float v : {mid, std::nextafter(mid, 0.0f), std::nextafter(mid, INFINITY)}) {
       for (float s : {v, -v}) {
@@ -60,7 +61,8 @@ TEST(BFloat16, EveryCodeRoundTripsAndMidpointsRoundToEven) {
     if (std::isnan(mid) || std::isinf(mid)) continue;
     const uint16_t want = (code & 1u) ? static_cast<uint16_t>(code + 1) : b;
     ASSERT_EQ(float_to_bf16_bits(mid), want) << code;
-    ASSERT_EQ(float_to_bf16_bits(bits_float(mid_bits + 1)), static_cast<uint16_t>(code + 1)) << code;
+    ASSERT_EQ(float_to_bf16_bits(bits_float(mid_bits + 1)), static_cast<uint16_t>(code + 1))
+        << code;
     ASSERT_EQ(float_to_bf16_bits(bits_float(mid_bits - 1)), b) << code;
   }
 }
@@ -108,7 +110,9 @@ TEST_P(Float8, EveryCodeDecodesRoundTripsAndRoundsMidpointsToEven) {
     // Midpoint to the next larger magnitude: ties to even; a float off the tie goes its way.
     const uint8_t next = static_cast<uint8_t>(code + 1);
     const float next_value = fmt.decode(next);
-    if ((c & 0x7F) == 0x7F || std::isnan(next_value) || std::isinf(next_value) || (next & 0x7F) == 0) continue;
+    if ((c & 0x7F) == 0x7F || std::isnan(next_value) || std::isinf(next_value) ||
+        (next & 0x7F) == 0)
+      continue;
     const float mid = got + (next_value - got) / 2;
     ASSERT_EQ(fmt.encode(mid), (c & 1) ? next : code) << fmt.name << " midpoint after code " << c;
     ASSERT_EQ(fmt.encode(std::nextafter(mid, got)), code) << fmt.name;
@@ -117,8 +121,10 @@ TEST_P(Float8, EveryCodeDecodesRoundTripsAndRoundsMidpointsToEven) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Formats, Float8,
-                         ::testing::Values(Fp8Format{"e4m3fn", 4, 7, false, e4m3_bits_to_float, float_to_e4m3_bits, 448.0f},
-                                           Fp8Format{"e5m2", 5, 15, true, e5m2_bits_to_float, float_to_e5m2_bits, 57344.0f}));
+                         ::testing::Values(Fp8Format{"e4m3fn", 4, 7, false, e4m3_bits_to_float,
+                                                     float_to_e4m3_bits, 448.0f},
+                                           Fp8Format{"e5m2", 5, 15, true, e5m2_bits_to_float,
+                                                     float_to_e5m2_bits, 57344.0f}));
 
 TEST(Float8, SpecialValuesFollowC10) {
   // e4m3fn: no infinities; [448, 464] -> 448, above the halfway point to 480 -> NaN, inf -> NaN.

@@ -25,12 +25,14 @@ struct Tally {
   int cases = 0;
   int skipped_elements = 0;
   ~Tally() {
-    std::printf("[golden] %s: checked %d cases bit-exact (%d platform-specific elements excluded)\n", file.c_str(),
-                cases, skipped_elements);
+    std::printf(
+        "[golden] %s: checked %d cases bit-exact (%d platform-specific elements excluded)\n",
+        file.c_str(), cases, skipped_elements);
   }
 };
 
-void expect_quantized(const json& c, const QTensor& q, const Tensor& x, double scale_for_platform, Tally& tally) {
+void expect_quantized(const json& c, const QTensor& q, const Tensor& x, double scale_for_platform,
+                      Tally& tally) {
   const Tensor want_q = golden_tensor(c["int_repr"]);
   const Tensor want_y = golden_tensor(c["dequant"]);
   const Tensor got_q = q.int_repr();
@@ -43,11 +45,12 @@ void expect_quantized(const json& c, const QTensor& q, const Tensor& x, double s
       ++tally.skipped_elements;
       continue;
     }
-    if (int_at(got_q, i) != int_at(want_q, i) || !same_float(got_y.data<float>()[i], want_y.data<float>()[i])) {
+    if (int_at(got_q, i) != int_at(want_q, i) ||
+        !same_float(got_y.data<float>()[i], want_y.data<float>()[i])) {
       if (++mismatches <= 3) {
-        ADD_FAILURE() << c["id"] << " element " << i << ": x=" << x.data<float>()[i] << " q=" << int_at(got_q, i)
-                      << " want " << int_at(want_q, i) << ", y=" << got_y.data<float>()[i] << " want "
-                      << want_y.data<float>()[i];
+        ADD_FAILURE() << c["id"] << " element " << i << ": x=" << x.data<float>()[i]
+                      << " q=" << int_at(got_q, i) << " want " << int_at(want_q, i)
+                      << ", y=" << got_y.data<float>()[i] << " want " << want_y.data<float>()[i];
       }
     }
   }
@@ -63,7 +66,8 @@ TEST(golden, QuantizePerTensor) {
     const Tensor x = golden_tensor(c["x"]);
     const DType dtype = torch_dtype(c["dtype"]);
     if (!c.value("raises", json()).is_null()) {
-      EXPECT_THROW(quantize_per_tensor(x, c["scale"].get<double>(), c["zero_point"], dtype), Error) << c["id"];
+      EXPECT_THROW(quantize_per_tensor(x, c["scale"].get<double>(), c["zero_point"], dtype), Error)
+          << c["id"];
       ++tally.cases;
       continue;
     }
@@ -102,7 +106,8 @@ TEST(golden, QuantizePerTensorDynamic) {
     const QEngine engine = c["engine"] == "qnnpack" ? QEngine::kQNNPACK : QEngine::kOneDNN;
     const DType dtype = torch_dtype(c["dtype"]);
     if (!c["raises"].is_null()) {
-      EXPECT_THROW(quantize_per_tensor_dynamic(x, dtype, c["reduce_range"], engine), Error) << c["id"];
+      EXPECT_THROW(quantize_per_tensor_dynamic(x, dtype, c["reduce_range"], engine), Error)
+          << c["id"];
       ++tally.cases;
       continue;
     }
@@ -115,7 +120,8 @@ TEST(golden, QuantizePerTensorDynamic) {
   EXPECT_EQ(tally.cases, g["num_cases"].get<int>());
 }
 
-void expect_floats(const json& c, const char* field, const Tensor& got, const Tensor& x, double scale, int& skipped) {
+void expect_floats(const json& c, const char* field, const Tensor& got, const Tensor& x,
+                   double scale, int& skipped) {
   const Tensor want = golden_tensor(c[field]);
   ASSERT_EQ(got.numel(), want.numel()) << c["id"] << " " << field;
   const bool platform = c.value("platform_dependent", false);
@@ -126,20 +132,22 @@ void expect_floats(const json& c, const char* field, const Tensor& got, const Te
       continue;
     }
     if (!same_float(got.data<float>()[i], want.data<float>()[i]) && ++mismatches <= 3) {
-      ADD_FAILURE() << c["id"] << " " << field << "[" << i << "]: x=" << x.data<float>()[i] << " got "
-                    << got.data<float>()[i] << " want " << want.data<float>()[i];
+      ADD_FAILURE() << c["id"] << " " << field << "[" << i << "]: x=" << x.data<float>()[i]
+                    << " got " << got.data<float>()[i] << " want " << want.data<float>()[i];
     }
   }
   EXPECT_EQ(mismatches, 0) << c["id"] << " " << field;
 }
 
 /// |got - want| <= 1e-5 * max(1, bound), bound >= sum of |terms| of torch's float32 reduction.
-void expect_sum_close(const json& c, const char* field, const Tensor& got, const std::vector<double>& bound) {
+void expect_sum_close(const json& c, const char* field, const Tensor& got,
+                      const std::vector<double>& bound) {
   const Tensor want = golden_tensor(c[field]);
   ASSERT_EQ(got.numel(), want.numel());
   for (int64_t i = 0; i < want.numel(); ++i) {
     const double tol = 1e-5 * std::max(1.0, bound[static_cast<size_t>(i)]);
-    EXPECT_NEAR(got.data<float>()[i], want.data<float>()[i], tol) << c["id"] << " " << field << "[" << i << "]";
+    EXPECT_NEAR(got.data<float>()[i], want.data<float>()[i], tol)
+        << c["id"] << " " << field << "[" << i << "]";
   }
 }
 
@@ -161,15 +169,18 @@ TEST(golden, FakeQuantize) {
       const bool per_tensor = op == "fake_quantize_per_tensor_affine";
       if (!c.value("raises", json()).is_null()) {
         if (per_tensor) {
-          EXPECT_THROW(fake_quantize_per_tensor_affine(x, c["scale"], c["zero_point"], qmin, qmax), Error);
+          EXPECT_THROW(fake_quantize_per_tensor_affine(x, c["scale"], c["zero_point"], qmin, qmax),
+                       Error);
         }
         ++tally.cases;
         continue;
       }
       const FakeQuantized fq =
-          per_tensor ? fake_quantize_per_tensor_affine(x, c["scale"].get<double>(), c["zero_point"], qmin, qmax)
-                     : fake_quantize_per_channel_affine(x, golden_tensor(c["scale"]), golden_tensor(c["zero_point"]),
-                                                        c["axis"], qmin, qmax);
+          per_tensor ? fake_quantize_per_tensor_affine(x, c["scale"].get<double>(), c["zero_point"],
+                                                       qmin, qmax)
+                     : fake_quantize_per_channel_affine(x, golden_tensor(c["scale"]),
+                                                        golden_tensor(c["zero_point"]), c["axis"],
+                                                        qmin, qmax);
       const double scale = per_tensor ? c["scale"].get<double>() : 1e-30;
       expect_floats(c, "y", fq.output, x, scale, tally.skipped_elements);
       expect_floats(c, "dx", fake_quantize_backward(dy, fq.mask), x, scale, tally.skipped_elements);
@@ -182,7 +193,8 @@ TEST(golden, FakeQuantize) {
     LearnableFakeQuantGrads r;
     int64_t axis = -1;
     if (op == "_fake_quantize_learnable_per_tensor_affine") {
-      r = fake_quantize_learnable_per_tensor_affine(x, scale.data<float>()[0], zp.data<float>()[0], qmin, qmax, gf, dy);
+      r = fake_quantize_learnable_per_tensor_affine(x, scale.data<float>()[0], zp.data<float>()[0],
+                                                    qmin, qmax, gf, dy);
     } else if (op == "_fake_quantize_learnable_per_channel_affine") {
       axis = c["axis"];
       r = fake_quantize_learnable_per_channel_affine(x, scale, zp, axis, qmin, qmax, gf, dy);
@@ -194,7 +206,8 @@ TEST(golden, FakeQuantize) {
     expect_floats(c, "dx", r.grad_input, x, 1e-30, tally.skipped_elements);
     // Bound each channel's sum of |terms| from above: |dscale_i| <= |dy_i| (qmax - qmin + 1) gf,
     // |dzero_i| <= |dy_i| s gf.
-    std::vector<double> ds_bound(static_cast<size_t>(scale.numel()), 0.0), dz_bound(ds_bound.size(), 0.0);
+    std::vector<double> ds_bound(static_cast<size_t>(scale.numel()), 0.0),
+        dz_bound(ds_bound.size(), 0.0);
     const int64_t channels = scale.numel();
     for (int64_t i = 0; i < x.numel(); ++i) {
       int64_t ch = 0;
@@ -212,8 +225,9 @@ TEST(golden, FakeQuantize) {
     ++tally.cases;
   }
   for (const auto& [op, n] : not_understood) {
-    std::printf("[golden] fake_quant.json: %d cases of op '%s' not understood yet (eager-mode observers)\n", n,
-                op.c_str());
+    std::printf(
+        "[golden] fake_quant.json: %d cases of op '%s' not understood yet (eager-mode observers)\n",
+        n, op.c_str());
   }
 }
 
@@ -223,9 +237,11 @@ TEST(golden, ListsFilesNotCoveredYet) {
   const json manifest = load_golden("MANIFEST.json");
   ASSERT_TRUE(manifest.is_object());
   for (const auto& [file, count] : manifest["files"].items()) {
-    ASSERT_TRUE(std::filesystem::exists(golden_dir() / file)) << "golden file listed in MANIFEST is missing: " << file;
+    ASSERT_TRUE(std::filesystem::exists(golden_dir() / file))
+        << "golden file listed in MANIFEST is missing: " << file;
     if (!covered.count(file)) {
-      std::printf("[golden] %s: %d cases not understood yet by this test binary\n", file.c_str(), count.get<int>());
+      std::printf("[golden] %s: %d cases not understood yet by this test binary\n", file.c_str(),
+                  count.get<int>());
     }
   }
 }

@@ -34,8 +34,10 @@ Result run(const Tensor& x, const AffineSpec& spec) {
 
 TEST(Kernels, EveryIsaMatchesTheReferenceBitForBit) {
   IsaGuard guard;
-  const std::vector<Shape> shapes = {{1, 1}, {3, 7}, {5, 33}, {2, 64}, {7, 129}, {4, 1000}, {1, 4097}, {3, 2, 45}};
-  const std::vector<DType> dtypes = {DType::kInt8, DType::kUInt8, DType::kInt4, DType::kUInt4, DType::kInt2, DType::kUInt2};
+  const std::vector<Shape> shapes = {{1, 1},   {3, 7},    {5, 33},   {2, 64},
+                                     {7, 129}, {4, 1000}, {1, 4097}, {3, 2, 45}};
+  const std::vector<DType> dtypes = {DType::kInt8,  DType::kUInt8, DType::kInt4,
+                                     DType::kUInt4, DType::kInt2,  DType::kUInt2};
   const std::vector<int64_t> groups = {0, 16, 32, 64, 128, 7};
   int compared = 0;
   for (size_t s = 0; s < shapes.size(); ++s) {
@@ -46,7 +48,8 @@ TEST(Kernels, EveryIsaMatchesTheReferenceBitForBit) {
     for (DType dtype : dtypes) {
       for (int64_t g : groups) {
         for (bool asym : {false, true}) {
-          AffineSpec spec = AffineSpec::for_dtype(dtype, g ? Granularity::per_group(g) : Granularity::per_axis(0));
+          AffineSpec spec = AffineSpec::for_dtype(
+              dtype, g ? Granularity::per_group(g) : Granularity::per_axis(0));
           if (!dtype_info(dtype).is_signed && !asym) continue;
           spec.mapping = asym ? MappingType::kAsymmetric : MappingType::kSymmetric;
           spec.zero_point_domain = asym ? ZeroPointDomain::kInt : ZeroPointDomain::kNone;
@@ -55,9 +58,11 @@ TEST(Kernels, EveryIsaMatchesTheReferenceBitForBit) {
           for (Isa isa : supported_isas()) {
             set_active_isa(isa);
             const Result got = run(x, spec);
-            ASSERT_EQ(got.codes, want.codes) << isa_name(isa) << " " << spec.to_string() << shape_to_string(shapes[s]);
+            ASSERT_EQ(got.codes, want.codes)
+                << isa_name(isa) << " " << spec.to_string() << shape_to_string(shapes[s]);
             ASSERT_EQ(got.scales, want.scales) << isa_name(isa) << " " << spec.to_string();
-            ASSERT_EQ(0, std::memcmp(got.dequant.data(), want.dequant.data(), want.dequant.size() * 4))
+            ASSERT_EQ(0,
+                      std::memcmp(got.dequant.data(), want.dequant.data(), want.dequant.size() * 4))
                 << isa_name(isa) << " " << spec.to_string() << shape_to_string(shapes[s]);
             ++compared;
           }
@@ -65,7 +70,8 @@ TEST(Kernels, EveryIsaMatchesTheReferenceBitForBit) {
       }
     }
   }
-  std::printf("compared %d (shape, dtype, group, mapping, isa) combinations; levels here:", compared);
+  std::printf("compared %d (shape, dtype, group, mapping, isa) combinations; levels here:",
+              compared);
   for (Isa isa : supported_isas()) std::printf(" %s", std::string(isa_name(isa)).c_str());
   std::printf("\n");
 }

@@ -1,8 +1,8 @@
 #include <gtest/gtest.h>
 
+#include <unistd.h>
 #include <fstream>
 #include <nlohmann/json.hpp>
-#include <unistd.h>
 
 #include "quantkit/io/safetensors.h"
 #include "test_util.h"
@@ -18,13 +18,15 @@ using testing::temp_path;
 std::string make_file(const nlohmann::json& header, const std::string& data) {
   const std::string text = header.dump();
   std::string out(8, '\0');
-  for (int i = 0; i < 8; ++i) out[static_cast<size_t>(i)] = static_cast<char>((text.size() >> (8 * i)) & 0xFF);
+  for (int i = 0; i < 8; ++i)
+    out[static_cast<size_t>(i)] = static_cast<char>((text.size() >> (8 * i)) & 0xFF);
   return out + text + data;
 }
 
 void expect_format_error(const std::string& bytes, const std::string& needle) {
   auto owner = std::make_shared<std::string>(bytes);
-  const std::span<const uint8_t> span(reinterpret_cast<const uint8_t*>(owner->data()), owner->size());
+  const std::span<const uint8_t> span(reinterpret_cast<const uint8_t*>(owner->data()),
+                                      owner->size());
   try {
     SafetensorsFile::parse(owner, span, "test.safetensors");
     ADD_FAILURE() << "accepted a malformed file; expected an error mentioning '" << needle << "'";
@@ -42,29 +44,42 @@ TEST(Safetensors, RejectsMalformedFilesWithSpecificMessages) {
   std::string not_json = make_file(json::object(), "");
   not_json[8] = '[';
   expect_format_error(not_json, "JSON");
-  expect_format_error(make_file({{"a", {{"dtype", "Q9"}, {"shape", {4}}, {"data_offsets", {0, 16}}}}}, data),
-                      "unsupported safetensors dtype");
-  expect_format_error(make_file({{"a", {{"dtype", "F32"}, {"shape", {4}}, {"data_offsets", {0, 32}}}}}, data),
-                      "outside the data section");
-  expect_format_error(make_file({{"a", {{"dtype", "F32"}, {"shape", {3}}, {"data_offsets", {0, 16}}}}}, data),
-                      "needs 12 bytes");
-  expect_format_error(make_file({{"a", {{"dtype", "F32"}, {"shape", {-1}}, {"data_offsets", {0, 16}}}}}, data),
-                      "must not be negative");
-  expect_format_error(make_file({{"a", {{"dtype", "F32"}, {"shape", {1LL << 40, 1LL << 40}}, {"data_offsets", {0, 16}}}}}, data),
-                      "more elements than int64");
-  expect_format_error(make_file({{"a", {{"dtype", "F32"}, {"shape", {1LL << 30, 1LL << 30}}, {"data_offsets", {0, 16}}}}}, data),
-                      "larger than the file");
-  expect_format_error(make_file({{"a", {{"dtype", "F32"}, {"shape", {4}}, {"data_offsets", {0, 16}}}},
-                                 {"b", {{"dtype", "F32"}, {"shape", {2}}, {"data_offsets", {8, 16}}}}},
-                                data),
-                      "overlap");
-  expect_format_error(make_file({{"a", {{"dtype", "F32"}, {"shape", {4}}, {"data_offsets", {16, 0}}}}}, data),
-                      "outside the data section");
+  expect_format_error(
+      make_file({{"a", {{"dtype", "Q9"}, {"shape", {4}}, {"data_offsets", {0, 16}}}}}, data),
+      "unsupported safetensors dtype");
+  expect_format_error(
+      make_file({{"a", {{"dtype", "F32"}, {"shape", {4}}, {"data_offsets", {0, 32}}}}}, data),
+      "outside the data section");
+  expect_format_error(
+      make_file({{"a", {{"dtype", "F32"}, {"shape", {3}}, {"data_offsets", {0, 16}}}}}, data),
+      "needs 12 bytes");
+  expect_format_error(
+      make_file({{"a", {{"dtype", "F32"}, {"shape", {-1}}, {"data_offsets", {0, 16}}}}}, data),
+      "must not be negative");
+  expect_format_error(
+      make_file(
+          {{"a", {{"dtype", "F32"}, {"shape", {1LL << 40, 1LL << 40}}, {"data_offsets", {0, 16}}}}},
+          data),
+      "more elements than int64");
+  expect_format_error(
+      make_file(
+          {{"a", {{"dtype", "F32"}, {"shape", {1LL << 30, 1LL << 30}}, {"data_offsets", {0, 16}}}}},
+          data),
+      "larger than the file");
+  expect_format_error(
+      make_file({{"a", {{"dtype", "F32"}, {"shape", {4}}, {"data_offsets", {0, 16}}}},
+                 {"b", {{"dtype", "F32"}, {"shape", {2}}, {"data_offsets", {8, 16}}}}},
+                data),
+      "overlap");
+  expect_format_error(
+      make_file({{"a", {{"dtype", "F32"}, {"shape", {4}}, {"data_offsets", {16, 0}}}}}, data),
+      "outside the data section");
   expect_format_error(make_file({{"__metadata__", {{"k", 1}}}}, ""), "must be a string");
   expect_format_error(make_file({{"a", {{"dtype", "F32"}, {"shape", {4}}}}}, data), "data_offsets");
   std::string deep(8, '\0');
   const std::string nested = std::string(5000, '[') + std::string(5000, ']');
-  for (int i = 0; i < 8; ++i) deep[static_cast<size_t>(i)] = static_cast<char>((nested.size() >> (8 * i)) & 0xFF);
+  for (int i = 0; i < 8; ++i)
+    deep[static_cast<size_t>(i)] = static_cast<char>((nested.size() >> (8 * i)) & 0xFF);
   expect_format_error(deep + nested, "nested deeper");
 }
 
@@ -72,8 +87,10 @@ TEST(Safetensors, WritesAndReadsBackEveryDtypeAndQTensorsBitForBit) {
   const fs::path path = temp_path("roundtrip.safetensors");
   const Tensor f32 = random_tensor({3, 5}, 1);
   const Tensor bf16 = f32.to(DType::kBFloat16);
-  const Tensor i64 = Tensor::from_values<int64_t>(std::vector<int64_t>{1, -2, 3}, {3}, DType::kInt64);
-  const QTensor q4 = quantize(random_tensor({6, 50}, 2), AffineSpec::for_dtype(DType::kInt4, Granularity::per_group(32)));
+  const Tensor i64 =
+      Tensor::from_values<int64_t>(std::vector<int64_t>{1, -2, 3}, {3}, DType::kInt64);
+  const QTensor q4 = quantize(random_tensor({6, 50}, 2),
+                              AffineSpec::for_dtype(DType::kInt4, Granularity::per_group(32)));
   AffineSpec asym = AffineSpec::for_dtype(DType::kUInt8, Granularity::per_axis(0));
   const QTensor q8 = quantize(random_tensor({4, 9}, 3), asym);
   const QTensor qf8 = quantize(random_tensor({4, 9}, 4), AffineSpec::for_dtype(DType::kFloat8E4M3));
@@ -88,19 +105,23 @@ TEST(Safetensors, WritesAndReadsBackEveryDtypeAndQTensorsBitForBit) {
   writer.write(path);
 
   const Checkpoint ckpt = Checkpoint::open(path);
-  EXPECT_EQ(ckpt.names(), (std::vector<std::string>{"ids", "layer.q4", "layer.q8", "layer.qf8", "w.bf16", "w.f32"}));
+  EXPECT_EQ(ckpt.names(), (std::vector<std::string>{"ids", "layer.q4", "layer.q8", "layer.qf8",
+                                                    "w.bf16", "w.f32"}));
   EXPECT_EQ(ckpt.metadata().at("format"), "pt");
   const Tensor f32_back = ckpt.tensor("w.f32");
   EXPECT_TRUE(f32_back.is_view());
   EXPECT_EQ(0, std::memcmp(f32_back.bytes(), f32.bytes(), static_cast<size_t>(f32.nbytes())));
-  EXPECT_EQ(0, std::memcmp(ckpt.tensor("w.bf16").bytes(), bf16.bytes(), static_cast<size_t>(bf16.nbytes())));
+  EXPECT_EQ(0, std::memcmp(ckpt.tensor("w.bf16").bytes(), bf16.bytes(),
+                           static_cast<size_t>(bf16.nbytes())));
   EXPECT_EQ(ckpt.tensor("ids").data<int64_t>()[1], -2);
-  for (const auto& [name, q] : {std::pair{"layer.q4", q4}, std::pair{"layer.q8", q8}, std::pair{"layer.qf8", qf8}}) {
+  for (const auto& [name, q] :
+       {std::pair{"layer.q4", q4}, std::pair{"layer.q8", q8}, std::pair{"layer.qf8", qf8}}) {
     ASSERT_TRUE(ckpt.is_quantized(name));
     const QTensor back = ckpt.qtensor(name);
     EXPECT_EQ(back.shape(), q.shape());
     EXPECT_EQ(back.scheme().block_size, q.scheme().block_size);
-    EXPECT_EQ(0, std::memcmp(back.data().bytes(), q.data().bytes(), static_cast<size_t>(q.data().nbytes())));
+    EXPECT_EQ(0, std::memcmp(back.data().bytes(), q.data().bytes(),
+                             static_cast<size_t>(q.data().nbytes())));
     const Tensor a = back.dequantize(), b = q.dequantize();
     EXPECT_EQ(0, std::memcmp(a.bytes(), b.bytes(), static_cast<size_t>(a.nbytes()))) << name;
   }
@@ -122,7 +143,8 @@ TEST(Safetensors, ReadsShardedCheckpoints) {
   const Checkpoint ckpt = Checkpoint::open(dir);
   EXPECT_EQ(ckpt.names(), (std::vector<std::string>{"x", "y"}));
   EXPECT_EQ(ckpt.tensor("y").shape(), (Shape{3}));
-  std::ofstream(dir / "model.safetensors.index.json") << R"({"weight_map": {"x": "../etc/passwd"}})";
+  std::ofstream(dir / "model.safetensors.index.json")
+      << R"({"weight_map": {"x": "../etc/passwd"}})";
   EXPECT_THROW(Checkpoint::open(dir), FormatError);
   fs::remove_all(dir);
 }

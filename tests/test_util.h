@@ -18,11 +18,13 @@ inline Tensor random_tensor(const Shape& shape, uint32_t seed, float stddev = 1.
 
 inline std::filesystem::path shared_dir() {
   const char* env = std::getenv("QUANTKIT_SHARED_DIR");
-  return env != nullptr && *env != '\0' ? std::filesystem::path(env) : std::filesystem::path(QUANTKIT_DEFAULT_SHARED_DIR);
+  return env != nullptr && *env != '\0' ? std::filesystem::path(env)
+                                        : std::filesystem::path(QUANTKIT_DEFAULT_SHARED_DIR);
 }
 
 inline std::filesystem::path temp_path(const std::string& name) {
-  return std::filesystem::temp_directory_path() / ("quantkit_test_" + std::to_string(::getpid()) + "_" + name);
+  return std::filesystem::temp_directory_path() /
+         ("quantkit_test_" + std::to_string(::getpid()) + "_" + name);
 }
 
 }  // namespace quantkit::testing

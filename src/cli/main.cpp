@@ -17,28 +17,33 @@ int run_inspect(const std::string& path) {
   for (const std::string& name : ckpt.names()) {
     if (ckpt.is_quantized(name)) {
       const QTensor q = ckpt.qtensor(name);
-      table.add({name, q.scheme().describe(q.shape()), shape_to_string(q.shape()), std::to_string(q.nbytes())});
+      table.add({name, q.scheme().describe(q.shape()), shape_to_string(q.shape()),
+                 std::to_string(q.nbytes())});
       total += q.nbytes();
     } else {
       const Tensor t = ckpt.tensor(name);
-      table.add({name, std::string(dtype_name(t.dtype())), shape_to_string(t.shape()), std::to_string(t.nbytes())});
+      table.add({name, std::string(dtype_name(t.dtype())), shape_to_string(t.shape()),
+                 std::to_string(t.nbytes())});
       total += t.nbytes();
     }
   }
   table.separator();
-  table.add({std::to_string(ckpt.names().size()) + " tensors", "", "", std::to_string(total) + " (" + format_bytes(total) + ")"});
+  table.add({std::to_string(ckpt.names().size()) + " tensors", "", "",
+             std::to_string(total) + " (" + format_bytes(total) + ")"});
   table.print(stdout);
   return 0;
 }
 
-int run_quantize(const std::string& input, const std::string& output, const CheckpointQuantOptions& options) {
+int run_quantize(const std::string& input, const std::string& output,
+                 const CheckpointQuantOptions& options) {
   const Checkpoint ckpt = Checkpoint::open(input);
   SafetensorsWriter writer;
   std::vector<TensorReport> reports;
   {
     ProgressBar bar("quantizing");
-    reports = quantize_checkpoint(ckpt, options, writer,
-                                  [&](size_t done, size_t total, const std::string& name) { bar.update(done, total, name); });
+    reports = quantize_checkpoint(
+        ckpt, options, writer,
+        [&](size_t done, size_t total, const std::string& name) { bar.update(done, total, name); });
   }
   writer.write(output);
   Table table({"name", "shape", "scheme", "bytes before", "bytes after", "SQNR dB"},
@@ -47,8 +52,8 @@ int run_quantize(const std::string& input, const std::string& output, const Chec
   double weighted_sqnr = 0.0, min_sqnr = INFINITY;
   int64_t quantized_elements = 0;
   for (const TensorReport& r : reports) {
-    table.add({r.name, shape_to_string(r.shape), r.scheme, std::to_string(r.bytes_before), std::to_string(r.bytes_after),
-               r.quantized ? fixed(r.sqnr_db, 2) : "-"});
+    table.add({r.name, shape_to_string(r.shape), r.scheme, std::to_string(r.bytes_before),
+               std::to_string(r.bytes_after), r.quantized ? fixed(r.sqnr_db, 2) : "-"});
     before += r.bytes_before;
     after += r.bytes_after;
     if (r.quantized) {
@@ -61,13 +66,17 @@ int run_quantize(const std::string& input, const std::string& output, const Chec
     }
   }
   table.separator();
-  const double mean_sqnr = quantized_elements ? weighted_sqnr / static_cast<double>(quantized_elements) : NAN;
-  table.add({"total: " + std::to_string(quantized) + " of " + std::to_string(reports.size()) + " tensors quantized", "", "",
-             format_bytes(before), format_bytes(after), fixed(mean_sqnr, 2)});
+  const double mean_sqnr =
+      quantized_elements ? weighted_sqnr / static_cast<double>(quantized_elements) : NAN;
+  table.add({"total: " + std::to_string(quantized) + " of " + std::to_string(reports.size()) +
+                 " tensors quantized",
+             "", "", format_bytes(before), format_bytes(after), fixed(mean_sqnr, 2)});
   table.print(stdout);
-  std::printf("compression %.2fx; SQNR mean %.2f dB (element-weighted), min %.2f dB; %lld tensors with a partial last group\n",
-              after ? static_cast<double>(before) / static_cast<double>(after) : 0.0, mean_sqnr, min_sqnr,
-              static_cast<long long>(partial));
+  std::printf(
+      "compression %.2fx; SQNR mean %.2f dB (element-weighted), min %.2f dB; %lld tensors with a "
+      "partial last group\n",
+      after ? static_cast<double>(before) / static_cast<double>(after) : 0.0, mean_sqnr, min_sqnr,
+      static_cast<long long>(partial));
   std::printf("wrote %s\n", output.c_str());
   return 0;
 }
@@ -81,27 +90,36 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
 
   std::string inspect_path;
-  CLI::App* inspect = app.add_subcommand("inspect", "List the tensors of a safetensors file or model directory");
+  CLI::App* inspect =
+      app.add_subcommand("inspect", "List the tensors of a safetensors file or model directory");
   inspect->add_option("path", inspect_path, "FILE.safetensors or a model directory")->required();
 
   std::string input, output, weights = "int8";
   CheckpointQuantOptions options;
   bool asymmetric = false, symmetric = false;
-  CLI::App* quant = app.add_subcommand("quantize", "Quantize every floating-point matrix of a checkpoint");
+  CLI::App* quant =
+      app.add_subcommand("quantize", "Quantize every floating-point matrix of a checkpoint");
   quant->add_option("input", input, "FILE.safetensors or a model directory")->required();
   quant->add_option("-o,--output", output, "output .safetensors file")->required();
-  quant->add_option("--weights", weights, "int8 | int4 | int2 | fp8_e4m3 | fp8_e5m2 (also uint8, uint4, uint2)")
+  quant
+      ->add_option("--weights", weights,
+                   "int8 | int4 | int2 | fp8_e4m3 | fp8_e5m2 (also uint8, uint4, uint2)")
       ->capture_default_str();
-  quant->add_option("--group-size", options.group_size, "elements per scale along each row (0 = per channel)")
+  quant
+      ->add_option("--group-size", options.group_size,
+                   "elements per scale along each row (0 = per channel)")
       ->capture_default_str();
   quant->add_flag("--symmetric", symmetric, "symmetric, no zero point (default)");
   quant->add_flag("--asymmetric", asymmetric, "asymmetric with an integer zero point");
-  quant->add_option("--exclude", options.exclude, "regex of tensor names to keep in float (repeatable)");
+  quant->add_option(
+      "--exclude", options.exclude,
+      "keep matching tensors in float: a substring, or a glob such as '*.layer.0.*' (repeatable)");
 
   CLI11_PARSE(app, argc, argv);
   try {
     if (inspect->parsed()) return cli::run_inspect(inspect_path);
-    if (symmetric && asymmetric) throw ValueError("--symmetric and --asymmetric exclude each other");
+    if (symmetric && asymmetric)
+      throw ValueError("--symmetric and --asymmetric exclude each other");
     options.symmetric = !asymmetric;
     options.weights = parse_dtype(weights);
     return cli::run_quantize(input, output, options);

@@ -10,7 +10,8 @@ void Table::print(std::FILE* out) const {
   std::vector<size_t> width(header_.size(), 0);
   for (size_t c = 0; c < header_.size(); ++c) width[c] = header_[c].size();
   for (const auto& row : rows_) {
-    for (size_t c = 0; c < row.size() && c < width.size(); ++c) width[c] = std::max(width[c], row[c].size());
+    for (size_t c = 0; c < row.size() && c < width.size(); ++c)
+      width[c] = std::max(width[c], row[c].size());
   }
   auto print_row = [&](const std::vector<std::string>& row) {
     std::string line;
@@ -36,15 +37,17 @@ void Table::print(std::FILE* out) const {
   }
 }
 
-ProgressBar::ProgressBar(std::string label) : label_(std::move(label)), enabled_(::isatty(STDERR_FILENO) != 0) {}
+ProgressBar::ProgressBar(std::string label)
+    : label_(std::move(label)), enabled_(::isatty(STDERR_FILENO) != 0) {}
 
 void ProgressBar::update(size_t done, size_t total, const std::string& item) {
   if (!enabled_ || total == 0) return;
   constexpr size_t kWidth = 30;
   const size_t filled = done * kWidth / total;
   std::string shown = item.size() > 40 ? "..." + item.substr(item.size() - 37) : item;
-  std::fprintf(stderr, "\r%s [%s%s] %zu/%zu %-40s", label_.c_str(), std::string(filled, '#').c_str(),
-               std::string(kWidth - filled, ' ').c_str(), done, total, shown.c_str());
+  std::fprintf(stderr, "\r%s [%s%s] %zu/%zu %-40s", label_.c_str(),
+               std::string(filled, '#').c_str(), std::string(kWidth - filled, ' ').c_str(), done,
+               total, shown.c_str());
   std::fflush(stderr);
   drawn_ = true;
 }

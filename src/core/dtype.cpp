@@ -86,9 +86,11 @@ DType parse_dtype(std::string_view name) {
     if (alias.name == name) return alias.dtype;
   }
   std::string known;
-  for (const auto& info : kInfos) known += std::string(known.empty() ? "" : ", ") + std::string(info.name);
-  throw DTypeError(detail::concat("unknown dtype '", name, "'; expected one of: ", known,
-                                  " (aliases: fp32, fp16, bf16, fp8_e4m3, fp8_e5m2, qint8, quint8, qint32)"));
+  for (const auto& info : kInfos)
+    known += std::string(known.empty() ? "" : ", ") + std::string(info.name);
+  throw DTypeError(
+      detail::concat("unknown dtype '", name, "'; expected one of: ", known,
+                     " (aliases: fp32, fp16, bf16, fp8_e4m3, fp8_e5m2, qint8, quint8, qint32)"));
 }
 
 int64_t storage_bytes(DType dtype, int64_t numel) {

@@ -13,7 +13,8 @@ void pack_integers(std::span<const int32_t> values, DType dtype, uint8_t* out) {
       std::memcpy(out, values.data(), values.size_bytes());
       return;
     case DType::kInt8:
-      for (int64_t i = 0; i < n; ++i) reinterpret_cast<int8_t*>(out)[i] = static_cast<int8_t>(values[i]);
+      for (int64_t i = 0; i < n; ++i)
+        reinterpret_cast<int8_t*>(out)[i] = static_cast<int8_t>(values[i]);
       return;
     case DType::kUInt8:
       for (int64_t i = 0; i < n; ++i) out[i] = static_cast<uint8_t>(values[i]);

@@ -14,15 +14,25 @@ namespace quantkit {
 
 namespace detail {
 template <>
-bool storage_type_matches<float>(DType d) { return d == DType::kFloat32; }
+bool storage_type_matches<float>(DType d) {
+  return d == DType::kFloat32;
+}
 template <>
-bool storage_type_matches<double>(DType d) { return d == DType::kFloat64; }
+bool storage_type_matches<double>(DType d) {
+  return d == DType::kFloat64;
+}
 template <>
-bool storage_type_matches<int64_t>(DType d) { return d == DType::kInt64; }
+bool storage_type_matches<int64_t>(DType d) {
+  return d == DType::kInt64;
+}
 template <>
-bool storage_type_matches<int32_t>(DType d) { return d == DType::kInt32; }
+bool storage_type_matches<int32_t>(DType d) {
+  return d == DType::kInt32;
+}
 template <>
-bool storage_type_matches<int8_t>(DType d) { return d == DType::kInt8; }
+bool storage_type_matches<int8_t>(DType d) {
+  return d == DType::kInt8;
+}
 template <>
 bool storage_type_matches<uint8_t>(DType d) {
   return d == DType::kUInt8 || d == DType::kBool || is_float8(d) || is_sub_byte(d);
@@ -36,9 +46,10 @@ bool storage_type_matches<uint16_t>(DType d) {
 int64_t shape_numel(const Shape& shape) {
   int64_t n = 1;
   for (int64_t extent : shape) {
-    QK_CHECK(extent >= 0, ShapeError, "negative extent ", extent, " in shape ", shape_to_string(shape));
-    QK_CHECK(extent == 0 || n <= std::numeric_limits<int64_t>::max() / extent, ShapeError,
-             "shape ", shape_to_string(shape), " has more elements than int64 can count");
+    QK_CHECK(extent >= 0, ShapeError, "negative extent ", extent, " in shape ",
+             shape_to_string(shape));
+    QK_CHECK(extent == 0 || n <= std::numeric_limits<int64_t>::max() / extent, ShapeError, "shape ",
+             shape_to_string(shape), " has more elements than int64 can count");
     n *= extent;
   }
   return n;
@@ -65,8 +76,10 @@ Tensor Tensor::empty(Shape shape, DType dtype) {
   const bool huge = padded >= 2 * kHugePage;
   void* raw = huge ? std::aligned_alloc(kHugePage, (padded + kHugePage - 1) / kHugePage * kHugePage)
                    : std::aligned_alloc(64, padded);
-  if (huge && raw != nullptr) ::madvise(raw, (padded + kHugePage - 1) / kHugePage * kHugePage, MADV_HUGEPAGE);
-  QK_CHECK(raw != nullptr, Error, "out of memory allocating ", format_bytes(static_cast<int64_t>(padded)));
+  if (huge && raw != nullptr)
+    ::madvise(raw, (padded + kHugePage - 1) / kHugePage * kHugePage, MADV_HUGEPAGE);
+  QK_CHECK(raw != nullptr, Error, "out of memory allocating ",
+           format_bytes(static_cast<int64_t>(padded)));
   t.data_ = std::shared_ptr<uint8_t>(static_cast<uint8_t*>(raw), [](uint8_t* p) { std::free(p); });
   return t;
 }
@@ -79,11 +92,11 @@ Tensor Tensor::zeros(Shape shape, DType dtype) {
 
 template <typename T>
 Tensor Tensor::from_values(std::span<const T> values, Shape shape, DType dtype) {
-  QK_CHECK(detail::storage_type_matches<T>(dtype), DTypeError, "from_values: element type does not match dtype ",
-           dtype_name(dtype));
+  QK_CHECK(detail::storage_type_matches<T>(dtype), DTypeError,
+           "from_values: element type does not match dtype ", dtype_name(dtype));
   Tensor t = empty(std::move(shape), dtype);
-  QK_CHECK(static_cast<int64_t>(values.size_bytes()) == t.nbytes(), ShapeError, "from_values: ",
-           values.size(), " values given for shape ", shape_to_string(t.shape()));
+  QK_CHECK(static_cast<int64_t>(values.size_bytes()) == t.nbytes(), ShapeError,
+           "from_values: ", values.size(), " values given for shape ", shape_to_string(t.shape()));
   if (!values.empty()) std::memcpy(t.data_.get(), values.data(), values.size_bytes());
   return t;
 }
@@ -109,8 +122,8 @@ Tensor Tensor::view(std::shared_ptr<const void> owner, std::span<const uint8_t> 
   t.dtype_set_ = true;
   t.is_view_ = true;
   QK_CHECK(static_cast<int64_t>(bytes.size()) == t.nbytes(), ShapeError, "view: ", bytes.size(),
-           " bytes cannot hold ", dtype_name(dtype), shape_to_string(t.shape_), " (needs ", t.nbytes(),
-           " bytes)");
+           " bytes cannot hold ", dtype_name(dtype), shape_to_string(t.shape_), " (needs ",
+           t.nbytes(), " bytes)");
   // Aliasing constructor: shares ownership with `owner`, points at the view's first byte. The
   // mapping is private copy-on-write, so writes through a view never reach the file.
   t.data_ = std::shared_ptr<uint8_t>(std::const_pointer_cast<void>(owner),
@@ -121,8 +134,8 @@ Tensor Tensor::view(std::shared_ptr<const void> owner, std::span<const uint8_t> 
 int64_t Tensor::size(int64_t d) const {
   const int64_t rank = dim();
   const int64_t index = d < 0 ? d + rank : d;
-  QK_CHECK(index >= 0 && index < rank, ShapeError, "dimension ", d, " out of range for a tensor of rank ",
-           rank);
+  QK_CHECK(index >= 0 && index < rank, ShapeError, "dimension ", d,
+           " out of range for a tensor of rank ", rank);
   return shape_[static_cast<size_t>(index)];
 }
 
@@ -143,8 +156,8 @@ Tensor Tensor::reshape(Shape shape) const {
              shape_to_string(shape), " for ", numel_, " elements");
     shape[static_cast<size_t>(inferred)] = numel_ / known;
   }
-  QK_CHECK(shape_numel(shape) == numel_, ShapeError, "reshape: ", shape_to_string(shape_), " (", numel_,
-           " elements) cannot become ", shape_to_string(shape));
+  QK_CHECK(shape_numel(shape) == numel_, ShapeError, "reshape: ", shape_to_string(shape_), " (",
+           numel_, " elements) cannot become ", shape_to_string(shape));
   Tensor t = *this;
   t.shape_ = std::move(shape);
   return t;
@@ -157,20 +170,31 @@ Tensor Tensor::clone() const {
 }
 
 float Tensor::value_as_float(int64_t i) const {
-  QK_CHECK(i >= 0 && i < numel_, ShapeError, "index ", i, " out of range for ", numel_, " elements");
+  QK_CHECK(i >= 0 && i < numel_, ShapeError, "index ", i, " out of range for ", numel_,
+           " elements");
   const uint8_t* p = data_.get();
   switch (dtype_) {
-    case DType::kFloat32: return reinterpret_cast<const float*>(p)[i];
-    case DType::kFloat64: return static_cast<float>(reinterpret_cast<const double*>(p)[i]);
-    case DType::kFloat16: return f16_bits_to_float(reinterpret_cast<const uint16_t*>(p)[i]);
-    case DType::kBFloat16: return bf16_bits_to_float(reinterpret_cast<const uint16_t*>(p)[i]);
-    case DType::kFloat8E4M3: return e4m3_bits_to_float(p[i]);
-    case DType::kFloat8E5M2: return e5m2_bits_to_float(p[i]);
-    case DType::kInt64: return static_cast<float>(reinterpret_cast<const int64_t*>(p)[i]);
-    case DType::kInt32: return static_cast<float>(reinterpret_cast<const int32_t*>(p)[i]);
-    case DType::kInt8: return reinterpret_cast<const int8_t*>(p)[i];
+    case DType::kFloat32:
+      return reinterpret_cast<const float*>(p)[i];
+    case DType::kFloat64:
+      return static_cast<float>(reinterpret_cast<const double*>(p)[i]);
+    case DType::kFloat16:
+      return f16_bits_to_float(reinterpret_cast<const uint16_t*>(p)[i]);
+    case DType::kBFloat16:
+      return bf16_bits_to_float(reinterpret_cast<const uint16_t*>(p)[i]);
+    case DType::kFloat8E4M3:
+      return e4m3_bits_to_float(p[i]);
+    case DType::kFloat8E5M2:
+      return e5m2_bits_to_float(p[i]);
+    case DType::kInt64:
+      return static_cast<float>(reinterpret_cast<const int64_t*>(p)[i]);
+    case DType::kInt32:
+      return static_cast<float>(reinterpret_cast<const int32_t*>(p)[i]);
+    case DType::kInt8:
+      return reinterpret_cast<const int8_t*>(p)[i];
     case DType::kUInt8:
-    case DType::kBool: return p[i];
+    case DType::kBool:
+      return p[i];
     case DType::kInt4:
     case DType::kUInt4:
     case DType::kInt2:
@@ -193,10 +217,12 @@ void float_to_dtype(const float* in, int64_t n, DType dtype, uint8_t* out) {
       for (int64_t i = 0; i < n; ++i) reinterpret_cast<double*>(out)[i] = in[i];
       return;
     case DType::kFloat16:
-      for (int64_t i = 0; i < n; ++i) reinterpret_cast<uint16_t*>(out)[i] = float_to_f16_bits(in[i]);
+      for (int64_t i = 0; i < n; ++i)
+        reinterpret_cast<uint16_t*>(out)[i] = float_to_f16_bits(in[i]);
       return;
     case DType::kBFloat16:
-      for (int64_t i = 0; i < n; ++i) reinterpret_cast<uint16_t*>(out)[i] = float_to_bf16_bits(in[i]);
+      for (int64_t i = 0; i < n; ++i)
+        reinterpret_cast<uint16_t*>(out)[i] = float_to_bf16_bits(in[i]);
       return;
     case DType::kFloat8E4M3:
       for (int64_t i = 0; i < n; ++i) out[i] = float_to_e4m3_bits(in[i]);
@@ -205,8 +231,9 @@ void float_to_dtype(const float* in, int64_t n, DType dtype, uint8_t* out) {
       for (int64_t i = 0; i < n; ++i) out[i] = float_to_e5m2_bits(in[i]);
       return;
     default:
-      throw DTypeError(detail::concat("Tensor::to: converting floats to ", dtype_name(dtype),
-                                      " is quantization; use quantkit::quantize with an AffineSpec"));
+      throw DTypeError(
+          detail::concat("Tensor::to: converting floats to ", dtype_name(dtype),
+                         " is quantization; use quantkit::quantize with an AffineSpec"));
   }
 }
 
@@ -217,7 +244,8 @@ Tensor Tensor::to(DType dtype) const {
   if (dtype == dtype_) return *this;
   Tensor out = empty(shape_, dtype);
   if (dtype_ == DType::kFloat64 && dtype == DType::kFloat32) {
-    for (int64_t i = 0; i < numel_; ++i) out.data<float>()[i] = static_cast<float>(data<double>()[i]);
+    for (int64_t i = 0; i < numel_; ++i)
+      out.data<float>()[i] = static_cast<float>(data<double>()[i]);
     return out;
   }
   if (dtype_ == DType::kFloat32) {

@@ -13,24 +13,6 @@ namespace fs = std::filesystem;
 
 constexpr const char* kQTensorKeyPrefix = "quantkit.qtensor.";
 
-const char* domain_name(ZeroPointDomain d) {
-  switch (d) {
-    case ZeroPointDomain::kInt: return "int";
-    case ZeroPointDomain::kFloat: return "float";
-    case ZeroPointDomain::kNone: return "none";
-  }
-  return "none";
-}
-
-const char* mapping_name(MappingType m) {
-  switch (m) {
-    case MappingType::kSymmetric: return "symmetric";
-    case MappingType::kSymmetricNoClippingError: return "symmetric_no_clipping_err";
-    case MappingType::kAsymmetric: return "asymmetric";
-  }
-  return "asymmetric";
-}
-
 std::vector<std::string> shard_files(const fs::path& index_path) {
   std::ifstream in(index_path);
   QK_CHECK(in.good(), IoError, "cannot read '", index_path.string(), "'");
@@ -42,14 +24,16 @@ std::vector<std::string> shard_files(const fs::path& index_path) {
   } catch (const json::exception& err) {
     throw FormatError(detail::concat(index_path.string(), ": not valid JSON: ", err.what()));
   }
-  QK_CHECK(index.is_object() && index.contains("weight_map") && index["weight_map"].is_object(), FormatError,
-           index_path.string(), ": expected an object with a 'weight_map' object");
+  QK_CHECK(index.is_object() && index.contains("weight_map") && index["weight_map"].is_object(),
+           FormatError, index_path.string(), ": expected an object with a 'weight_map' object");
   std::vector<std::string> files;
   for (const auto& [name, file] : index["weight_map"].items()) {
-    QK_CHECK(file.is_string(), FormatError, index_path.string(), ": weight_map['", name, "'] must be a file name");
+    QK_CHECK(file.is_string(), FormatError, index_path.string(), ": weight_map['", name,
+             "'] must be a file name");
     const std::string f = file.get<std::string>();
     QK_CHECK(!f.empty() && f.find('/') == std::string::npos && f != "." && f != "..", FormatError,
-             index_path.string(), ": shard name '", f, "' must be a plain file name in the same directory");
+             index_path.string(), ": shard name '", f,
+             "' must be a plain file name in the same directory");
     if (std::find(files.begin(), files.end(), f) == files.end()) files.push_back(f);
   }
   return files;
@@ -77,11 +61,13 @@ Checkpoint Checkpoint::open(const fs::path& path) {
     const SafetensorsFile& file = ckpt.files_.back();
     for (const TensorEntry& e : file.entries()) {
       const bool fresh = ckpt.file_of_name_.emplace(e.name, ckpt.files_.size() - 1).second;
-      QK_CHECK(fresh, FormatError, "tensor '", e.name, "' appears in more than one shard (", p.string(), ")");
+      QK_CHECK(fresh, FormatError, "tensor '", e.name, "' appears in more than one shard (",
+               p.string(), ")");
     }
     for (const auto& [k, v] : file.metadata()) {
       ckpt.metadata_[k] = v;
-      if (k.rfind(kQTensorKeyPrefix, 0) == 0) ckpt.qtensor_meta_[k.substr(std::string(kQTensorKeyPrefix).size())] = v;
+      if (k.rfind(kQTensorKeyPrefix, 0) == 0)
+        ckpt.qtensor_meta_[k.substr(std::string(kQTensorKeyPrefix).size())] = v;
     }
   }
   return ckpt;
@@ -105,7 +91,9 @@ std::vector<std::string> Checkpoint::names() const {
   return out;
 }
 
-bool Checkpoint::is_quantized(const std::string& name) const { return qtensor_meta_.count(name) > 0; }
+bool Checkpoint::is_quantized(const std::string& name) const {
+  return qtensor_meta_.count(name) > 0;
+}
 
 const SafetensorsFile& Checkpoint::file_of(const std::string& stored_name) const {
   const auto it = file_of_name_.find(stored_name);
@@ -114,13 +102,15 @@ const SafetensorsFile& Checkpoint::file_of(const std::string& stored_name) const
 }
 
 Tensor Checkpoint::tensor(const std::string& name) const {
-  QK_CHECK(!is_quantized(name), DTypeError, "'", name, "' is a quantized tensor; load it with qtensor()");
+  QK_CHECK(!is_quantized(name), DTypeError, "'", name,
+           "' is a quantized tensor; load it with qtensor()");
   return file_of(name).tensor(name);
 }
 
 QTensor Checkpoint::qtensor(const std::string& name) const {
   const auto it = qtensor_meta_.find(name);
-  QK_CHECK(it != qtensor_meta_.end(), Error, "checkpoint has no quantized tensor named '", name, "'");
+  QK_CHECK(it != qtensor_meta_.end(), Error, "checkpoint has no quantized tensor named '", name,
+           "'");
   json meta;
   try {
     meta = json::parse(it->second);
@@ -130,42 +120,41 @@ QTensor Checkpoint::qtensor(const std::string& name) const {
     scheme.block_size = meta.at("block_size").get<Shape>();
     scheme.quant_min = meta.at("quant_min").get<int64_t>();
     scheme.quant_max = meta.at("quant_max").get<int64_t>();
-    const std::string domain = meta.at("zero_point_domain").get<std::string>();
-    scheme.zero_point_domain = domain == "int" ? ZeroPointDomain::kInt
-                               : domain == "float" ? ZeroPointDomain::kFloat
-                                                   : ZeroPointDomain::kNone;
-    QK_CHECK(domain == "int" || domain == "float" || domain == "none", FormatError, "zero_point_domain '", domain,
-             "' is not int, float or none");
-    const std::string mapping = meta.value("mapping", "asymmetric");
-    scheme.mapping = mapping == "symmetric" ? MappingType::kSymmetric
-                     : mapping == "symmetric_no_clipping_err" ? MappingType::kSymmetricNoClippingError
-                                                              : MappingType::kAsymmetric;
+    scheme.zero_point_domain =
+        parse_zero_point_domain(meta.at("zero_point_domain").get<std::string>());
+    scheme.mapping = parse_mapping_type(meta.value("mapping", "asymmetric"));
     Tensor stored = file_of(name + ".qdata").tensor(name + ".qdata");
     const int64_t numel = shape_numel(shape);
-    QK_CHECK(stored.nbytes() == storage_bytes(scheme.dtype, numel), FormatError, "'", name, ".qdata' has ",
-             stored.nbytes(), " bytes but ", dtype_name(scheme.dtype), shape_to_string(shape), " needs ",
-             storage_bytes(scheme.dtype, numel));
-    QK_CHECK(is_sub_byte(scheme.dtype) || stored.dtype() == scheme.dtype, FormatError, "'", name, ".qdata' has dtype ",
-             dtype_name(stored.dtype()), " but the metadata says ", dtype_name(scheme.dtype));
-    const auto bytes = std::span<const uint8_t>(stored.bytes(), static_cast<size_t>(stored.nbytes()));
+    QK_CHECK(stored.nbytes() == storage_bytes(scheme.dtype, numel), FormatError, "'", name,
+             ".qdata' has ", stored.nbytes(), " bytes but ", dtype_name(scheme.dtype),
+             shape_to_string(shape), " needs ", storage_bytes(scheme.dtype, numel));
+    QK_CHECK(is_sub_byte(scheme.dtype) || stored.dtype() == scheme.dtype, FormatError, "'", name,
+             ".qdata' has dtype ", dtype_name(stored.dtype()), " but the metadata says ",
+             dtype_name(scheme.dtype));
+    const auto bytes =
+        std::span<const uint8_t>(stored.bytes(), static_cast<size_t>(stored.nbytes()));
     // The logical view keeps the stored tensor (and through it the mapping) alive.
     Tensor data = Tensor::view(std::make_shared<Tensor>(stored), bytes, shape, scheme.dtype);
     Tensor scale = file_of(name + ".scale").tensor(name + ".scale");
     Tensor zero_point;
-    if (scheme.zero_point_domain != ZeroPointDomain::kNone) zero_point = file_of(name + ".zero_point").tensor(name + ".zero_point");
+    if (scheme.zero_point_domain != ZeroPointDomain::kNone)
+      zero_point = file_of(name + ".zero_point").tensor(name + ".zero_point");
     return QTensor(std::move(data), std::move(scale), std::move(zero_point), std::move(scheme));
   } catch (const json::exception& err) {
-    throw FormatError(detail::concat("quantized tensor '", name, "': metadata is invalid: ", err.what()));
+    throw FormatError(
+        detail::concat("quantized tensor '", name, "': metadata is invalid: ", err.what()));
   } catch (const FormatError&) {
     throw;
   } catch (const Error& err) {
-    throw FormatError(detail::concat("quantized tensor '", name, "' is inconsistent: ", err.what()));
+    throw FormatError(
+        detail::concat("quantized tensor '", name, "' is inconsistent: ", err.what()));
   }
 }
 
 std::vector<TensorEntry> Checkpoint::raw_entries() const {
   std::vector<TensorEntry> out;
-  for (const SafetensorsFile& f : files_) out.insert(out.end(), f.entries().begin(), f.entries().end());
+  for (const SafetensorsFile& f : files_)
+    out.insert(out.end(), f.entries().begin(), f.entries().end());
   return out;
 }
 
@@ -178,15 +167,16 @@ int64_t Checkpoint::data_bytes() const {
 }
 
 void SafetensorsWriter::add(const std::string& name, const QTensor& q) {
-  QK_CHECK(q.defined(), ValueError, "SafetensorsWriter: quantized tensor '", name, "' is undefined");
+  QK_CHECK(q.defined(), ValueError, "SafetensorsWriter: quantized tensor '", name,
+           "' is undefined");
   const QScheme& s = q.scheme();
   json meta = {{"dtype", std::string(dtype_name(s.dtype))},
                {"shape", q.shape()},
                {"block_size", s.block_size},
                {"quant_min", s.quant_min},
                {"quant_max", s.quant_max},
-               {"zero_point_domain", domain_name(s.zero_point_domain)},
-               {"mapping", mapping_name(s.mapping)}};
+               {"zero_point_domain", zero_point_domain_name(s.zero_point_domain)},
+               {"mapping", mapping_type_name(s.mapping)}};
   add(name + ".qdata", q.data());
   add(name + ".scale", q.scale());
   if (q.zero_point().defined()) add(name + ".zero_point", q.zero_point());

@@ -28,8 +28,8 @@ std::shared_ptr<MappedFile> MappedFile::open(const std::filesystem::path& path) 
   void* data = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
   const int map_errno = errno;
   ::close(fd);
-  QK_CHECK(data != MAP_FAILED, IoError, "cannot map '", path.string(), "' (", size, " bytes): ",
-           std::strerror(map_errno));
+  QK_CHECK(data != MAP_FAILED, IoError, "cannot map '", path.string(), "' (", size,
+           " bytes): ", std::strerror(map_errno));
   return std::shared_ptr<MappedFile>(new MappedFile(static_cast<uint8_t*>(data), size));
 }
 

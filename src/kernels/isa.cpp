@@ -20,8 +20,10 @@ bool cpu_supports(Isa isa) {
 #if defined(__x86_64__) || defined(__i386__)
   __builtin_cpu_init();  // may run from a static initialiser, before libgcc's own
   switch (isa) {
-    case Isa::kReference: return true;
-    case Isa::kAvx2: return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    case Isa::kReference:
+      return true;
+    case Isa::kAvx2:
+      return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
     case Isa::kAvx512:
       return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
              __builtin_cpu_supports("avx512vl");
@@ -36,13 +38,15 @@ Isa parse_isa(std::string_view name) {
   if (name == "reference") return Isa::kReference;
   if (name == "avx2") return Isa::kAvx2;
   if (name == "avx512") return Isa::kAvx512;
-  throw ValueError(detail::concat("QUANTKIT_ISA='", name, "' is not one of reference, avx2, avx512"));
+  throw ValueError(
+      detail::concat("QUANTKIT_ISA='", name, "' is not one of reference, avx2, avx512"));
 }
 
 Isa initial_isa() {
   if (const char* env = std::getenv("QUANTKIT_ISA"); env != nullptr && *env != '\0') {
     const Isa forced = parse_isa(env);
-    QK_CHECK(cpu_supports(forced), ValueError, "QUANTKIT_ISA=", env, " but this CPU does not support it");
+    QK_CHECK(cpu_supports(forced), ValueError, "QUANTKIT_ISA=", env,
+             " but this CPU does not support it");
     return forced;
   }
   return supported_isas().back();
@@ -57,9 +61,12 @@ std::atomic<Isa>& current() {
 
 std::string_view isa_name(Isa isa) {
   switch (isa) {
-    case Isa::kReference: return "reference";
-    case Isa::kAvx2: return "avx2";
-    case Isa::kAvx512: return "avx512";
+    case Isa::kReference:
+      return "reference";
+    case Isa::kAvx2:
+      return "avx2";
+    case Isa::kAvx512:
+      return "avx512";
   }
   return "?";
 }
@@ -72,7 +79,9 @@ std::vector<Isa> supported_isas() {
   return out;
 }
 
-Isa active_isa() { return current().load(std::memory_order_relaxed); }
+Isa active_isa() {
+  return current().load(std::memory_order_relaxed);
+}
 
 void set_active_isa(Isa isa) {
   QK_CHECK(cpu_supports(isa), ValueError, "this CPU does not support ", isa_name(isa));
@@ -83,14 +92,19 @@ namespace kernels {
 
 const QuantRowKernels& quant_row_kernels_for(Isa isa) {
   switch (isa) {
-    case Isa::kAvx2: return quant_row_kernels_avx2();
-    case Isa::kAvx512: return quant_row_kernels_avx512();
-    case Isa::kReference: break;
+    case Isa::kAvx2:
+      return quant_row_kernels_avx2();
+    case Isa::kAvx512:
+      return quant_row_kernels_avx512();
+    case Isa::kReference:
+      break;
   }
   return quant_row_kernels_reference();
 }
 
-const QuantRowKernels& quant_row_kernels() { return quant_row_kernels_for(active_isa()); }
+const QuantRowKernels& quant_row_kernels() {
+  return quant_row_kernels_for(active_isa());
+}
 
 }  // namespace kernels
 }  // namespace quantkit

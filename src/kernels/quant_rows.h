@@ -11,9 +11,11 @@ namespace quantkit::kernels {
 struct QuantRowKernels {
   /// codes[i] = bits of clamp(zp + round_half_even(x[i] * inv), qmin, qmax), for ranges inside
   /// [-128, 255] (int8 codes are stored as their two's-complement byte). NaN -> qmin.
-  void (*quantize_bytes)(const float* x, int64_t n, float inv, float zp, float qmin, float qmax, uint8_t* codes);
+  void (*quantize_bytes)(const float* x, int64_t n, float inv, float zp, float qmin, float qmax,
+                         uint8_t* codes);
   /// y[i] = s * (float)(code - zp), code read as int8 (is_signed) or uint8.
-  void (*dequantize_bytes)(const uint8_t* codes, int64_t n, bool is_signed, float s, float zp, float* y);
+  void (*dequantize_bytes)(const uint8_t* codes, int64_t n, bool is_signed, float s, float zp,
+                           float* y);
   /// out[i] = (codes[2i] & 15) | (codes[2i+1] << 4): two 4-bit codes per byte, first one low.
   void (*pack_nibbles)(const uint8_t* codes, int64_t bytes, uint8_t* out);
   /// Inverse of pack_nibbles; signed sign-extends each nibble.

@@ -3,5 +3,7 @@
 #include "quant_rows_impl.h"
 
 namespace quantkit::kernels {
-const QuantRowKernels& quant_row_kernels_avx2() { return avx2::kTable; }
+const QuantRowKernels& quant_row_kernels_avx2() {
+  return avx2::kTable;
+}
 }  // namespace quantkit::kernels

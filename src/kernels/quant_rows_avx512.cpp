@@ -3,5 +3,7 @@
 #include "quant_rows_impl.h"
 
 namespace quantkit::kernels {
-const QuantRowKernels& quant_row_kernels_avx512() { return avx512::kTable; }
+const QuantRowKernels& quant_row_kernels_avx512() {
+  return avx512::kTable;
+}
 }  // namespace quantkit::kernels

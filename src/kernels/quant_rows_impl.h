@@ -12,8 +12,8 @@
 
 namespace quantkit::kernels::QK_ISA_NAMESPACE {
 
-void quantize_bytes(const float* __restrict x, int64_t n, float inv, float zp, float qmin, float qmax,
-                    uint8_t* __restrict codes) {
+void quantize_bytes(const float* __restrict x, int64_t n, float inv, float zp, float qmin,
+                    float qmax, uint8_t* __restrict codes) {
   // clamp(zp + round(v), qmin, qmax) == zp + round(clamp(v, qmin - zp, qmax - zp)) because the
   // bounds are integers and rounding is monotone. Clamping first keeps |v| <= 2^9, where adding
   // and removing 1.5 * 2^23 rounds half-to-even with no select, so the loop vectorises.
@@ -44,7 +44,8 @@ void pack_nibbles(const uint8_t* __restrict codes, int64_t bytes, uint8_t* __res
   }
 }
 
-void unpack_nibbles(const uint8_t* __restrict packed, int64_t bytes, bool is_signed, uint8_t* __restrict codes) {
+void unpack_nibbles(const uint8_t* __restrict packed, int64_t bytes, bool is_signed,
+                    uint8_t* __restrict codes) {
   if (is_signed) {
     for (int64_t i = 0; i < bytes; ++i) {
       const auto b = static_cast<int8_t>(packed[i]);
@@ -94,6 +95,7 @@ void minmax(const float* __restrict x, int64_t n, float* mn, float* mx, float* p
   if (any_bad) *poison = std::numeric_limits<float>::quiet_NaN();
 }
 
-inline const QuantRowKernels kTable = {quantize_bytes, dequantize_bytes, pack_nibbles, unpack_nibbles, minmax};
+inline const QuantRowKernels kTable = {quantize_bytes, dequantize_bytes, pack_nibbles,
+                                       unpack_nibbles, minmax};
 
 }  // namespace quantkit::kernels::QK_ISA_NAMESPACE

@@ -43,7 +43,8 @@ void for_each_row(const Shape& shape, const Shape& block, Fn&& fn) {
 template <typename Fn>
 void for_each_block_run(const Shape& shape, const Shape& block, Fn&& fn) {
   for_each_row(shape, block, [&](int64_t start, int64_t length, int64_t first, int64_t group) {
-    for (int64_t j = 0; j < length; j += group) fn(start + j, std::min(group, length - j), first + j / group);
+    for (int64_t j = 0; j < length; j += group)
+      fn(start + j, std::min(group, length - j), first + j / group);
   });
 }
 

@@ -11,8 +11,8 @@
 namespace quantkit {
 
 std::pair<Tensor, Tensor> block_minmax(const Tensor& x, const Shape& block_size) {
-  QK_CHECK(x.dtype() == DType::kFloat32, DTypeError, "block_minmax: expected a float32 tensor, got ",
-           dtype_name(x.dtype()));
+  QK_CHECK(x.dtype() == DType::kFloat32, DTypeError,
+           "block_minmax: expected a float32 tensor, got ", dtype_name(x.dtype()));
   const Shape grid = blocks_shape(x.shape(), block_size);
   Tensor mins = Tensor::empty(grid, DType::kFloat32);
   Tensor maxs = Tensor::empty(grid, DType::kFloat32);
@@ -78,13 +78,15 @@ BlockQParams qparams_for_range(float mn, float mx, const AffineSpec& spec) {
 
 }  // namespace
 
-QParams choose_qparams_from_minmax(const Tensor& min_val, const Tensor& max_val, const AffineSpec& spec) {
+QParams choose_qparams_from_minmax(const Tensor& min_val, const Tensor& max_val,
+                                   const AffineSpec& spec) {
   spec.validate();
   QK_CHECK(min_val.dtype() == DType::kFloat32 && max_val.dtype() == DType::kFloat32, DTypeError,
            "choose_qparams: min/max must be float32, got ", dtype_name(min_val.dtype()), " and ",
            dtype_name(max_val.dtype()));
   QK_CHECK(min_val.shape() == max_val.shape(), ShapeError, "choose_qparams: min shape ",
-           shape_to_string(min_val.shape()), " differs from max shape ", shape_to_string(max_val.shape()));
+           shape_to_string(min_val.shape()), " differs from max shape ",
+           shape_to_string(max_val.shape()));
   QParams qp;
   qp.scale = Tensor::empty(min_val.shape(), spec.scale_dtype);
   const bool int_zp = spec.zero_point_domain == ZeroPointDomain::kInt;
@@ -96,8 +98,10 @@ QParams choose_qparams_from_minmax(const Tensor& min_val, const Tensor& max_val,
   for (int64_t b = 0; b < min_val.numel(); ++b) {
     QK_CHECK(std::isfinite(mn[b]) && std::isfinite(mx[b]), ValueError, "choose_qparams: block ", b,
              " has range [", mn[b], ", ", mx[b],
-             "]; NaN or Inf in the input gives no usable scale (replace or clamp non-finite values first)");
-    QK_CHECK(mn[b] <= mx[b], ValueError, "choose_qparams: block ", b, " has min ", mn[b], " > max ", mx[b]);
+             "]; NaN or Inf in the input gives no usable scale (replace or clamp non-finite values "
+             "first)");
+    QK_CHECK(mn[b] <= mx[b], ValueError, "choose_qparams: block ", b, " has min ", mn[b], " > max ",
+             mx[b]);
     const BlockQParams p = qparams_for_range(mn[b], mx[b], spec);
     if (spec.scale_dtype == DType::kFloat64) {
       qp.scale.data<double>()[b] = p.scale;
@@ -105,7 +109,8 @@ QParams choose_qparams_from_minmax(const Tensor& min_val, const Tensor& max_val,
       qp.scale.data<float>()[b] = p.scale;
     }
     if (int_zp) qp.zero_point.data<int32_t>()[b] = static_cast<int32_t>(p.zero_point);
-    if (spec.zero_point_domain == ZeroPointDomain::kFloat) qp.zero_point.data<float>()[b] = p.zero_point;
+    if (spec.zero_point_domain == ZeroPointDomain::kFloat)
+      qp.zero_point.data<float>()[b] = p.zero_point;
   }
   return qp;
 }

@@ -2,7 +2,9 @@
 
 namespace quantkit {
 
-Granularity Granularity::per_tensor() { return Granularity{}; }
+Granularity Granularity::per_tensor() {
+  return Granularity{};
+}
 
 Granularity Granularity::per_axis(int64_t axis) {
   Granularity g;
@@ -28,7 +30,8 @@ Granularity Granularity::per_token() {
 
 Granularity Granularity::blocks(Shape block_size) {
   for (int64_t b : block_size) {
-    QK_CHECK(b > 0 || b == -1, ValueError, "blocks: every block extent must be positive or -1, got ",
+    QK_CHECK(b > 0 || b == -1, ValueError,
+             "blocks: every block extent must be positive or -1, got ",
              shape_to_string(block_size));
   }
   Granularity g;
@@ -40,8 +43,8 @@ Granularity Granularity::blocks(Shape block_size) {
 namespace {
 int64_t normalize_axis(int64_t axis, int64_t rank, const char* what) {
   const int64_t a = axis < 0 ? axis + rank : axis;
-  QK_CHECK(a >= 0 && a < rank, ShapeError, what, ": axis ", axis, " is out of range for a tensor of rank ",
-           rank);
+  QK_CHECK(a >= 0 && a < rank, ShapeError, what, ": axis ", axis,
+           " is out of range for a tensor of rank ", rank);
   return a;
 }
 }  // namespace
@@ -68,7 +71,8 @@ Shape Granularity::block_size_for(const Shape& shape) const {
       break;
     case Kind::kBlocks:
       QK_CHECK(blocks_.size() == shape.size(), ShapeError, "block shape ", shape_to_string(blocks_),
-               " has rank ", blocks_.size(), " but the tensor ", shape_to_string(shape), " has rank ", rank);
+               " has rank ", blocks_.size(), " but the tensor ", shape_to_string(shape),
+               " has rank ", rank);
       for (size_t d = 0; d < shape.size(); ++d) {
         if (blocks_[d] != -1) block[d] = blocks_[d];
       }
@@ -79,12 +83,16 @@ Shape Granularity::block_size_for(const Shape& shape) const {
 
 std::string Granularity::to_string() const {
   switch (kind_) {
-    case Kind::kPerTensor: return "per-tensor";
-    case Kind::kPerAxis: return "per-axis(" + std::to_string(axis_) + ")";
+    case Kind::kPerTensor:
+      return "per-tensor";
+    case Kind::kPerAxis:
+      return "per-axis(" + std::to_string(axis_) + ")";
     case Kind::kPerGroup:
       return "per-group(" + std::to_string(group_size_) + ", axis " + std::to_string(axis_) + ")";
-    case Kind::kPerToken: return "per-token";
-    case Kind::kBlocks: return "blocks" + shape_to_string(blocks_);
+    case Kind::kPerToken:
+      return "per-token";
+    case Kind::kBlocks:
+      return "blocks" + shape_to_string(blocks_);
   }
   return "?";
 }

@@ -11,23 +11,28 @@ namespace quantkit {
 namespace {
 
 void check_torch_dtype(DType dtype, const char* fn) {
-  QK_CHECK(dtype == DType::kUInt8 || dtype == DType::kInt8 || dtype == DType::kInt32, DTypeError, fn,
-           ": dtype must be quint8 (uint8), qint8 (int8) or qint32 (int32), got ", dtype_name(dtype));
+  QK_CHECK(dtype == DType::kUInt8 || dtype == DType::kInt8 || dtype == DType::kInt32, DTypeError,
+           fn, ": dtype must be quint8 (uint8), qint8 (int8) or qint32 (int32), got ",
+           dtype_name(dtype));
 }
 
 void check_scale(double scale, const char* fn) {
-  QK_CHECK(std::isfinite(scale) && scale > 0.0, ValueError, fn, ": scale must be positive and finite, got ",
-           scale);
+  QK_CHECK(std::isfinite(scale) && scale > 0.0, ValueError, fn,
+           ": scale must be positive and finite, got ", scale);
 }
 
 /// A spec whose dtype can hold [qmin, qmax]; fake quantization only needs the range.
 AffineSpec spec_for_range(int64_t qmin, int64_t qmax, Granularity g, const char* fn) {
-  QK_CHECK(qmin < qmax, ValueError, fn, ": quant_min (", qmin, ") must be smaller than quant_max (", qmax, ")");
-  QK_CHECK(qmin >= std::numeric_limits<int32_t>::min() && qmax <= std::numeric_limits<int32_t>::max(),
-           ValueError, fn, ": range [", qmin, ", ", qmax, "] does not fit int32");
+  QK_CHECK(qmin < qmax, ValueError, fn, ": quant_min (", qmin, ") must be smaller than quant_max (",
+           qmax, ")");
+  QK_CHECK(
+      qmin >= std::numeric_limits<int32_t>::min() && qmax <= std::numeric_limits<int32_t>::max(),
+      ValueError, fn, ": range [", qmin, ", ", qmax, "] does not fit int32");
   DType dtype = DType::kInt32;
-  if (qmin >= -128 && qmax <= 127) dtype = DType::kInt8;
-  else if (qmin >= 0 && qmax <= 255) dtype = DType::kUInt8;
+  if (qmin >= -128 && qmax <= 127)
+    dtype = DType::kInt8;
+  else if (qmin >= 0 && qmax <= 255)
+    dtype = DType::kUInt8;
   AffineSpec spec = AffineSpec::for_dtype(dtype, std::move(g));
   spec.quant_min = qmin;
   spec.quant_max = qmax;
@@ -43,25 +48,29 @@ Tensor to_int32_tensor(const Tensor& t, const char* fn, const char* what) {
   Tensor out = Tensor::empty(t.shape(), DType::kInt32);
   for (int64_t i = 0; i < t.numel(); ++i) {
     const int64_t v = t.data<int64_t>()[i];
-    QK_CHECK(v >= std::numeric_limits<int32_t>::min() && v <= std::numeric_limits<int32_t>::max(), ValueError,
-             fn, ": ", what, "[", i, "] = ", v, " does not fit int32");
+    QK_CHECK(v >= std::numeric_limits<int32_t>::min() && v <= std::numeric_limits<int32_t>::max(),
+             ValueError, fn, ": ", what, "[", i, "] = ", v, " does not fit int32");
     out.data<int32_t>()[i] = static_cast<int32_t>(v);
   }
   return out;
 }
 
-void check_channels(const Tensor& x, const Tensor& params, int64_t axis, const char* fn, const char* what) {
+void check_channels(const Tensor& x, const Tensor& params, int64_t axis, const char* fn,
+                    const char* what) {
   const int64_t channels = x.size(axis);
-  QK_CHECK(params.dim() == 1 && params.numel() == channels, ShapeError, fn, ": ", what, " has shape ",
-           shape_to_string(params.shape()), " but x has ", channels, " channels along axis ", axis);
+  QK_CHECK(params.dim() == 1 && params.numel() == channels, ShapeError, fn, ": ", what,
+           " has shape ", shape_to_string(params.shape()), " but x has ", channels,
+           " channels along axis ", axis);
 }
 
 }  // namespace
 
 AffineSpec torch_spec(DType dtype, TorchQScheme qscheme, int64_t ch_axis, bool reduce_range) {
   check_torch_dtype(dtype, "torch_spec");
-  const bool per_channel = qscheme != TorchQScheme::kPerTensorAffine && qscheme != TorchQScheme::kPerTensorSymmetric;
-  AffineSpec spec = AffineSpec::for_dtype(dtype, per_channel ? Granularity::per_axis(ch_axis) : Granularity::per_tensor());
+  const bool per_channel =
+      qscheme != TorchQScheme::kPerTensorAffine && qscheme != TorchQScheme::kPerTensorSymmetric;
+  AffineSpec spec = AffineSpec::for_dtype(
+      dtype, per_channel ? Granularity::per_axis(ch_axis) : Granularity::per_tensor());
   spec.reduce_range = reduce_range;
   spec.scale_dtype = per_channel ? DType::kFloat64 : DType::kFloat32;
   switch (qscheme) {
@@ -89,10 +98,11 @@ QTensor quantize_per_tensor(const Tensor& x, double scale, int64_t zero_point, D
   check_scale(scale, "quantize_per_tensor");
   AffineSpec spec = AffineSpec::for_dtype(dtype);
   QK_CHECK(zero_point >= spec.quant_min && zero_point <= spec.quant_max, ValueError,
-           "quantize_per_tensor: zero_point ", zero_point, " is outside the range of ", dtype_name(dtype), " [",
-           spec.quant_min, ", ", spec.quant_max, "]");
+           "quantize_per_tensor: zero_point ", zero_point, " is outside the range of ",
+           dtype_name(dtype), " [", spec.quant_min, ", ", spec.quant_max, "]");
   QParams qp{Tensor::from_floats({static_cast<float>(scale)}, {}),
-             Tensor::from_values<int32_t>(std::vector<int32_t>{static_cast<int32_t>(zero_point)}, {}, DType::kInt32)};
+             Tensor::from_values<int32_t>(std::vector<int32_t>{static_cast<int32_t>(zero_point)},
+                                          {}, DType::kInt32)};
   // Scalars broadcast: reshape the 0-d qparams to the per-tensor block grid of x.
   const Shape grid(x.shape().size(), 1);
   qp.scale = qp.scale.reshape(grid);
@@ -100,30 +110,37 @@ QTensor quantize_per_tensor(const Tensor& x, double scale, int64_t zero_point, D
   return quantize(x, spec, qp);
 }
 
-QTensor quantize_per_channel(const Tensor& x, const Tensor& scales, const Tensor& zero_points, int64_t axis,
-                             DType dtype) {
+QTensor quantize_per_channel(const Tensor& x, const Tensor& scales, const Tensor& zero_points,
+                             int64_t axis, DType dtype) {
   check_torch_dtype(dtype, "quantize_per_channel");
   QK_CHECK(x.dim() >= 1, ShapeError, "quantize_per_channel: x must have rank >= 1");
   check_channels(x, scales, axis, "quantize_per_channel", "scales");
   check_channels(x, zero_points, axis, "quantize_per_channel", "zero_points");
   AffineSpec spec = torch_spec(dtype, TorchQScheme::kPerChannelAffine, axis);
-  QParams qp{scales.to(DType::kFloat64), to_int32_tensor(zero_points, "quantize_per_channel", "zero_points")};
+  QParams qp{scales.to(DType::kFloat64),
+             to_int32_tensor(zero_points, "quantize_per_channel", "zero_points")};
   Shape grid(x.shape().size(), 1);
   grid[static_cast<size_t>(axis < 0 ? axis + x.dim() : axis)] = scales.numel();
   qp.scale = qp.scale.reshape(grid);
   qp.zero_point = qp.zero_point.reshape(grid);
-  for (int64_t c = 0; c < scales.numel(); ++c) check_scale(qp.scale.data<double>()[c], "quantize_per_channel");
+  for (int64_t c = 0; c < scales.numel(); ++c)
+    check_scale(qp.scale.data<double>()[c], "quantize_per_channel");
   return quantize(x, spec, qp);
 }
 
-DynamicQParams choose_qparams_dynamic(float min, float max, int64_t qmin, int64_t qmax, bool preserve_sparsity) {
+DynamicQParams choose_qparams_dynamic(float min, float max, int64_t qmin, int64_t qmax,
+                                      bool preserve_sparsity) {
   QK_CHECK(!std::isnan(min) && !std::isnan(max), ValueError,
-           "In ChooseQuantizationParams, min should be less than or equal to max (the input contains NaN)");
-  QK_CHECK(std::isfinite(min) && std::isfinite(max), ValueError, "ChooseQuantizationParams: the range [", min,
-           ", ", max, "] is not finite; clamp or remove Inf values before dynamic quantization");
-  QK_CHECK(min <= max, ValueError, "In ChooseQuantizationParams, min should be less than or equal to max, got ",
-           min, " > ", max);
-  QK_CHECK(qmin < qmax, ValueError, "ChooseQuantizationParams: qmin ", qmin, " must be below qmax ", qmax);
+           "In ChooseQuantizationParams, min should be less than or equal to max (the input "
+           "contains NaN)");
+  QK_CHECK(std::isfinite(min) && std::isfinite(max), ValueError,
+           "ChooseQuantizationParams: the range [", min, ", ", max,
+           "] is not finite; clamp or remove Inf values before dynamic quantization");
+  QK_CHECK(min <= max, ValueError,
+           "In ChooseQuantizationParams, min should be less than or equal to max, got ", min, " > ",
+           max);
+  QK_CHECK(qmin < qmax, ValueError, "ChooseQuantizationParams: qmin ", qmin, " must be below qmax ",
+           qmax);
   const bool symmetric = min < 0 && max > 0 && preserve_sparsity;
   if (symmetric) {
     const int64_t sym_qmin = -((qmax - qmin) / 2 + 1);
@@ -137,7 +154,8 @@ DynamicQParams choose_qparams_dynamic(float min, float max, int64_t qmin, int64_
   max = std::max(max, 0.0f);
   const auto range = static_cast<double>(qmax - qmin);
   double scale = (static_cast<double>(max) - min) / range;
-  if (static_cast<float>(scale) == 0.0f || std::isinf(1.0f / static_cast<float>(scale))) scale = 0.1;
+  if (static_cast<float>(scale) == 0.0f || std::isinf(1.0f / static_cast<float>(scale)))
+    scale = 0.1;
   constexpr float kSmallScale = 6.1e-5f;
   if (scale < static_cast<double>(kSmallScale)) {
     const auto original = static_cast<float>(scale);
@@ -173,8 +191,8 @@ QTensor quantize_per_tensor_dynamic(const Tensor& x, DType dtype, bool reduce_ra
                                     DynamicQParams* chosen) {
   QK_CHECK(dtype == DType::kUInt8 || dtype == DType::kInt8, DTypeError,
            "quantize_per_tensor_dynamic: dtype must be quint8 or qint8, got ", dtype_name(dtype));
-  QK_CHECK(x.dtype() == DType::kFloat32, DTypeError, "quantize_per_tensor_dynamic: x must be float32, got ",
-           dtype_name(x.dtype()));
+  QK_CHECK(x.dtype() == DType::kFloat32, DTypeError,
+           "quantize_per_tensor_dynamic: x must be float32, got ", dtype_name(x.dtype()));
   const DTypeInfo& info = dtype_info(dtype);
   int64_t qmin = info.int_min, qmax = info.int_max;
   if (reduce_range && engine != QEngine::kQNNPACK) {
@@ -193,25 +211,30 @@ QTensor quantize_per_tensor_dynamic(const Tensor& x, DType dtype, bool reduce_ra
   return quantize_per_tensor(x, qp.scale, qp.zero_point, dtype);
 }
 
-FakeQuantized fake_quantize_per_tensor_affine(const Tensor& x, double scale, int64_t zero_point, int64_t quant_min,
-                                              int64_t quant_max) {
+FakeQuantized fake_quantize_per_tensor_affine(const Tensor& x, double scale, int64_t zero_point,
+                                              int64_t quant_min, int64_t quant_max) {
   check_scale(scale, "fake_quantize_per_tensor_affine");
-  AffineSpec spec = spec_for_range(quant_min, quant_max, Granularity::per_tensor(), "fake_quantize_per_tensor_affine");
+  AffineSpec spec = spec_for_range(quant_min, quant_max, Granularity::per_tensor(),
+                                   "fake_quantize_per_tensor_affine");
   QK_CHECK(zero_point >= quant_min && zero_point <= quant_max, ValueError,
-           "fake_quantize_per_tensor_affine: zero_point ", zero_point, " must be between quant_min and quant_max");
+           "fake_quantize_per_tensor_affine: zero_point ", zero_point,
+           " must be between quant_min and quant_max");
   const Shape grid(x.shape().size(), 1);
   QParams qp{Tensor::from_floats({static_cast<float>(scale)}, grid),
-             Tensor::from_values<int32_t>(std::vector<int32_t>{static_cast<int32_t>(zero_point)}, grid, DType::kInt32)};
+             Tensor::from_values<int32_t>(std::vector<int32_t>{static_cast<int32_t>(zero_point)},
+                                          grid, DType::kInt32)};
   return fake_quantize(x, spec, qp);
 }
 
-FakeQuantized fake_quantize_per_channel_affine(const Tensor& x, const Tensor& scale, const Tensor& zero_point,
-                                               int64_t axis, int64_t quant_min, int64_t quant_max) {
+FakeQuantized fake_quantize_per_channel_affine(const Tensor& x, const Tensor& scale,
+                                               const Tensor& zero_point, int64_t axis,
+                                               int64_t quant_min, int64_t quant_max) {
   const char* fn = "fake_quantize_per_channel_affine";
   QK_CHECK(x.dim() >= 1, ShapeError, fn, ": x must have rank >= 1");
   check_channels(x, scale, axis, fn, "scale");
   check_channels(x, zero_point, axis, fn, "zero_point");
-  QK_CHECK(scale.dtype() == DType::kFloat32, DTypeError, fn, ": scale must be float32, got ", dtype_name(scale.dtype()));
+  QK_CHECK(scale.dtype() == DType::kFloat32, DTypeError, fn, ": scale must be float32, got ",
+           dtype_name(scale.dtype()));
   AffineSpec spec = spec_for_range(quant_min, quant_max, Granularity::per_axis(axis), fn);
   Shape grid(x.shape().size(), 1);
   grid[static_cast<size_t>(axis < 0 ? axis + x.dim() : axis)] = scale.numel();
@@ -220,8 +243,8 @@ FakeQuantized fake_quantize_per_channel_affine(const Tensor& x, const Tensor& sc
     spec.zero_point_domain = ZeroPointDomain::kFloat;
     qp.zero_point = zero_point.reshape(grid);
   } else {
-    QK_CHECK(zero_point.dtype() == DType::kInt32, DTypeError, fn, ": zero_point must be int32 or float32, got ",
-             dtype_name(zero_point.dtype()));
+    QK_CHECK(zero_point.dtype() == DType::kInt32, DTypeError, fn,
+             ": zero_point must be int32 or float32, got ", dtype_name(zero_point.dtype()));
     qp.zero_point = zero_point.reshape(grid);
     for (int64_t c = 0; c < zero_point.numel(); ++c) {
       const int32_t z = zero_point.data<int32_t>()[c];
@@ -240,7 +263,8 @@ struct LsqElement {
   float dx, dscale, dzero;
 };
 
-LsqElement lsq_element(float x, float dy, float s, float inv, float zp, int64_t qmin, int64_t qmax, float gf) {
+LsqElement lsq_element(float x, float dy, float s, float inv, float zp, int64_t qmin, int64_t qmax,
+                       float gf) {
   const int64_t q = detail::to_int64_saturating(detail::round_half_even(std::fma(x, inv, zp)));
   const bool inside = q >= qmin && q <= qmax;
   const int64_t clamped = q < qmin ? qmin : (q > qmax ? qmax : q);
@@ -258,10 +282,12 @@ LsqElement lsq_element(float x, float dy, float s, float inv, float zp, int64_t 
   return e;
 }
 
-LearnableFakeQuantGrads lsq(const Tensor& x, const Tensor& scale, const Tensor& zp_forward, const Tensor& zp_backward,
-                            const Shape& block, const AffineSpec& spec, double grad_factor, const Tensor& dy) {
+LearnableFakeQuantGrads lsq(const Tensor& x, const Tensor& scale, const Tensor& zp_forward,
+                            const Tensor& zp_backward, const Shape& block, const AffineSpec& spec,
+                            double grad_factor, const Tensor& dy) {
   QK_CHECK(dy.shape() == x.shape() && dy.dtype() == DType::kFloat32, ShapeError,
-           "learnable fake quantize: dy must be float32 with the shape of x ", shape_to_string(x.shape()));
+           "learnable fake quantize: dy must be float32 with the shape of x ",
+           shape_to_string(x.shape()));
   LearnableFakeQuantGrads out;
   out.output = fake_quantize(x, spec, QParams{scale, zp_forward}).output;
   out.grad_input = Tensor::empty(x.shape(), DType::kFloat32);
@@ -275,7 +301,8 @@ LearnableFakeQuantGrads lsq(const Tensor& x, const Tensor& scale, const Tensor& 
     const float inv = 1.0f / s;
     const float zp = zp_backward.data<float>()[b];
     for (int64_t i = offset; i < offset + n; ++i) {
-      const LsqElement e = lsq_element(xs[i], dys[i], s, inv, zp, spec.quant_min, spec.quant_max, gf);
+      const LsqElement e =
+          lsq_element(xs[i], dys[i], s, inv, zp, spec.quant_min, spec.quant_max, gf);
       dx[i] = e.dx;
       dscale[static_cast<size_t>(b)] += e.dscale;
       dzero[static_cast<size_t>(b)] += e.dzero;
@@ -292,12 +319,13 @@ LearnableFakeQuantGrads lsq(const Tensor& x, const Tensor& scale, const Tensor& 
 
 }  // namespace
 
-LearnableFakeQuantGrads fake_quantize_learnable_per_tensor_affine(const Tensor& x, float scale, float zero_point,
-                                                                  int64_t quant_min, int64_t quant_max,
-                                                                  double grad_factor, const Tensor& dy) {
+LearnableFakeQuantGrads fake_quantize_learnable_per_tensor_affine(
+    const Tensor& x, float scale, float zero_point, int64_t quant_min, int64_t quant_max,
+    double grad_factor, const Tensor& dy) {
   const char* fn = "fake_quantize_learnable_per_tensor_affine";
   check_scale(scale, fn);
-  QK_CHECK(std::isfinite(zero_point), ValueError, fn, ": zero_point must be finite, got ", zero_point);
+  QK_CHECK(std::isfinite(zero_point), ValueError, fn, ": zero_point must be finite, got ",
+           zero_point);
   AffineSpec spec = spec_for_range(quant_min, quant_max, Granularity::per_tensor(), fn);
   const Shape grid(x.shape().size(), 1);
   const auto qmin = static_cast<float>(quant_min), qmax = static_cast<float>(quant_max);
@@ -307,18 +335,18 @@ LearnableFakeQuantGrads fake_quantize_learnable_per_tensor_affine(const Tensor& 
   const float zp_bwd = std::trunc(std::clamp(zero_point + 0.5f, qmin, qmax));
   return lsq(x, Tensor::from_floats({scale}, grid),
              Tensor::from_values<int32_t>(std::vector<int32_t>{zp_fwd}, grid, DType::kInt32),
-             Tensor::from_floats({zp_bwd}, grid), spec.granularity.block_size_for(x.shape()), spec, grad_factor, dy);
+             Tensor::from_floats({zp_bwd}, grid), spec.granularity.block_size_for(x.shape()), spec,
+             grad_factor, dy);
 }
 
-LearnableFakeQuantGrads fake_quantize_learnable_per_channel_affine(const Tensor& x, const Tensor& scale,
-                                                                   const Tensor& zero_point, int64_t axis,
-                                                                   int64_t quant_min, int64_t quant_max,
-                                                                   double grad_factor, const Tensor& dy) {
+LearnableFakeQuantGrads fake_quantize_learnable_per_channel_affine(
+    const Tensor& x, const Tensor& scale, const Tensor& zero_point, int64_t axis, int64_t quant_min,
+    int64_t quant_max, double grad_factor, const Tensor& dy) {
   const char* fn = "fake_quantize_learnable_per_channel_affine";
   check_channels(x, scale, axis, fn, "scale");
   check_channels(x, zero_point, axis, fn, "zero_point");
-  QK_CHECK(scale.dtype() == DType::kFloat32 && zero_point.dtype() == DType::kFloat32, DTypeError, fn,
-           ": scale and zero_point must be float32");
+  QK_CHECK(scale.dtype() == DType::kFloat32 && zero_point.dtype() == DType::kFloat32, DTypeError,
+           fn, ": scale and zero_point must be float32");
   AffineSpec spec = spec_for_range(quant_min, quant_max, Granularity::per_axis(axis), fn);
   Shape grid(x.shape().size(), 1);
   grid[static_cast<size_t>(axis < 0 ? axis + x.dim() : axis)] = scale.numel();
@@ -326,8 +354,8 @@ LearnableFakeQuantGrads fake_quantize_learnable_per_channel_affine(const Tensor&
   Tensor zp_float = Tensor::empty(grid, DType::kFloat32);
   for (int64_t c = 0; c < scale.numel(); ++c) {
     check_scale(scale.data<float>()[c], fn);
-    const float z = std::clamp(std::nearbyint(zero_point.data<float>()[c]), static_cast<float>(quant_min),
-                               static_cast<float>(quant_max));
+    const float z = std::clamp(std::nearbyint(zero_point.data<float>()[c]),
+                               static_cast<float>(quant_min), static_cast<float>(quant_max));
     zp_int.data<int32_t>()[c] = static_cast<int32_t>(z);
     zp_float.data<float>()[c] = z;
   }

@@ -8,11 +8,13 @@
 namespace quantkit {
 
 Shape blocks_shape(const Shape& shape, const Shape& block_size) {
-  QK_CHECK(shape.size() == block_size.size(), ShapeError, "block shape ", shape_to_string(block_size),
-           " does not have the rank of tensor shape ", shape_to_string(shape));
+  QK_CHECK(shape.size() == block_size.size(), ShapeError, "block shape ",
+           shape_to_string(block_size), " does not have the rank of tensor shape ",
+           shape_to_string(shape));
   Shape grid(shape.size());
   for (size_t d = 0; d < shape.size(); ++d) {
-    QK_CHECK(block_size[d] > 0, ValueError, "block extents must be positive, got ", shape_to_string(block_size));
+    QK_CHECK(block_size[d] > 0, ValueError, "block extents must be positive, got ",
+             shape_to_string(block_size));
     grid[d] = (shape[d] + block_size[d] - 1) / block_size[d];
   }
   return grid;
@@ -33,39 +35,49 @@ std::string QScheme::describe(const Shape& shape) const {
   if (full_dims == rank) return name + " per-tensor";
   if (rank >= 2 && unit_dims == rank - 1 && block_size.back() < shape.back()) {
     const bool partial = shape.back() % block_size.back() != 0;
-    return name + " g" + std::to_string(block_size.back()) + (partial ? " (partial last group)" : "");
+    return name + " g" + std::to_string(block_size.back()) +
+           (partial ? " (partial last group)" : "");
   }
   if (unit_dims == 1 && full_dims == rank - 1) {
     for (size_t d = 0; d < shape.size(); ++d) {
-      if (block_size[d] == 1 && shape[d] != 1) return name + " per-channel(axis " + std::to_string(d) + ")";
+      if (block_size[d] == 1 && shape[d] != 1)
+        return name + " per-channel(axis " + std::to_string(d) + ")";
     }
   }
   return name + " blocks" + shape_to_string(block_size);
 }
 
 QTensor::QTensor(Tensor data, Tensor scale, Tensor zero_point, QScheme scheme)
-    : data_(std::move(data)), scale_(std::move(scale)), zero_point_(std::move(zero_point)), scheme_(std::move(scheme)) {
+    : data_(std::move(data)),
+      scale_(std::move(scale)),
+      zero_point_(std::move(zero_point)),
+      scheme_(std::move(scheme)) {
   QK_CHECK(data_.defined(), ValueError, "QTensor: data is undefined");
-  QK_CHECK(data_.dtype() == scheme_.dtype, DTypeError, "QTensor: data has dtype ", dtype_name(data_.dtype()),
-           " but the scheme says ", dtype_name(scheme_.dtype));
-  QK_CHECK(is_quantized_int(scheme_.dtype) || is_float8(scheme_.dtype), DTypeError, "QTensor: ",
-           dtype_name(scheme_.dtype), " is not a quantized dtype");
+  QK_CHECK(data_.dtype() == scheme_.dtype, DTypeError, "QTensor: data has dtype ",
+           dtype_name(data_.dtype()), " but the scheme says ", dtype_name(scheme_.dtype));
+  QK_CHECK(is_quantized_int(scheme_.dtype) || is_float8(scheme_.dtype), DTypeError,
+           "QTensor: ", dtype_name(scheme_.dtype), " is not a quantized dtype");
   const Shape grid = blocks_shape(data_.shape(), scheme_.block_size);
-  QK_CHECK(scale_.defined() && (scale_.dtype() == DType::kFloat32 || scale_.dtype() == DType::kFloat64),
-           DTypeError, "QTensor: scale must be a float32 or float64 tensor");
-  QK_CHECK(data_.numel() == 0 || scale_.numel() == shape_numel(grid), ShapeError, "QTensor: scale has shape ",
-           shape_to_string(scale_.shape()), " but the block grid is ", shape_to_string(grid));
+  QK_CHECK(
+      scale_.defined() && (scale_.dtype() == DType::kFloat32 || scale_.dtype() == DType::kFloat64),
+      DTypeError, "QTensor: scale must be a float32 or float64 tensor");
+  QK_CHECK(data_.numel() == 0 || scale_.numel() == shape_numel(grid), ShapeError,
+           "QTensor: scale has shape ", shape_to_string(scale_.shape()), " but the block grid is ",
+           shape_to_string(grid));
   switch (scheme_.zero_point_domain) {
     case ZeroPointDomain::kNone:
-      QK_CHECK(!zero_point_.defined(), ValueError, "QTensor: a zero point was given for a scheme without one");
+      QK_CHECK(!zero_point_.defined(), ValueError,
+               "QTensor: a zero point was given for a scheme without one");
       break;
     case ZeroPointDomain::kInt:
     case ZeroPointDomain::kFloat: {
-      const DType want = scheme_.zero_point_domain == ZeroPointDomain::kInt ? DType::kInt32 : DType::kFloat32;
-      QK_CHECK(zero_point_.defined() && zero_point_.dtype() == want, DTypeError, "QTensor: zero_point must be ",
-               dtype_name(want));
+      const DType want =
+          scheme_.zero_point_domain == ZeroPointDomain::kInt ? DType::kInt32 : DType::kFloat32;
+      QK_CHECK(zero_point_.defined() && zero_point_.dtype() == want, DTypeError,
+               "QTensor: zero_point must be ", dtype_name(want));
       QK_CHECK(zero_point_.numel() == scale_.numel(), ShapeError, "QTensor: zero_point has shape ",
-               shape_to_string(zero_point_.shape()), ", scale has ", shape_to_string(scale_.shape()));
+               shape_to_string(zero_point_.shape()), ", scale has ",
+               shape_to_string(scale_.shape()));
     }
   }
 }
@@ -86,7 +98,9 @@ Tensor QTensor::int_repr() const {
   return out;
 }
 
-Tensor QTensor::dequantize() const { return quantkit::dequantize(*this); }
+Tensor QTensor::dequantize() const {
+  return quantkit::dequantize(*this);
+}
 
 int64_t QTensor::nbytes() const {
   return data_.nbytes() + scale_.nbytes() + (zero_point_.defined() ? zero_point_.nbytes() : 0);

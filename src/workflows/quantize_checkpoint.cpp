@@ -1,20 +1,23 @@
 #include "quantkit/workflows/quantize_checkpoint.h"
 
+#include <fnmatch.h>
+#include <algorithm>
 #include <cmath>
 #include <nlohmann/json.hpp>
-#include <regex>
 
 namespace quantkit {
 
 AffineSpec CheckpointQuantOptions::spec() const {
-  QK_CHECK(group_size >= 0, ValueError, "group size must be >= 0 (0 = per channel), got ", group_size);
-  const Granularity granularity = group_size > 0 ? Granularity::per_group(group_size) : Granularity::per_axis(0);
+  QK_CHECK(group_size >= 0, ValueError, "group size must be >= 0 (0 = per channel), got ",
+           group_size);
+  const Granularity granularity =
+      group_size > 0 ? Granularity::per_group(group_size) : Granularity::per_axis(0);
   AffineSpec spec = AffineSpec::for_dtype(weights, granularity);
   if (!is_float8(weights)) {
     const bool is_signed = dtype_info(weights).is_signed;
     if (symmetric) {
-      QK_CHECK(is_signed, ValueError, "symmetric quantization needs a signed dtype, got ", dtype_name(weights),
-               "; use --asymmetric or a signed type");
+      QK_CHECK(is_signed, ValueError, "symmetric quantization needs a signed dtype, got ",
+               dtype_name(weights), "; use --asymmetric or a signed type");
       spec.mapping = MappingType::kSymmetric;
       spec.zero_point_domain = ZeroPointDomain::kNone;
     } else {
@@ -37,18 +40,16 @@ std::string CheckpointQuantOptions::to_json() const {
       .dump();
 }
 
-std::vector<TensorReport> quantize_checkpoint(const Checkpoint& checkpoint, const CheckpointQuantOptions& options,
-                                              SafetensorsWriter& writer,
-                                              const std::function<void(size_t, size_t, const std::string&)>& progress) {
+bool name_matches(const std::string& name, const std::string& pattern) {
+  if (pattern.find_first_of("*?[") == std::string::npos)
+    return name.find(pattern) != std::string::npos;
+  return ::fnmatch(pattern.c_str(), name.c_str(), 0) == 0;
+}
+
+std::vector<TensorReport> quantize_checkpoint(
+    const Checkpoint& checkpoint, const CheckpointQuantOptions& options, SafetensorsWriter& writer,
+    const std::function<void(size_t, size_t, const std::string&)>& progress) {
   const AffineSpec spec = options.spec();
-  std::vector<std::regex> excludes;
-  for (const std::string& pattern : options.exclude) {
-    try {
-      excludes.emplace_back(pattern);
-    } catch (const std::regex_error& e) {
-      throw ValueError(detail::concat("--exclude '", pattern, "' is not a valid regular expression: ", e.what()));
-    }
-  }
   const std::vector<std::string> names = checkpoint.names();
   std::vector<TensorReport> reports;
   for (size_t i = 0; i < names.size(); ++i) {
@@ -70,7 +71,8 @@ std::vector<TensorReport> quantize_checkpoint(const Checkpoint& checkpoint, cons
     r.shape = t.shape();
     r.bytes_before = r.bytes_after = t.nbytes();
     const bool excluded =
-        std::any_of(excludes.begin(), excludes.end(), [&](const std::regex& re) { return std::regex_search(name, re); });
+        std::any_of(options.exclude.begin(), options.exclude.end(),
+                    [&](const std::string& pattern) { return name_matches(name, pattern); });
     if (!is_floating(t.dtype())) {
       r.scheme = "kept (" + std::string(dtype_name(t.dtype())) + ")";
     } else if (t.dim() != 2) {

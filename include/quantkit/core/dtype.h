@@ -40,10 +40,18 @@ struct DTypeInfo {
 
 /// Facts about `dtype`.
 const DTypeInfo& dtype_info(DType dtype);
-inline std::string_view dtype_name(DType dtype) { return dtype_info(dtype).name; }
-inline int dtype_bits(DType dtype) { return dtype_info(dtype).bits; }
-inline bool is_floating(DType dtype) { return dtype_info(dtype).is_floating; }
-inline bool is_sub_byte(DType dtype) { return dtype_info(dtype).bits < 8; }
+inline std::string_view dtype_name(DType dtype) {
+  return dtype_info(dtype).name;
+}
+inline int dtype_bits(DType dtype) {
+  return dtype_info(dtype).bits;
+}
+inline bool is_floating(DType dtype) {
+  return dtype_info(dtype).is_floating;
+}
+inline bool is_sub_byte(DType dtype) {
+  return dtype_info(dtype).bits < 8;
+}
 /// True for the integer types a quantized tensor may hold (int2..int32).
 bool is_quantized_int(DType dtype);
 /// True for float8_e4m3fn and float8_e5m2.

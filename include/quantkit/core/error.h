@@ -56,7 +56,7 @@ std::string concat(const Args&... args) {
 }  // namespace quantkit
 
 /// Throws `ErrorType` with the streamed message parts when `cond` is false.
-#define QK_CHECK(cond, ErrorType, ...)                                    \
-  do {                                                                    \
+#define QK_CHECK(cond, ErrorType, ...)                                     \
+  do {                                                                     \
     if (!(cond)) throw ErrorType(::quantkit::detail::concat(__VA_ARGS__)); \
   } while (0)

@@ -12,14 +12,18 @@
 
 namespace quantkit {
 
-inline uint32_t float_bits(float x) { return std::bit_cast<uint32_t>(x); }
-inline float bits_float(uint32_t b) { return std::bit_cast<float>(b); }
+inline uint32_t float_bits(float x) {
+  return std::bit_cast<uint32_t>(x);
+}
+inline float bits_float(uint32_t b) {
+  return std::bit_cast<float>(b);
+}
 
 inline uint16_t float_to_f16_bits(float x) {
   const uint32_t f = float_bits(x);
   const uint32_t sign = (f >> 16) & 0x8000u;
   uint32_t a = f & 0x7FFFFFFFu;
-  if (a > 0x7F800000u) return static_cast<uint16_t>(sign | 0x7E00u);  // NaN
+  if (a > 0x7F800000u) return static_cast<uint16_t>(sign | 0x7E00u);   // NaN
   if (a >= 0x477FF000u) return static_cast<uint16_t>(sign | 0x7C00u);  // >= 65520 rounds to inf
   if (a < 0x38800000u) {
     // Subnormal half: adding 0.5f puts the half-subnormal unit 2^-24 at the float's last bit, so
@@ -52,7 +56,9 @@ inline uint16_t float_to_bf16_bits(float x) {
   return static_cast<uint16_t>((f + rounding_bias) >> 16);
 }
 
-inline float bf16_bits_to_float(uint16_t b) { return bits_float(static_cast<uint32_t>(b) << 16); }
+inline float bf16_bits_to_float(uint16_t b) {
+  return bits_float(static_cast<uint32_t>(b) << 16);
+}
 
 inline uint8_t float_to_e4m3_bits(float x) {
   const uint32_t f = float_bits(x);

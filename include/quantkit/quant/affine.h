@@ -39,6 +39,13 @@ enum class ZeroPointDomain {
   kNone,   // no zero point (symmetric integers, float8)
 };
 
+/// Names used in printed specs and saved metadata: "symmetric", "symmetric_no_clipping_err",
+/// "asymmetric"; "int", "float", "none". The parse functions throw ValueError on other names.
+const char* mapping_type_name(MappingType mapping);
+MappingType parse_mapping_type(const std::string& name);
+const char* zero_point_domain_name(ZeroPointDomain domain);
+ZeroPointDomain parse_zero_point_domain(const std::string& name);
+
 /// Which elements share a scale. Resolved against a concrete shape into a block shape with one
 /// extent per dimension; a block extent need not divide its dimension (the last block along that
 /// dimension is then partial).
@@ -77,9 +84,10 @@ struct AffineSpec {
   Granularity granularity = Granularity::per_tensor();
   MappingType mapping = MappingType::kAsymmetric;
   ZeroPointDomain zero_point_domain = ZeroPointDomain::kInt;
-  DType scale_dtype = DType::kFloat32;  // float32 or float64 (PyTorch keeps per-channel scales in double)
-  float eps = FLT_EPSILON;              // lower bound of a chosen scale
-  bool reduce_range = false;            // halve the range (floor division), as PyTorch's x86 backend
+  DType scale_dtype =
+      DType::kFloat32;        // float32 or float64 (PyTorch keeps per-channel scales in double)
+  float eps = FLT_EPSILON;    // lower bound of a chosen scale
+  bool reduce_range = false;  // halve the range (floor division), as PyTorch's x86 backend
 
   /// The defaults for `dtype`: full range, float8 symmetric without zero point, sub-byte signed
   /// types symmetric, everything else asymmetric with an integer zero point.
@@ -104,7 +112,8 @@ struct QParams {
 QParams choose_qparams(const Tensor& x, const AffineSpec& spec);
 /// Scale/zero point from given per-block min and max (float32, shape = number of blocks per
 /// dimension, or a single element for per-tensor). Observers use this.
-QParams choose_qparams_from_minmax(const Tensor& min_val, const Tensor& max_val, const AffineSpec& spec);
+QParams choose_qparams_from_minmax(const Tensor& min_val, const Tensor& max_val,
+                                   const AffineSpec& spec);
 /// Per-block minimum and maximum of `x` for the block shape `block_size`.
 std::pair<Tensor, Tensor> block_minmax(const Tensor& x, const Shape& block_size);
 
@@ -114,7 +123,8 @@ QTensor quantize(const Tensor& x, const AffineSpec& spec, const QParams& qparams
 QTensor quantize(const Tensor& x, const AffineSpec& spec);
 /// quantize() writing the codes into `codes` (dtype spec.dtype, shape of x), which the result
 /// shares: lets a caller reuse one buffer instead of faulting in fresh pages on every call.
-QTensor quantize_into(const Tensor& x, const AffineSpec& spec, const QParams& qparams, Tensor codes);
+QTensor quantize_into(const Tensor& x, const AffineSpec& spec, const QParams& qparams,
+                      Tensor codes);
 /// float32 reconstruction of a quantized tensor.
 Tensor dequantize(const QTensor& q);
 /// dequantize() into `out` (float32, q's number of elements), e.g. a reused scratch buffer.

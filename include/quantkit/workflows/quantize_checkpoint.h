@@ -16,7 +16,8 @@ struct CheckpointQuantOptions {
   DType weights = DType::kInt8;  // int8, int4, int2, float8_e4m3fn, float8_e5m2 (uint variants too)
   int64_t group_size = 0;        // 0: one scale per output channel (row); else groups along the row
   bool symmetric = true;         // false: asymmetric with an integer zero point
-  std::vector<std::string> exclude;  // ECMAScript regexes; a tensor whose name matches one stays float
+  std::vector<std::string>
+      exclude;  // see name_matches(); a tensor whose name matches one stays float
 
   /// The spec applied to a matrix. Throws when the options do not make a valid spec.
   AffineSpec spec() const;
@@ -34,6 +35,10 @@ struct TensorReport {
   double sqnr_db = 0.0;  // NaN when the tensor was kept
   bool quantized = false;
 };
+
+/// True when `name` matches `pattern`: a glob (`*`, `?`, `[...]`, as fnmatch) over the whole name,
+/// or, for a pattern without wildcards, any substring ("lm_head", "embeddings").
+bool name_matches(const std::string& name, const std::string& pattern);
 
 /// Quantizes `checkpoint` into `writer` (tensors + metadata) and returns one report per tensor,
 /// in name order. `progress(done, total, name)` is called before each tensor.
