@@ -170,3 +170,28 @@ TEST(Safetensors, LoadsRealHuggingFaceCheckpoint) {
 
 }  // namespace
 }  // namespace quantkit
+
+namespace quantkit {
+namespace {
+
+TEST(Safetensors, MisalignedTensorsAreCopiedNotViewed) {
+  using nlohmann::json;
+  std::string data(24, '\0');
+  const int64_t value = -5;
+  std::memcpy(data.data() + 1, &value, 8);  // an I64 at offset 1
+  const std::string bytes =
+      make_file({{"b", {{"dtype", "U8"}, {"shape", {1}}, {"data_offsets", {0, 1}}}},
+                 {"a", {{"dtype", "I64"}, {"shape", {1}}, {"data_offsets", {1, 9}}}}},
+                data.substr(0, 9));
+  auto owner = std::make_shared<std::string>(bytes);
+  const auto file = SafetensorsFile::parse(
+      owner,
+      std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(owner->data()), owner->size()),
+      "t");
+  const Tensor a = file.tensor("a");
+  EXPECT_FALSE(a.is_view());
+  EXPECT_EQ(a.data<int64_t>()[0], -5);
+}
+
+}  // namespace
+}  // namespace quantkit

@@ -199,7 +199,13 @@ Tensor SafetensorsFile::tensor(const std::string& name) const {
   QK_CHECK(e != nullptr, Error, origin_, ": no tensor named '", name, "'");
   const auto span =
       data_.subspan(static_cast<size_t>(e->begin), static_cast<size_t>(e->end - e->begin));
-  return Tensor::view(owner_, span, e->shape, e->dtype);
+  const Tensor view = Tensor::view(owner_, span, e->shape, e->dtype);
+  // Typed access needs natural alignment; a file that places a tensor at an odd offset gets an
+  // owned, aligned copy of that tensor instead of a view (files written by quantkit or by the
+  // safetensors library are aligned, so this is rare).
+  const auto element_bytes = static_cast<uintptr_t>(std::max(1, dtype_bits(e->dtype) / 8));
+  if (reinterpret_cast<uintptr_t>(span.data()) % element_bytes != 0) return view.clone();
+  return view;
 }
 
 void SafetensorsWriter::add(const std::string& name, const Tensor& tensor) {
@@ -219,7 +225,15 @@ void SafetensorsWriter::set_metadata(const std::string& key, const std::string& 
 void SafetensorsWriter::write(const std::filesystem::path& path) const {
   json header = json::object();
   int64_t offset = 0;
-  for (const auto& [name, t] : tensors_) {
+  // Largest elements first (as the safetensors library does): with an 8-byte-aligned data
+  // section every tensor then starts naturally aligned, without gaps between tensors.
+  std::vector<const std::pair<std::string, Tensor>*> order;
+  for (const auto& entry : tensors_) order.push_back(&entry);
+  std::stable_sort(order.begin(), order.end(), [](const auto* a, const auto* b) {
+    return dtype_bits(a->second.dtype()) > dtype_bits(b->second.dtype());
+  });
+  for (const auto* entry : order) {
+    const auto& [name, t] = *entry;
     Shape shape = t.shape();
     std::string dtype;
     if (is_sub_byte(t.dtype())) {
@@ -244,7 +258,8 @@ void SafetensorsWriter::write(const std::filesystem::path& path) const {
       len[i] = static_cast<uint8_t>(static_cast<uint64_t>(text.size()) >> (8 * i));
     out.write(reinterpret_cast<const char*>(len), 8);
     out.write(text.data(), static_cast<std::streamsize>(text.size()));
-    for (const auto& [name, t] : tensors_) {
+    for (const auto* entry : order) {
+      const Tensor& t = entry->second;
       out.write(reinterpret_cast<const char*>(t.bytes()), static_cast<std::streamsize>(t.nbytes()));
     }
     out.flush();
