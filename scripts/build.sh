@@ -13,4 +13,8 @@ case "$flavour" in
           -DQUANTKIT_BUILD_FUZZ=ON -DQUANTKIT_BUILD_TESTS=OFF -DQUANTKIT_BUILD_BENCH=OFF >/dev/null ;;
   *) echo "usage: build.sh release|asan|fuzz" >&2; exit 2 ;;
 esac
-cmake --build "build/$flavour" -j "$(nproc)"
+if [ "$flavour" = fuzz ]; then
+  cmake --build build/fuzz -j "$(nproc)" --target fuzz_safetensors
+else
+  cmake --build "build/$flavour" -j "$(nproc)"
+fi

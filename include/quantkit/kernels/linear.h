@@ -1,0 +1,52 @@
+// Weight-only quantized linear layers: y = x W^T + b with W [N, K] held as a QTensor.
+//
+// pack_linear_weight() converts a QTensor (int8/uint8/int4/uint4/int2/uint2 or float8; per output
+// channel or per group along K, the last group may be partial; symmetric, integer or float zero
+// point) once into the kernels' layout:
+//   * every scheme becomes W[n, k] = scale[n, g] * u[n, k] + offset[n, g], g = k / group, with
+//     unsigned codes u = q - qmin(dtype) (float8 keeps its raw codes and no offset);
+//   * each row of codes is padded to a multiple of 64 bytes; K is split in chunks of 32
+//     elements; 8-bit codes are stored in order, a 4-bit chunk is 16 bytes whose low nibbles hold
+//     elements 0..15 and high nibbles 16..31, a 2-bit chunk is 8 bytes whose bits 2i..2i+1 of byte
+//     j hold element j + 8i, so one load feeds consecutive vector lanes.
+// unpack() rebuilds the codes exactly (tested), so the layout loses nothing.
+#pragma once
+
+#include <cstdint>
+
+#include "quantkit/quant/qtensor.h"
+
+namespace quantkit {
+
+struct PackedLinearWeight {
+  int64_t out_features = 0;  // N
+  int64_t in_features = 0;   // K
+  int64_t group_size = 0;    // K for per-channel
+  int64_t groups = 0;        // ceil(K / group_size)
+  DType dtype = DType::kInt8;
+  int64_t row_bytes = 0;  // bytes per packed row (multiple of 64)
+  Tensor codes;           // uint8 [N, row_bytes]
+  Tensor scales;          // float32 [N, groups]
+  Tensor offsets;         // float32 [N, groups]; undefined for float8
+  QScheme scheme;         // of the source QTensor, for unpack()
+
+  /// Bytes the kernels stream per call (codes + scales + offsets).
+  int64_t nbytes() const;
+  /// The QTensor this was packed from (codes and scheme exact; scales/offsets as float32).
+  QTensor unpack() const;
+};
+
+/// Packs a [N, K] weight QTensor. Throws DTypeError/ShapeError for tensors the kernels do not
+/// take (rank != 2, blocks spanning several rows, int32 codes).
+PackedLinearWeight pack_linear_weight(const QTensor& weight);
+
+/// y [..., N] = x [..., K] W^T (+ bias [N]); x float32. Uses the active ISA and
+/// num_threads() threads; the reference ISA level runs the scalar specification.
+Tensor linear_weight_only(const Tensor& x, const PackedLinearWeight& weight,
+                          const Tensor* bias = nullptr);
+
+/// Threads used by kernels (default: QUANTKIT_NUM_THREADS, else the hardware's count).
+int num_threads();
+void set_num_threads(int threads);
+
+}  // namespace quantkit

@@ -1,0 +1,302 @@
+#include "quantkit/kernels/linear.h"
+
+#include <cblas.h>
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <vector>
+
+#include "gemv.h"
+#include "quantkit/core/float_convert.h"
+#include "quantkit/core/packing.h"
+
+namespace quantkit {
+namespace kernels {
+const GemvKernels& gemv_kernels_reference();
+const GemvKernels& gemv_kernels_avx2();
+const GemvKernels& gemv_kernels_avx512();
+const GemvKernels& gemv_kernels_for(Isa isa) {
+  switch (isa) {
+    case Isa::kAvx2:
+      return gemv_kernels_avx2();
+    case Isa::kAvx512:
+      return gemv_kernels_avx512();
+    case Isa::kReference:
+      break;
+  }
+  return gemv_kernels_reference();
+}
+}  // namespace kernels
+
+namespace {
+
+constexpr int64_t kChunk = 32;
+// Above this many activation rows, dequantizing tiles of W and calling sgemm beats the GEMV.
+constexpr int64_t kGemmMinRows = 16;
+constexpr int64_t kGemmTileRows = 256;
+
+int& thread_setting() {
+  static int threads = [] {
+    if (const char* env = std::getenv("QUANTKIT_NUM_THREADS");
+        env != nullptr && std::atoi(env) > 0) {
+      return std::atoi(env);
+    }
+    return omp_get_num_procs();
+  }();
+  return threads;
+}
+
+/// Byte position of element k inside a packed row, and its bit shift (layout in linear.h).
+void element_slot(int64_t k, int bits, int64_t* byte, int* shift) {
+  const int64_t chunk = k / kChunk, j = k % kChunk;
+  if (bits == 8) {
+    *byte = k;
+    *shift = 0;
+  } else if (bits == 4) {
+    *byte = chunk * 16 + j % 16;
+    *shift = static_cast<int>(j / 16) * 4;
+  } else {
+    *byte = chunk * 8 + j % 8;
+    *shift = static_cast<int>(j / 8) * 2;
+  }
+}
+
+}  // namespace
+
+int num_threads() {
+  return thread_setting();
+}
+void set_num_threads(int threads) {
+  QK_CHECK(threads > 0, ValueError, "set_num_threads: need at least one thread, got ", threads);
+  thread_setting() = threads;
+}
+
+int64_t PackedLinearWeight::nbytes() const {
+  return codes.nbytes() + scales.nbytes() + (offsets.defined() ? offsets.nbytes() : 0);
+}
+
+PackedLinearWeight pack_linear_weight(const QTensor& weight) {
+  QK_CHECK(weight.defined() && weight.shape().size() == 2, ShapeError,
+           "pack_linear_weight: weight must be a 2-D [out_features, in_features] QTensor, got ",
+           weight.defined() ? shape_to_string(weight.shape()) : "undefined");
+  const QScheme& scheme = weight.scheme();
+  QK_CHECK(scheme.dtype != DType::kInt32, DTypeError,
+           "pack_linear_weight: int32 weights are not supported; use 8 bits or fewer");
+  QK_CHECK(scheme.block_size[0] == 1, ShapeError,
+           "pack_linear_weight: blocks must not span output rows, got block ",
+           shape_to_string(scheme.block_size));
+  PackedLinearWeight p;
+  p.out_features = weight.shape()[0];
+  p.in_features = weight.shape()[1];
+  p.group_size = std::min(scheme.block_size[1], std::max<int64_t>(p.in_features, 1));
+  p.groups = (p.in_features + p.group_size - 1) / p.group_size;
+  p.dtype = scheme.dtype;
+  p.scheme = scheme;
+  const int bits = dtype_bits(scheme.dtype);
+  const int64_t padded_k = (p.in_features + kChunk - 1) / kChunk * kChunk;
+  p.row_bytes = (padded_k * bits / 8 + 63) / 64 * 64;
+  p.codes = Tensor::zeros({p.out_features, p.row_bytes}, DType::kUInt8);
+  p.scales = Tensor::empty({p.out_features, p.groups}, DType::kFloat32);
+  const bool fp8 = is_float8(scheme.dtype);
+  if (!fp8) p.offsets = Tensor::empty({p.out_features, p.groups}, DType::kFloat32);
+
+  const DTypeInfo& info = dtype_info(scheme.dtype);
+  const Tensor codes = weight.int_repr();  // int8/uint8 (float8: raw bytes)
+  const auto qmin = static_cast<int32_t>(fp8 ? 0 : info.int_min);
+  for (int64_t n = 0; n < p.out_features; ++n) {
+    uint8_t* row = p.codes.data<uint8_t>() + n * p.row_bytes;
+    for (int64_t k = 0; k < p.in_features; ++k) {
+      const int64_t i = n * p.in_features + k;
+      const int32_t q = codes.dtype() == DType::kInt8 ? codes.data<int8_t>()[i] : codes.bytes()[i];
+      int64_t byte;
+      int shift;
+      element_slot(k, bits, &byte, &shift);
+      row[byte] = static_cast<uint8_t>(row[byte] | ((q - qmin) << shift));
+    }
+    for (int64_t g = 0; g < p.groups; ++g) {
+      const int64_t b = n * p.groups + g;
+      const double s = weight.scale().dtype() == DType::kFloat64 ? weight.scale().data<double>()[b]
+                                                                 : weight.scale().data<float>()[b];
+      p.scales.data<float>()[b] = static_cast<float>(s);
+      if (fp8) continue;
+      double zp = 0.0;  // W = s * (q - zp) = s * u + s * (qmin - zp)
+      if (scheme.zero_point_domain == ZeroPointDomain::kInt)
+        zp = weight.zero_point().data<int32_t>()[b];
+      if (scheme.zero_point_domain == ZeroPointDomain::kFloat)
+        zp = weight.zero_point().data<float>()[b];
+      p.offsets.data<float>()[b] = static_cast<float>(s * (qmin - zp));
+    }
+  }
+  return p;
+}
+
+QTensor PackedLinearWeight::unpack() const {
+  const int bits = dtype_bits(dtype);
+  const bool fp8 = is_float8(dtype);
+  const auto qmin = static_cast<int32_t>(fp8 ? 0 : dtype_info(dtype).int_min);
+  std::vector<int32_t> values(static_cast<size_t>(out_features * in_features));
+  for (int64_t n = 0; n < out_features; ++n) {
+    const uint8_t* row = codes.data<uint8_t>() + n * row_bytes;
+    for (int64_t k = 0; k < in_features; ++k) {
+      int64_t byte;
+      int shift;
+      element_slot(k, bits, &byte, &shift);
+      const int32_t u = (row[byte] >> shift) & ((1 << bits) - 1);
+      values[static_cast<size_t>(n * in_features + k)] = u + qmin;
+    }
+  }
+  Tensor data = Tensor::empty({out_features, in_features}, dtype);
+  if (fp8) {
+    for (size_t i = 0; i < values.size(); ++i) data.bytes()[i] = static_cast<uint8_t>(values[i]);
+  } else {
+    pack_integers(values, dtype, data.bytes());
+  }
+  // Scales come back as float32 and zero points are re-derived from the offsets.
+  Tensor zero_point;
+  const Tensor s = scales.reshape({out_features, groups});
+  if (scheme.zero_point_domain != ZeroPointDomain::kNone) {
+    const bool int_zp = scheme.zero_point_domain == ZeroPointDomain::kInt;
+    zero_point = Tensor::empty({out_features, groups}, int_zp ? DType::kInt32 : DType::kFloat32);
+    for (int64_t b = 0; b < out_features * groups; ++b) {
+      const double zp =
+          qmin - static_cast<double>(offsets.data<float>()[b]) / scales.data<float>()[b];
+      if (int_zp) {
+        zero_point.data<int32_t>()[b] = static_cast<int32_t>(std::nearbyint(zp));
+      } else {
+        zero_point.data<float>()[b] = static_cast<float>(zp);
+      }
+    }
+  }
+  return QTensor(data, s.clone(), zero_point, scheme);
+}
+
+namespace {
+
+/// Dequantizes rows [n0, n1) of the packed weight into `w` ([n1 - n0, K] float32).
+void dequantize_rows(const PackedLinearWeight& p, int64_t n0, int64_t n1, float* w) {
+  const int bits = dtype_bits(p.dtype);
+  const bool fp8 = is_float8(p.dtype);
+  for (int64_t n = n0; n < n1; ++n) {
+    const uint8_t* row = p.codes.data<uint8_t>() + n * p.row_bytes;
+    float* out = w + (n - n0) * p.in_features;
+    for (int64_t k = 0; k < p.in_features; ++k) {
+      int64_t byte;
+      int shift;
+      element_slot(k, bits, &byte, &shift);
+      const int64_t b = n * p.groups + k / p.group_size;
+      const uint8_t u = static_cast<uint8_t>((row[byte] >> shift) & ((1 << bits) - 1));
+      if (fp8) {
+        const float v =
+            p.dtype == DType::kFloat8E4M3 ? e4m3_bits_to_float(u) : e5m2_bits_to_float(u);
+        out[k] = v * p.scales.data<float>()[b];
+      } else {
+        out[k] = p.scales.data<float>()[b] * static_cast<float>(u) + p.offsets.data<float>()[b];
+      }
+    }
+  }
+}
+
+/// The specification: dequantize W, accumulate every dot product in double.
+void linear_reference(const float* x, int64_t m, const PackedLinearWeight& p, float* y) {
+  std::vector<float> w(static_cast<size_t>(p.in_features));
+  for (int64_t n = 0; n < p.out_features; ++n) {
+    dequantize_rows(p, n, n + 1, w.data());
+    for (int64_t r = 0; r < m; ++r) {
+      double acc = 0.0;
+      for (int64_t k = 0; k < p.in_features; ++k)
+        acc += static_cast<double>(x[r * p.in_features + k]) * w[static_cast<size_t>(k)];
+      y[r * p.out_features + n] = static_cast<float>(acc);
+    }
+  }
+}
+
+/// Large M: dequantize tiles of W (in parallel) and multiply each with one sgemm call.
+void linear_gemm(const float* x, int64_t m, const PackedLinearWeight& p, float* y, int threads) {
+  const int64_t k = p.in_features, n_total = p.out_features;
+  std::vector<float> tile(static_cast<size_t>(std::min(kGemmTileRows, n_total) * k));
+  for (int64_t n0 = 0; n0 < n_total; n0 += kGemmTileRows) {
+    const int64_t rows = std::min(kGemmTileRows, n_total - n0);
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (int64_t r = 0; r < rows; r += 16)
+      dequantize_rows(p, n0 + r, n0 + std::min(rows, r + 16), tile.data() + r * k);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(m),
+                static_cast<int>(rows), static_cast<int>(k), 1.0f, x, static_cast<int>(k),
+                tile.data(), static_cast<int>(k), 0.0f, y + n0, static_cast<int>(n_total));
+  }
+}
+
+bool has_gemv_kernel(const PackedLinearWeight& p) {
+  return !is_float8(p.dtype) && (p.group_size % kChunk == 0 || p.group_size >= p.in_features);
+}
+
+void linear_gemv(const float* x, int64_t m, const PackedLinearWeight& p, float* y, int threads) {
+  // Group sums of x carry the offsets: sum_k x_k (s u_k + off) = s (x . u) + off * sum_k x_k.
+  std::vector<float> sums(static_cast<size_t>(m * p.groups), 0.0f);
+  for (int64_t r = 0; r < m; ++r) {
+    for (int64_t k = 0; k < p.in_features; ++k)
+      sums[static_cast<size_t>(r * p.groups + k / p.group_size)] += x[r * p.in_features + k];
+  }
+  const kernels::GemvKernels& table = kernels::gemv_kernels_for(active_isa());
+  const int bits = dtype_bits(p.dtype);
+  const auto kernel = bits == 8 ? table.u8 : bits == 4 ? table.u4 : table.u2;
+  // Slices of 16 rows keep each thread's writes to y on separate cache lines.
+  const int64_t slices = (p.out_features + 15) / 16;
+#pragma omp parallel for num_threads(threads) schedule(static)
+  for (int64_t s = 0; s < slices; ++s) {
+    kernels::GemvArgs a{x,
+                        p.in_features,
+                        m,
+                        p.in_features,
+                        p.codes.data<uint8_t>(),
+                        p.row_bytes,
+                        p.scales.data<float>(),
+                        p.offsets.data<float>(),
+                        p.groups,
+                        p.group_size,
+                        sums.data(),
+                        y,
+                        p.out_features,
+                        s * 16,
+                        std::min(p.out_features, s * 16 + 16)};
+    kernel(a);
+  }
+}
+
+}  // namespace
+
+Tensor linear_weight_only(const Tensor& x, const PackedLinearWeight& p, const Tensor* bias) {
+  QK_CHECK(x.defined() && x.dtype() == DType::kFloat32, DTypeError,
+           "linear: x must be float32, got ", x.defined() ? dtype_name(x.dtype()) : "undefined",
+           " (a quantized tensor must be dequantized first)");
+  QK_CHECK(x.dim() >= 1 && x.size(-1) == p.in_features, ShapeError, "linear: x has shape ",
+           shape_to_string(x.shape()), " but the weight takes ", p.in_features, " input features");
+  if (bias != nullptr) {
+    QK_CHECK(bias->dtype() == DType::kFloat32 && bias->numel() == p.out_features, ShapeError,
+             "linear: bias must be float32 [", p.out_features, "], got ", bias->summary());
+  }
+  Shape out_shape = x.shape();
+  out_shape.back() = p.out_features;
+  Tensor y = Tensor::empty(out_shape, DType::kFloat32);
+  const int64_t m = x.numel() / std::max<int64_t>(p.in_features, 1);
+  if (m == 0 || p.out_features == 0) return y;
+  const int threads = num_threads();
+  if (active_isa() == Isa::kReference) {
+    linear_reference(x.data<float>(), m, p, y.data<float>());
+  } else if (m >= kGemmMinRows || !has_gemv_kernel(p)) {
+    linear_gemm(x.data<float>(), m, p, y.data<float>(), threads);
+  } else {
+    linear_gemv(x.data<float>(), m, p, y.data<float>(), threads);
+  }
+  if (bias != nullptr) {
+    for (int64_t r = 0; r < m; ++r) {
+      for (int64_t n = 0; n < p.out_features; ++n)
+        y.data<float>()[r * p.out_features + n] += bias->data<float>()[n];
+    }
+  }
+  return y;
+}
+
+}  // namespace quantkit

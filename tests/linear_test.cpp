@@ -1,0 +1,143 @@
+// Weight-only linear kernels against the scalar reference (dequantize, accumulate in double).
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+
+#include "quantkit/kernels/isa.h"
+#include "quantkit/kernels/linear.h"
+#include "test_util.h"
+
+namespace quantkit {
+namespace {
+
+struct IsaGuard {
+  Isa saved = active_isa();
+  ~IsaGuard() { set_active_isa(saved); }
+};
+
+struct WeightCase {
+  DType dtype;
+  ZeroPointDomain domain;
+  int64_t group;  // 0 = per channel
+};
+
+QTensor make_weight(int64_t n, int64_t k, const WeightCase& c, uint32_t seed) {
+  AffineSpec spec = AffineSpec::for_dtype(
+      c.dtype, c.group ? Granularity::per_group(c.group) : Granularity::per_axis(0));
+  if (!is_float8(c.dtype)) {
+    spec.zero_point_domain = c.domain;
+    spec.mapping =
+        c.domain == ZeroPointDomain::kNone ? MappingType::kSymmetric : MappingType::kAsymmetric;
+  }
+  return quantize(testing::random_tensor({n, k}, seed, 0.05f), spec);
+}
+
+const std::vector<WeightCase> kCases = {
+    {DType::kInt8, ZeroPointDomain::kNone, 0},
+    {DType::kInt8, ZeroPointDomain::kInt, 0},
+    {DType::kInt8, ZeroPointDomain::kNone, 32},
+    {DType::kUInt8, ZeroPointDomain::kInt, 64},
+    {DType::kInt4, ZeroPointDomain::kNone, 32},
+    {DType::kInt4, ZeroPointDomain::kInt, 128},
+    {DType::kUInt4, ZeroPointDomain::kFloat, 64},
+    {DType::kInt4, ZeroPointDomain::kNone, 0},
+    {DType::kInt4, ZeroPointDomain::kNone, 7},
+    {DType::kInt2, ZeroPointDomain::kNone, 32},
+    {DType::kUInt2, ZeroPointDomain::kInt, 32},
+    {DType::kFloat8E4M3, ZeroPointDomain::kNone, 0},
+    {DType::kFloat8E5M2, ZeroPointDomain::kNone, 0},
+};
+
+TEST(LinearPacking, UnpackGivesBackTheExactCodes) {
+  for (const WeightCase& c : kCases) {
+    for (int64_t k : {1, 31, 32, 100, 257}) {
+      const QTensor w = make_weight(5, k, c, 3);
+      const PackedLinearWeight p = pack_linear_weight(w);
+      EXPECT_EQ(p.row_bytes % 64, 0);
+      const QTensor back = p.unpack();
+      const Tensor a = w.int_repr(), b = back.int_repr();
+      ASSERT_EQ(0, std::memcmp(a.bytes(), b.bytes(), static_cast<size_t>(a.nbytes())))
+          << w.summary() << " k=" << k;
+      const Tensor da = w.dequantize(), db = back.dequantize();
+      for (int64_t i = 0; i < da.numel(); ++i) {
+        ASSERT_NEAR(da.data<float>()[i], db.data<float>()[i],
+                    1e-6f * (1 + std::fabs(da.data<float>()[i])))
+            << w.summary();
+      }
+    }
+  }
+}
+
+TEST(Linear, EveryIsaMatchesTheReference) {
+  IsaGuard guard;
+  int compared = 0;
+  double worst = 0.0;
+  for (const WeightCase& c : kCases) {
+    for (int64_t k : {1, 33, 64, 100, 257}) {
+      for (int64_t n : {1, 17, 40}) {
+        const QTensor w = make_weight(n, k, c, static_cast<uint32_t>(k * 31 + n));
+        const PackedLinearWeight p = pack_linear_weight(w);
+        const Tensor wf = w.dequantize();
+        for (int64_t m : {1, 2, 3, 7, 8, 33, 128}) {
+          const Tensor x = testing::random_tensor({m, k}, static_cast<uint32_t>(m + k + n));
+          set_active_isa(Isa::kReference);
+          const Tensor want = linear_weight_only(x, p);
+          for (Isa isa : supported_isas()) {
+            set_active_isa(isa);
+            const Tensor got = linear_weight_only(x, p);
+            for (int64_t r = 0; r < m; ++r) {
+              for (int64_t o = 0; o < n; ++o) {
+                // Float32 accumulation in another order: bounded by 64 ulp of sum |x_k W_nk|.
+                double magnitude = 0.0;
+                for (int64_t i = 0; i < k; ++i) {
+                  magnitude += std::fabs(x.data<float>()[r * k + i] * wf.data<float>()[o * k + i]);
+                }
+                const double err =
+                    std::fabs(got.data<float>()[r * n + o] - want.data<float>()[r * n + o]);
+                const double bound = 64 * 1.1920929e-7 * magnitude + 1e-30;
+                ASSERT_LE(err, bound)
+                    << isa_name(isa) << " " << w.summary() << " m=" << m << " k=" << k;
+                worst = std::max(worst, err / (magnitude + 1e-30));
+              }
+            }
+            ++compared;
+          }
+          // The reference itself: y equals x times the dequantized weight.
+          double max_err = 0.0;
+          for (int64_t o = 0; o < n; ++o) {
+            double acc = 0.0;
+            for (int64_t i = 0; i < k; ++i)
+              acc += static_cast<double>(x.data<float>()[i]) * wf.data<float>()[o * k + i];
+            max_err = std::max(max_err, std::fabs(acc - want.data<float>()[o]));
+          }
+          ASSERT_LT(max_err, 1e-4) << w.summary();
+        }
+      }
+    }
+  }
+  std::printf("compared %d cases; worst |error| / sum|x w| = %.3g (bound %.3g)\n", compared, worst,
+              64 * 1.1920929e-7);
+}
+
+TEST(Linear, BiasBatchDimsAndBadInput) {
+  const QTensor w = make_weight(8, 64, {DType::kInt4, ZeroPointDomain::kNone, 32}, 1);
+  const PackedLinearWeight p = pack_linear_weight(w);
+  const Tensor x = testing::random_tensor({2, 3, 64}, 2);
+  const Tensor bias = testing::random_tensor({8}, 3);
+  const Tensor y = linear_weight_only(x, p, &bias);
+  EXPECT_EQ(y.shape(), (Shape{2, 3, 8}));
+  const Tensor y0 = linear_weight_only(x, p);
+  EXPECT_NEAR(y.data<float>()[9] - y0.data<float>()[9], bias.data<float>()[1], 1e-5);
+  EXPECT_THROW(linear_weight_only(testing::random_tensor({2, 63}, 1), p), ShapeError);
+  EXPECT_THROW(linear_weight_only(x.to(DType::kFloat16), p), DTypeError);
+  const Tensor bad_bias = testing::random_tensor({7}, 1);
+  EXPECT_THROW(linear_weight_only(x, p, &bad_bias), ShapeError);
+  EXPECT_THROW(pack_linear_weight(
+                   quantize(testing::random_tensor({4}, 1), AffineSpec::for_dtype(DType::kInt8))),
+               ShapeError);
+  EXPECT_THROW(set_num_threads(0), ValueError);
+}
+
+}  // namespace
+}  // namespace quantkit
