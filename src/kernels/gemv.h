@@ -17,8 +17,9 @@ struct GemvArgs {
   int64_t row_bytes;
   const float* scales;   // [N, groups]
   const float* offsets;  // [N, groups]
+  float code_bias;       // qmin: the signed code is u + code_bias, exact in float
   int64_t groups;
-  int64_t group_size;         // a multiple of 32 (the chunk), or K
+  int64_t group_size;         // a multiple of 32 (the chunk), or >= K
   const float* x_group_sums;  // [m, groups]: sum of x over each group
   float* y;                   // [m, y_stride]
   int64_t y_stride;
@@ -29,6 +30,11 @@ struct GemvKernels {
   void (*u8)(const GemvArgs&);
   void (*u4)(const GemvArgs&);
   void (*u2)(const GemvArgs&);
+  /// out[k] = s[k / group] * (u[k] + code_bias) + off[k / group] for one packed row of 8, 4 or 2
+  /// bits.
+  using DequantizeRow = void (*)(const uint8_t* row, int64_t k, float code_bias, const float* s,
+                                 const float* off, int64_t group_size, float* out);
+  DequantizeRow dequantize_u8, dequantize_u4, dequantize_u2;
 };
 
 const GemvKernels& gemv_kernels_for(Isa isa);

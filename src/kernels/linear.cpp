@@ -122,13 +122,56 @@ PackedLinearWeight pack_linear_weight(const QTensor& weight) {
                                                                  : weight.scale().data<float>()[b];
       p.scales.data<float>()[b] = static_cast<float>(s);
       if (fp8) continue;
-      double zp = 0.0;  // W = s * (q - zp) = s * u + s * (qmin - zp)
+      double zp = 0.0;  // W = s * (q - zp) = s * q + offset
       if (scheme.zero_point_domain == ZeroPointDomain::kInt)
         zp = weight.zero_point().data<int32_t>()[b];
       if (scheme.zero_point_domain == ZeroPointDomain::kFloat)
         zp = weight.zero_point().data<float>()[b];
-      p.offsets.data<float>()[b] = static_cast<float>(s * (qmin - zp));
+      p.offsets.data<float>()[b] = static_cast<float>(-s * zp);
     }
+  }
+  return p;
+}
+
+PackedLinearWeight pack_linear_weight_affine(const Tensor& q, DType dtype, int64_t group_size,
+                                             const Tensor& scales, const Tensor& offsets) {
+  QK_CHECK(q.defined() && q.dtype() == DType::kInt8 && q.dim() == 2, DTypeError,
+           "pack_linear_weight_affine: codes must be an int8 [N, K] tensor, got ",
+           q.defined() ? q.summary() : "undefined");
+  QK_CHECK(is_quantized_int(dtype) && dtype_info(dtype).is_signed && dtype_bits(dtype) <= 8,
+           DTypeError, "pack_linear_weight_affine: dtype must be int8, int4 or int2, got ",
+           dtype_name(dtype));
+  const int64_t n = q.size(0), k = q.size(1);
+  QK_CHECK(group_size > 0, ValueError,
+           "pack_linear_weight_affine: group_size must be positive, got ", group_size);
+  const int64_t groups = (k + group_size - 1) / group_size;
+  QK_CHECK(scales.defined() && scales.dtype() == DType::kFloat32 && scales.numel() == n * groups,
+           ShapeError, "pack_linear_weight_affine: scales must be float32 with ", n, " x ", groups,
+           " entries, got ", scales.defined() ? scales.summary() : "undefined");
+  QK_CHECK(
+      !offsets.defined() || (offsets.dtype() == DType::kFloat32 && offsets.numel() == n * groups),
+      ShapeError, "pack_linear_weight_affine: offsets must be float32 with ", n, " x ", groups,
+      " entries, got ", offsets.summary());
+  const DTypeInfo& info = dtype_info(dtype);
+  for (int64_t i = 0; i < q.numel(); ++i) {
+    const int8_t v = q.data<int8_t>()[i];
+    QK_CHECK(v >= info.int_min && v <= info.int_max, ValueError, "pack_linear_weight_affine: code ",
+             int{v}, " at flat index ", i, " is outside the ", info.name, " range [", info.int_min,
+             ", ", info.int_max, "]");
+  }
+  // Build the equivalent QTensor (symmetric codes, per-row groups), reuse the packer, then set
+  // the given offsets.
+  Tensor codes = Tensor::empty({n, k}, dtype);
+  std::vector<int32_t> values(static_cast<size_t>(q.numel()));
+  for (size_t i = 0; i < values.size(); ++i) values[i] = q.data<int8_t>()[i];
+  pack_integers(values, dtype, codes.bytes());
+  QScheme scheme{dtype,           info.int_min,           info.int_max,
+                 {1, group_size}, ZeroPointDomain::kNone, MappingType::kSymmetric};
+  PackedLinearWeight p =
+      pack_linear_weight(QTensor(codes, scales.reshape({n, groups}).clone(), Tensor(), scheme));
+  for (int64_t b = 0; b < n * groups; ++b) {
+    const float given = offsets.defined() ? offsets.data<float>()[b] : 0.0f;
+    p.offsets.data<float>()[b] = given;
   }
   return p;
 }
@@ -161,8 +204,7 @@ QTensor PackedLinearWeight::unpack() const {
     const bool int_zp = scheme.zero_point_domain == ZeroPointDomain::kInt;
     zero_point = Tensor::empty({out_features, groups}, int_zp ? DType::kInt32 : DType::kFloat32);
     for (int64_t b = 0; b < out_features * groups; ++b) {
-      const double zp =
-          qmin - static_cast<double>(offsets.data<float>()[b]) / scales.data<float>()[b];
+      const double zp = -static_cast<double>(offsets.data<float>()[b]) / scales.data<float>()[b];
       if (int_zp) {
         zero_point.data<int32_t>()[b] = static_cast<int32_t>(std::nearbyint(zp));
       } else {
@@ -174,6 +216,11 @@ QTensor PackedLinearWeight::unpack() const {
 }
 
 namespace {
+
+/// The packed codes are u = q - qmin; kernels add qmin back (exactly, in float).
+float code_bias(const PackedLinearWeight& p) {
+  return is_float8(p.dtype) ? 0.0f : static_cast<float>(dtype_info(p.dtype).int_min);
+}
 
 /// Dequantizes rows [n0, n1) of the packed weight into `w` ([n1 - n0, K] float32).
 void dequantize_rows(const PackedLinearWeight& p, int64_t n0, int64_t n1, float* w) {
@@ -193,7 +240,8 @@ void dequantize_rows(const PackedLinearWeight& p, int64_t n0, int64_t n1, float*
             p.dtype == DType::kFloat8E4M3 ? e4m3_bits_to_float(u) : e5m2_bits_to_float(u);
         out[k] = v * p.scales.data<float>()[b];
       } else {
-        out[k] = p.scales.data<float>()[b] * static_cast<float>(u) + p.offsets.data<float>()[b];
+        out[k] = p.scales.data<float>()[b] * (static_cast<float>(u) + code_bias(p)) +
+                 p.offsets.data<float>()[b];
       }
     }
   }
@@ -213,6 +261,22 @@ void linear_reference(const float* x, int64_t m, const PackedLinearWeight& p, fl
   }
 }
 
+/// One row through the active ISA's vector dequantizer where it has one.
+void dequantize_fast(const PackedLinearWeight& p, int64_t n, float* out) {
+  if (is_float8(p.dtype) || active_isa() == Isa::kReference) {
+    dequantize_rows(p, n, n + 1, out);
+    return;
+  }
+  const kernels::GemvKernels& table = kernels::gemv_kernels_for(active_isa());
+  const int bits = dtype_bits(p.dtype);
+  const auto fn = bits == 8   ? table.dequantize_u8
+                  : bits == 4 ? table.dequantize_u4
+                              : table.dequantize_u2;
+  fn(p.codes.data<uint8_t>() + n * p.row_bytes, p.in_features, code_bias(p),
+     p.scales.data<float>() + n * p.groups, p.offsets.data<float>() + n * p.groups, p.group_size,
+     out);
+}
+
 /// Large M: dequantize tiles of W (in parallel) and multiply each with one sgemm call.
 void linear_gemm(const float* x, int64_t m, const PackedLinearWeight& p, float* y, int threads) {
   const int64_t k = p.in_features, n_total = p.out_features;
@@ -220,8 +284,7 @@ void linear_gemm(const float* x, int64_t m, const PackedLinearWeight& p, float* 
   for (int64_t n0 = 0; n0 < n_total; n0 += kGemmTileRows) {
     const int64_t rows = std::min(kGemmTileRows, n_total - n0);
 #pragma omp parallel for num_threads(threads) schedule(static)
-    for (int64_t r = 0; r < rows; r += 16)
-      dequantize_rows(p, n0 + r, n0 + std::min(rows, r + 16), tile.data() + r * k);
+    for (int64_t r = 0; r < rows; ++r) dequantize_fast(p, n0 + r, tile.data() + r * k);
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(m),
                 static_cast<int>(rows), static_cast<int>(k), 1.0f, x, static_cast<int>(k),
                 tile.data(), static_cast<int>(k), 0.0f, y + n0, static_cast<int>(n_total));
@@ -236,8 +299,12 @@ void linear_gemv(const float* x, int64_t m, const PackedLinearWeight& p, float* 
   // Group sums of x carry the offsets: sum_k x_k (s u_k + off) = s (x . u) + off * sum_k x_k.
   std::vector<float> sums(static_cast<size_t>(m * p.groups), 0.0f);
   for (int64_t r = 0; r < m; ++r) {
-    for (int64_t k = 0; k < p.in_features; ++k)
-      sums[static_cast<size_t>(r * p.groups + k / p.group_size)] += x[r * p.in_features + k];
+    for (int64_t g = 0; g < p.groups; ++g) {
+      double sum = 0.0;
+      const int64_t end = std::min(p.in_features, (g + 1) * p.group_size);
+      for (int64_t k = g * p.group_size; k < end; ++k) sum += x[r * p.in_features + k];
+      sums[static_cast<size_t>(r * p.groups + g)] = static_cast<float>(sum);
+    }
   }
   const kernels::GemvKernels& table = kernels::gemv_kernels_for(active_isa());
   const int bits = dtype_bits(p.dtype);
@@ -254,6 +321,7 @@ void linear_gemv(const float* x, int64_t m, const PackedLinearWeight& p, float* 
                         p.row_bytes,
                         p.scales.data<float>(),
                         p.offsets.data<float>(),
+                        code_bias(p),
                         p.groups,
                         p.group_size,
                         sums.data(),

@@ -40,6 +40,12 @@ struct PackedLinearWeight {
 /// take (rank != 2, blocks spanning several rows, int32 codes).
 PackedLinearWeight pack_linear_weight(const QTensor& weight);
 
+/// Packs integer codes `q` (int8 tensor [N, K] holding values of `dtype`'s range) with
+/// W[n, k] = scales[n, g] * q[n, k] + offsets[n, g], g = k / group_size (scales/offsets float32
+/// [N, ceil(K / group_size)]; offsets undefined = 0). torch_xla's layout maps onto this directly.
+PackedLinearWeight pack_linear_weight_affine(const Tensor& q, DType dtype, int64_t group_size,
+                                             const Tensor& scales, const Tensor& offsets);
+
 /// y [..., N] = x [..., K] W^T (+ bias [N]); x float32. Uses the active ISA and
 /// num_threads() threads; the reference ISA level runs the scalar specification.
 Tensor linear_weight_only(const Tensor& x, const PackedLinearWeight& weight,
