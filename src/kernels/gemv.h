@@ -16,7 +16,7 @@ struct GemvArgs {
   const uint8_t* codes;  // packed rows, see linear.h
   int64_t row_bytes;
   const float* scales;   // [N, groups]
-  const float* offsets;  // [N, groups]
+  const float* offsets;  // [N, groups], or nullptr when every offset is zero
   float code_bias;       // qmin: the signed code is u + code_bias, exact in float
   int64_t groups;
   int64_t group_size;         // a multiple of 32 (the chunk), or >= K

@@ -70,7 +70,7 @@ void gemv_rows(const GemvArgs& a, int64_t m0) {
   for (int64_t n = a.n_begin; n < a.n_end; ++n) {
     const uint8_t* row = a.codes + n * a.row_bytes;
     const float* s = a.scales + n * a.groups;
-    const float* off = a.offsets + n * a.groups;
+    const float* off = a.offsets != nullptr ? a.offsets + n * a.groups : nullptr;  // null: all zero
     alignas(64) float acc[Rows][kChunk] = {};
     alignas(64) float w[kChunk];
     for (int64_t c = 0; c < full_chunks; ++c) {
@@ -101,7 +101,7 @@ void gemv_rows(const GemvArgs& a, int64_t m0) {
     for (int r = 0; r < Rows; ++r) {
       const float* sums = a.x_group_sums + (m0 + r) * a.groups;
       double offset_term = 0.0;  // per group, not per element: double costs nothing here
-      for (int64_t g = 0; g < a.groups; ++g) offset_term += static_cast<double>(off[g]) * sums[g];
+      for (int64_t g = 0; off != nullptr && g < a.groups; ++g) offset_term += static_cast<double>(off[g]) * sums[g];
       a.y[(m0 + r) * a.y_stride + n] = static_cast<float>(out[r] + offset_term);
     }
   }
@@ -122,23 +122,116 @@ void dequantize_row(const uint8_t* __restrict row, int64_t k, float code_bias, c
   }
 }
 
+#if defined(__AVX2__)
+/// Widens 8 byte codes to floats: signed codes (qmin already added in the byte domain, exact)
+/// sign-extend, unsigned ones zero-extend.
+inline __m256 widen_codes(__m128i bytes, bool is_signed) {
+  return _mm256_cvtepi32_ps(is_signed ? _mm256_cvtepi8_epi32(bytes) : _mm256_cvtepu8_epi32(bytes));
+}
+
+/// The 32 codes of chunk c as integer-valued floats (q = u + qmin) in 4 registers.
+template <int Bits>
+inline void decode_chunk_registers(const uint8_t* row, int64_t c, __m128i bias, bool is_signed, __m256 w[4]) {
+  __m128i q0, q1;
+  if constexpr (Bits == 8) {
+    q0 = _mm_add_epi8(_mm_loadu_si128(reinterpret_cast<const __m128i*>(row + c * 32)), bias);
+    q1 = _mm_add_epi8(_mm_loadu_si128(reinterpret_cast<const __m128i*>(row + c * 32 + 16)), bias);
+  } else if constexpr (Bits == 4) {
+    const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(row + c * 16));
+    const __m128i low4 = _mm_set1_epi8(0x0F);
+    q0 = _mm_add_epi8(_mm_and_si128(b, low4), bias);
+    q1 = _mm_add_epi8(_mm_and_si128(_mm_srli_epi16(b, 4), low4), bias);
+  } else {
+    const __m128i b = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(row + c * 8));
+    const __m128i low2 = _mm_set1_epi8(0x03);
+    const __m128i e0 = _mm_and_si128(b, low2), e1 = _mm_and_si128(_mm_srli_epi16(b, 2), low2);
+    const __m128i e2 = _mm_and_si128(_mm_srli_epi16(b, 4), low2), e3 = _mm_and_si128(_mm_srli_epi16(b, 6), low2);
+    q0 = _mm_add_epi8(_mm_unpacklo_epi64(e0, e1), bias);
+    q1 = _mm_add_epi8(_mm_unpacklo_epi64(e2, e3), bias);
+  }
+  w[0] = widen_codes(q0, is_signed);
+  w[1] = widen_codes(_mm_srli_si128(q0, 8), is_signed);
+  w[2] = widen_codes(q1, is_signed);
+  w[3] = widen_codes(_mm_srli_si128(q1, 8), is_signed);
+}
+
+inline float horizontal_sum(__m256 v) {
+  const __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  const __m128 t = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  return _mm_cvtss_f32(_mm_add_ss(t, _mm_movehdup_ps(t)));
+}
+
+/// Register-resident gemv_rows: per group, x . q accumulates on the integer codes in 4 x Rows
+/// vector registers and is scaled once at the group's end.
+template <int Bits, int Rows>
+void gemv_rows_avx2(const GemvArgs& a, int64_t m0) {
+  const int64_t full_chunks = a.k / kChunk;
+  const int64_t chunks_per_group = a.group_size >= a.k ? std::max<int64_t>(full_chunks, 1) : a.group_size / kChunk;
+  const bool is_signed = a.code_bias < 0.0f;
+  const __m128i bias = _mm_set1_epi8(static_cast<int8_t>(static_cast<int>(a.code_bias)));
+  const float* xr[Rows];
+  for (int r = 0; r < Rows; ++r) xr[r] = a.x + (m0 + r) * a.x_stride;
+  for (int64_t n = a.n_begin; n < a.n_end; ++n) {
+    const uint8_t* row = a.codes + n * a.row_bytes;
+    const float* s = a.scales + n * a.groups;
+    const float* off = a.offsets != nullptr ? a.offsets + n * a.groups : nullptr;  // null: all zero
+    __m256 total[Rows][4];
+    for (int r = 0; r < Rows; ++r) {
+      for (int i = 0; i < 4; ++i) total[r][i] = _mm256_setzero_ps();
+    }
+    for (int64_t c0 = 0, g = 0; c0 < full_chunks; c0 += chunks_per_group, ++g) {
+      const int64_t c1 = std::min(full_chunks, c0 + chunks_per_group);
+      __m256 acc[Rows][4];
+      for (int r = 0; r < Rows; ++r) {
+        for (int i = 0; i < 4; ++i) acc[r][i] = _mm256_setzero_ps();
+      }
+      for (int64_t c = c0; c < c1; ++c) {
+        __m256 w[4];
+        decode_chunk_registers<Bits>(row, c, bias, is_signed, w);
+        for (int r = 0; r < Rows; ++r) {
+          const float* xc = xr[r] + c * kChunk;
+          for (int i = 0; i < 4; ++i) acc[r][i] = _mm256_fmadd_ps(_mm256_loadu_ps(xc + 8 * i), w[i], acc[r][i]);
+        }
+      }
+      const __m256 scale = _mm256_set1_ps(s[g]);
+      for (int r = 0; r < Rows; ++r) {
+        for (int i = 0; i < 4; ++i) total[r][i] = _mm256_fmadd_ps(acc[r][i], scale, total[r][i]);
+      }
+    }
+    alignas(32) float w_tail[kChunk];
+    const int64_t tail = a.k - full_chunks * kChunk;
+    if (tail > 0) decode_chunk<Bits>(row, full_chunks, w_tail);
+    for (int r = 0; r < Rows; ++r) {
+      const __m256 t01 = _mm256_add_ps(total[r][0], total[r][1]), t23 = _mm256_add_ps(total[r][2], total[r][3]);
+      float out = horizontal_sum(_mm256_add_ps(t01, t23));
+      for (int64_t j = 0; j < tail; ++j) {
+        out += xr[r][full_chunks * kChunk + j] * ((w_tail[j] + a.code_bias) * s[a.groups - 1]);
+      }
+      const float* sums = a.x_group_sums + (m0 + r) * a.groups;
+      double offset_term = 0.0;  // symmetric weights pass no offsets
+      for (int64_t g = 0; off != nullptr && g < a.groups; ++g) offset_term += static_cast<double>(off[g]) * sums[g];
+      a.y[(m0 + r) * a.y_stride + n] = static_cast<float>(out + offset_term);
+    }
+  }
+}
+#endif
+
 template <int Bits>
 void gemv(const GemvArgs& a) {
+#if defined(__AVX2__)
+#define QK_GEMV_ROWS gemv_rows_avx2
+#else
+#define QK_GEMV_ROWS gemv_rows
+#endif
   int64_t m = 0;
-  for (; m + 4 <= a.m; m += 4) gemv_rows<Bits, 4>(a, m);
+  for (; m + 4 <= a.m; m += 4) QK_GEMV_ROWS<Bits, 4>(a, m);
   switch (a.m - m) {
-    case 3:
-      gemv_rows<Bits, 3>(a, m);
-      break;
-    case 2:
-      gemv_rows<Bits, 2>(a, m);
-      break;
-    case 1:
-      gemv_rows<Bits, 1>(a, m);
-      break;
-    default:
-      break;
+    case 3: QK_GEMV_ROWS<Bits, 3>(a, m); break;
+    case 2: QK_GEMV_ROWS<Bits, 2>(a, m); break;
+    case 1: QK_GEMV_ROWS<Bits, 1>(a, m); break;
+    default: break;
   }
+#undef QK_GEMV_ROWS
 }
 
 inline const GemvKernels kGemvTable = {gemv<8>,           gemv<4>,           gemv<2>,

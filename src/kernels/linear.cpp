@@ -307,6 +307,8 @@ void linear_gemv(const float* x, int64_t m, const PackedLinearWeight& p, float* 
     }
   }
   const kernels::GemvKernels& table = kernels::gemv_kernels_for(active_isa());
+  const bool has_offsets = std::any_of(p.offsets.data<float>(), p.offsets.data<float>() + p.offsets.numel(),
+                                       [](float v) { return v != 0.0f; });
   const int bits = dtype_bits(p.dtype);
   const auto kernel = bits == 8 ? table.u8 : bits == 4 ? table.u4 : table.u2;
   // Slices of 16 rows keep each thread's writes to y on separate cache lines.
@@ -320,7 +322,7 @@ void linear_gemv(const float* x, int64_t m, const PackedLinearWeight& p, float* 
                         p.codes.data<uint8_t>(),
                         p.row_bytes,
                         p.scales.data<float>(),
-                        p.offsets.data<float>(),
+                        has_offsets ? p.offsets.data<float>() : nullptr,
                         code_bias(p),
                         p.groups,
                         p.group_size,
