@@ -101,7 +101,8 @@ void gemv_rows(const GemvArgs& a, int64_t m0) {
     for (int r = 0; r < Rows; ++r) {
       const float* sums = a.x_group_sums + (m0 + r) * a.groups;
       double offset_term = 0.0;  // per group, not per element: double costs nothing here
-      for (int64_t g = 0; off != nullptr && g < a.groups; ++g) offset_term += static_cast<double>(off[g]) * sums[g];
+      for (int64_t g = 0; off != nullptr && g < a.groups; ++g)
+        offset_term += static_cast<double>(off[g]) * sums[g];
       a.y[(m0 + r) * a.y_stride + n] = static_cast<float>(out[r] + offset_term);
     }
   }
@@ -131,7 +132,8 @@ inline __m256 widen_codes(__m128i bytes, bool is_signed) {
 
 /// The 32 codes of chunk c as integer-valued floats (q = u + qmin) in 4 registers.
 template <int Bits>
-inline void decode_chunk_registers(const uint8_t* row, int64_t c, __m128i bias, bool is_signed, __m256 w[4]) {
+inline void decode_chunk_registers(const uint8_t* row, int64_t c, __m128i bias, bool is_signed,
+                                   __m256 w[4]) {
   __m128i q0, q1;
   if constexpr (Bits == 8) {
     q0 = _mm_add_epi8(_mm_loadu_si128(reinterpret_cast<const __m128i*>(row + c * 32)), bias);
@@ -145,7 +147,8 @@ inline void decode_chunk_registers(const uint8_t* row, int64_t c, __m128i bias, 
     const __m128i b = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(row + c * 8));
     const __m128i low2 = _mm_set1_epi8(0x03);
     const __m128i e0 = _mm_and_si128(b, low2), e1 = _mm_and_si128(_mm_srli_epi16(b, 2), low2);
-    const __m128i e2 = _mm_and_si128(_mm_srli_epi16(b, 4), low2), e3 = _mm_and_si128(_mm_srli_epi16(b, 6), low2);
+    const __m128i e2 = _mm_and_si128(_mm_srli_epi16(b, 4), low2),
+                  e3 = _mm_and_si128(_mm_srli_epi16(b, 6), low2);
     q0 = _mm_add_epi8(_mm_unpacklo_epi64(e0, e1), bias);
     q1 = _mm_add_epi8(_mm_unpacklo_epi64(e2, e3), bias);
   }
@@ -166,7 +169,8 @@ inline float horizontal_sum(__m256 v) {
 template <int Bits, int Rows>
 void gemv_rows_avx2(const GemvArgs& a, int64_t m0) {
   const int64_t full_chunks = a.k / kChunk;
-  const int64_t chunks_per_group = a.group_size >= a.k ? std::max<int64_t>(full_chunks, 1) : a.group_size / kChunk;
+  const int64_t chunks_per_group =
+      a.group_size >= a.k ? std::max<int64_t>(full_chunks, 1) : a.group_size / kChunk;
   const bool is_signed = a.code_bias < 0.0f;
   const __m128i bias = _mm_set1_epi8(static_cast<int8_t>(static_cast<int>(a.code_bias)));
   const float* xr[Rows];
@@ -190,7 +194,8 @@ void gemv_rows_avx2(const GemvArgs& a, int64_t m0) {
         decode_chunk_registers<Bits>(row, c, bias, is_signed, w);
         for (int r = 0; r < Rows; ++r) {
           const float* xc = xr[r] + c * kChunk;
-          for (int i = 0; i < 4; ++i) acc[r][i] = _mm256_fmadd_ps(_mm256_loadu_ps(xc + 8 * i), w[i], acc[r][i]);
+          for (int i = 0; i < 4; ++i)
+            acc[r][i] = _mm256_fmadd_ps(_mm256_loadu_ps(xc + 8 * i), w[i], acc[r][i]);
         }
       }
       const __m256 scale = _mm256_set1_ps(s[g]);
@@ -202,14 +207,16 @@ void gemv_rows_avx2(const GemvArgs& a, int64_t m0) {
     const int64_t tail = a.k - full_chunks * kChunk;
     if (tail > 0) decode_chunk<Bits>(row, full_chunks, w_tail);
     for (int r = 0; r < Rows; ++r) {
-      const __m256 t01 = _mm256_add_ps(total[r][0], total[r][1]), t23 = _mm256_add_ps(total[r][2], total[r][3]);
+      const __m256 t01 = _mm256_add_ps(total[r][0], total[r][1]),
+                   t23 = _mm256_add_ps(total[r][2], total[r][3]);
       float out = horizontal_sum(_mm256_add_ps(t01, t23));
       for (int64_t j = 0; j < tail; ++j) {
         out += xr[r][full_chunks * kChunk + j] * ((w_tail[j] + a.code_bias) * s[a.groups - 1]);
       }
       const float* sums = a.x_group_sums + (m0 + r) * a.groups;
       double offset_term = 0.0;  // symmetric weights pass no offsets
-      for (int64_t g = 0; off != nullptr && g < a.groups; ++g) offset_term += static_cast<double>(off[g]) * sums[g];
+      for (int64_t g = 0; off != nullptr && g < a.groups; ++g)
+        offset_term += static_cast<double>(off[g]) * sums[g];
       a.y[(m0 + r) * a.y_stride + n] = static_cast<float>(out + offset_term);
     }
   }
@@ -226,10 +233,17 @@ void gemv(const GemvArgs& a) {
   int64_t m = 0;
   for (; m + 4 <= a.m; m += 4) QK_GEMV_ROWS<Bits, 4>(a, m);
   switch (a.m - m) {
-    case 3: QK_GEMV_ROWS<Bits, 3>(a, m); break;
-    case 2: QK_GEMV_ROWS<Bits, 2>(a, m); break;
-    case 1: QK_GEMV_ROWS<Bits, 1>(a, m); break;
-    default: break;
+    case 3:
+      QK_GEMV_ROWS<Bits, 3>(a, m);
+      break;
+    case 2:
+      QK_GEMV_ROWS<Bits, 2>(a, m);
+      break;
+    case 1:
+      QK_GEMV_ROWS<Bits, 1>(a, m);
+      break;
+    default:
+      break;
   }
 #undef QK_GEMV_ROWS
 }
