@@ -79,15 +79,15 @@ double dram_read_gbps(int threads) {
   return cache[threads] = best;
 }
 
-void BM_GemvDram(benchmark::State& state, DType dtype, int64_t group,
-                 std::string /*label: part of the benchmark name*/) {
+void BM_GemvDram(benchmark::State& state, DType dtype, int64_t group, bool dynamic_int8) {
   const int threads = static_cast<int>(state.range(0));
   set_num_threads(threads);
   const auto copies = dram_copies(packed(dtype, group));
   const Tensor x = random_matrix(1, kDim, 2);
   size_t i = 0;
   for (auto _ : state) {
-    benchmark::DoNotOptimize(linear_weight_only(x, copies[i]));
+    benchmark::DoNotOptimize(dynamic_int8 ? linear_dynamic_int8(x, copies[i])
+                                          : linear_weight_only(x, copies[i]));
     i = (i + 1) % copies.size();
   }
   const double bytes =
@@ -116,13 +116,14 @@ void BM_SgemvDram(benchmark::State& state) {
   state.counters["dram_GBps"] = dram_read_gbps(threads);
 }
 
-void BM_GemmResident(benchmark::State& state, DType dtype, int64_t group,
-                     std::string /*label: part of the benchmark name*/) {
+void BM_GemmResident(benchmark::State& state, DType dtype, int64_t group, bool dynamic_int8) {
   const int64_t m = state.range(0);
   set_num_threads(2);
   const PackedLinearWeight p = packed(dtype, group);
   const Tensor x = random_matrix(m, kDim, 3);
-  for (auto _ : state) benchmark::DoNotOptimize(linear_weight_only(x, p));
+  for (auto _ : state) {
+    benchmark::DoNotOptimize(dynamic_int8 ? linear_dynamic_int8(x, p) : linear_weight_only(x, p));
+  }
   state.counters["GFLOPS"] = benchmark::Counter(2.0 * m * kDim * kDim * state.iterations() / 1e9,
                                                 benchmark::Counter::kIsRate);
 }
@@ -143,25 +144,34 @@ void BM_SgemmResident(benchmark::State& state) {
 }
 
 BENCHMARK(BM_SgemvDram)->Arg(1)->Arg(2)->UseRealTime()->Unit(benchmark::kMicrosecond);
-BENCHMARK_CAPTURE(BM_GemvDram, w8a16_perchannel, DType::kInt8, 0, "")
+BENCHMARK_CAPTURE(BM_GemvDram, w8a16_perchannel, DType::kInt8, 0, false)
     ->Arg(1)
     ->Arg(2)
     ->UseRealTime()
     ->Unit(benchmark::kMicrosecond);
-BENCHMARK_CAPTURE(BM_GemvDram, w4a16_g32, DType::kInt4, 32, "")
+BENCHMARK_CAPTURE(BM_GemvDram, w4a16_g32, DType::kInt4, 32, false)
     ->Arg(1)
     ->Arg(2)
     ->UseRealTime()
     ->Unit(benchmark::kMicrosecond);
-BENCHMARK_CAPTURE(BM_GemvDram, w4a16_g128, DType::kInt4, 128, "")
+BENCHMARK_CAPTURE(BM_GemvDram, w4a16_g128, DType::kInt4, 128, false)
     ->Arg(2)
     ->UseRealTime()
     ->Unit(benchmark::kMicrosecond);
-BENCHMARK_CAPTURE(BM_GemvDram, w4a16_perchannel, DType::kInt4, 0, "")
+BENCHMARK_CAPTURE(BM_GemvDram, w4a16_perchannel, DType::kInt4, 0, false)
     ->Arg(2)
     ->UseRealTime()
     ->Unit(benchmark::kMicrosecond);
-BENCHMARK_CAPTURE(BM_GemvDram, w2a16_g32, DType::kInt2, 32, "")
+BENCHMARK_CAPTURE(BM_GemvDram, w2a16_g32, DType::kInt2, 32, false)
+    ->Arg(2)
+    ->UseRealTime()
+    ->Unit(benchmark::kMicrosecond);
+BENCHMARK_CAPTURE(BM_GemvDram, w8a8_pertoken, DType::kInt8, 0, true)
+    ->Arg(1)
+    ->Arg(2)
+    ->UseRealTime()
+    ->Unit(benchmark::kMicrosecond);
+BENCHMARK_CAPTURE(BM_GemvDram, w4a8_g32_pertoken, DType::kInt4, 32, true)
     ->Arg(2)
     ->UseRealTime()
     ->Unit(benchmark::kMicrosecond);
@@ -171,13 +181,23 @@ BENCHMARK(BM_SgemmResident)
     ->Arg(128)
     ->UseRealTime()
     ->Unit(benchmark::kMillisecond);
-BENCHMARK_CAPTURE(BM_GemmResident, w4a16_g32, DType::kInt4, 32, "")
+BENCHMARK_CAPTURE(BM_GemmResident, w4a16_g32, DType::kInt4, 32, false)
     ->Arg(8)
     ->Arg(32)
     ->Arg(128)
     ->UseRealTime()
     ->Unit(benchmark::kMillisecond);
-BENCHMARK_CAPTURE(BM_GemmResident, w8a16_perchannel, DType::kInt8, 0, "")
+BENCHMARK_CAPTURE(BM_GemmResident, w4a8_g32_pertoken, DType::kInt4, 32, true)
+    ->Arg(8)
+    ->Arg(32)
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(BM_GemmResident, w8a8_pertoken, DType::kInt8, 0, true)
+    ->Arg(8)
+    ->Arg(32)
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(BM_GemmResident, w8a16_perchannel, DType::kInt8, 0, false)
     ->Arg(8)
     ->Arg(32)
     ->UseRealTime()

@@ -141,3 +141,75 @@ TEST(Linear, BiasBatchDimsAndBadInput) {
 
 }  // namespace
 }  // namespace quantkit
+
+namespace quantkit {
+namespace {
+
+TEST(LinearDynamicInt8, EveryIsaMatchesTheSpecification) {
+  IsaGuard guard;
+  int compared = 0;
+  double worst = 0.0, worst_vs_float = 0.0;
+  const std::vector<WeightCase> cases = {
+      {DType::kInt8, ZeroPointDomain::kNone, 0},
+      {DType::kInt8, ZeroPointDomain::kInt, 32},
+      {DType::kInt4, ZeroPointDomain::kNone, 32},
+      {DType::kInt4, ZeroPointDomain::kInt, 64},
+      {DType::kUInt4, ZeroPointDomain::kFloat, 0},
+      {DType::kUInt8, ZeroPointDomain::kInt, 0},  // float path
+      {DType::kInt4, ZeroPointDomain::kNone, 7},
+      {DType::kFloat8E4M3, ZeroPointDomain::kNone, 0},
+  };
+  for (const WeightCase& c : cases) {
+    for (int64_t k : {1, 33, 64, 100, 257}) {
+      for (int64_t n : {1, 17, 40}) {
+        const QTensor w = make_weight(n, k, c, static_cast<uint32_t>(k + n));
+        const PackedLinearWeight p = pack_linear_weight(w);
+        const Tensor wf = w.dequantize();
+        for (int64_t m : {1, 2, 3, 7, 8, 33, 128}) {
+          const Tensor x = testing::random_tensor({m, k}, static_cast<uint32_t>(7 * m + k));
+          set_active_isa(Isa::kReference);
+          // The specification: per-token int8 activations, dequantized, times W in double.
+          const Tensor want = linear_weight_only(fake_quantize_per_token_int8(x), p);
+          const Tensor exact = linear_weight_only(x, p);
+          for (Isa isa : supported_isas()) {
+            set_active_isa(isa);
+            const Tensor got = linear_dynamic_int8(x, p);
+            for (int64_t r = 0; r < m; ++r) {
+              for (int64_t o = 0; o < n; ++o) {
+                double magnitude = 0.0;
+                for (int64_t i = 0; i < k; ++i)
+                  magnitude += std::fabs(x.data<float>()[r * k + i] * wf.data<float>()[o * k + i]);
+                const double err =
+                    std::fabs(got.data<float>()[r * n + o] - want.data<float>()[r * n + o]);
+                ASSERT_LE(err, 64 * 1.1920929e-7 * magnitude + 1e-30)
+                    << isa_name(isa) << " " << w.summary() << " m=" << m << " k=" << k;
+                worst = std::max(worst, err / (magnitude + 1e-30));
+                // int8 activations lose at most half a step (max|x| / 254) per element.
+                const double vs_float =
+                    std::fabs(got.data<float>()[r * n + o] - exact.data<float>()[r * n + o]);
+                worst_vs_float = std::max(worst_vs_float, vs_float / (magnitude + 1e-30));
+              }
+            }
+            ++compared;
+          }
+        }
+      }
+    }
+  }
+  EXPECT_LT(worst_vs_float, 0.05);
+  std::printf(
+      "compared %d cases; worst |error| / sum|x w| = %.3g vs the int8 spec, %.3g vs float "
+      "activations\n",
+      compared, worst, worst_vs_float);
+}
+
+TEST(LinearDynamicInt8, RejectsNonFiniteActivations) {
+  const PackedLinearWeight p =
+      pack_linear_weight(make_weight(4, 64, {DType::kInt8, ZeroPointDomain::kNone, 0}, 1));
+  Tensor x = testing::random_tensor({2, 64}, 1);
+  x.data<float>()[70] = NAN;
+  EXPECT_THROW(linear_dynamic_int8(x, p), ValueError);
+}
+
+}  // namespace
+}  // namespace quantkit

@@ -26,6 +26,26 @@ struct GemvArgs {
   int64_t n_begin, n_end;
 };
 
+/// Dynamic int8 activations: x ~ x_scale[r] * xq[r, :], xq zero-padded to a multiple of 32.
+struct GemvInt8Args {
+  const int8_t* xq;  // [m, xq_stride]
+  int64_t xq_stride;
+  const float* x_scale;          // [m]
+  const int32_t* xq_group_sums;  // [m, groups]
+  int64_t m;
+  int64_t k;
+  const uint8_t* codes;
+  int64_t row_bytes;
+  const float* scales;   // [N, groups]
+  const float* offsets;  // [N, groups] or nullptr
+  int32_t code_bias;     // qmin
+  int64_t groups;
+  int64_t group_size;  // a multiple of 32, or >= K
+  float* y;
+  int64_t y_stride;
+  int64_t n_begin, n_end;
+};
+
 struct GemvKernels {
   void (*u8)(const GemvArgs&);
   void (*u4)(const GemvArgs&);
@@ -35,6 +55,9 @@ struct GemvKernels {
   using DequantizeRow = void (*)(const uint8_t* row, int64_t k, float code_bias, const float* s,
                                  const float* off, int64_t group_size, float* out);
   DequantizeRow dequantize_u8, dequantize_u4, dequantize_u2;
+  /// Integer-dot kernels for int8 activations (signed int8 weights; 4-bit weights of any sign).
+  void (*i8_w8)(const GemvInt8Args&);
+  void (*i8_w4)(const GemvInt8Args&);
 };
 
 const GemvKernels& gemv_kernels_for(Isa isa);

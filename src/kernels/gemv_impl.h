@@ -223,6 +223,91 @@ void gemv_rows_avx2(const GemvArgs& a, int64_t m0) {
 }
 #endif
 
+/// Integer dot products of int8 activations with 8-bit (signed) or 4-bit codes over whole
+/// 32-element chunks (activations are zero-padded). Portable form: the specification of the
+/// vector version below.
+template <int Bits>
+inline int32_t dot_chunk_int(const int8_t* xq, const uint8_t* row, int64_t c, int32_t code_bias) {
+  int32_t sum = 0;
+  if constexpr (Bits == 8) {
+    for (int j = 0; j < 32; ++j) sum += static_cast<int32_t>(xq[j]) * (row[c * 32 + j] + code_bias);
+  } else {
+    for (int j = 0; j < 16; ++j) {
+      const uint8_t b = row[c * 16 + j];
+      sum += static_cast<int32_t>(xq[j]) * ((b & 0x0F) + code_bias) +
+             static_cast<int32_t>(xq[j + 16]) * ((b >> 4) + code_bias);
+    }
+  }
+  return sum;
+}
+
+#if defined(__AVX2__)
+/// 32 products summed in eight int32 lanes. 8-bit: q = u + qmin may be -128, whose magnitude
+/// fits maddubs' unsigned operand, so |q| * sign(x, q) is exact (activations stay within +-127)
+/// and below saturation (2 * 128 * 127 < 32768). 4-bit: the unsigned code u (0..15)
+/// goes straight into maddubs and qmin * sum(x) is added per group by the caller.
+template <int Bits>
+inline __m256i dot_chunk_avx2(__m256i xq, const uint8_t* row, int64_t c, __m256i ones16) {
+  if constexpr (Bits == 8) {
+    const __m256i q = _mm256_add_epi8(
+        _mm256_loadu_si256(reinterpret_cast<const __m256i*>(row + c * 32)), _mm256_set1_epi8(-128));
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_abs_epi8(q), _mm256_sign_epi8(xq, q)),
+                             ones16);
+  } else {
+    const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(row + c * 16));
+    const __m128i low4 = _mm_set1_epi8(0x0F);
+    const __m256i u =
+        _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(b, 4), low4), _mm_and_si128(b, low4));
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(u, xq), ones16);
+  }
+}
+
+inline int32_t horizontal_sum_i32(__m256i v) {
+  __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4E));
+  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xB1));
+  return _mm_cvtsi128_si32(s);
+}
+#endif
+
+template <int Bits>
+void gemv_int8(const GemvInt8Args& a) {
+  const int64_t chunks = (a.k + kChunk - 1) / kChunk;
+  const int64_t chunks_per_group = a.group_size >= a.k ? chunks : a.group_size / kChunk;
+  // 8-bit codes become signed inside the dot; 4-bit codes need qmin * sum(x) per group.
+  const bool bias_per_group = Bits != 8;
+  for (int64_t r = 0; r < a.m; ++r) {
+    const int8_t* xq = a.xq + r * a.xq_stride;
+    const int32_t* xsums = a.xq_group_sums + r * a.groups;
+    for (int64_t n = a.n_begin; n < a.n_end; ++n) {
+      const uint8_t* row = a.codes + n * a.row_bytes;
+      const float* s = a.scales + n * a.groups;
+      double out = 0.0;
+      for (int64_t c0 = 0, g = 0; c0 < chunks; c0 += chunks_per_group, ++g) {
+        const int64_t c1 = std::min(chunks, c0 + chunks_per_group);
+        int32_t dot = 0;
+#if defined(__AVX2__)
+        const __m256i ones16 = _mm256_set1_epi16(1);
+        __m256i acc = _mm256_setzero_si256();
+        for (int64_t c = c0; c < c1; ++c) {
+          const __m256i x = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq + c * kChunk));
+          acc = _mm256_add_epi32(acc, dot_chunk_avx2<Bits>(x, row, c, ones16));
+        }
+        dot = horizontal_sum_i32(acc);
+#else
+        for (int64_t c = c0; c < c1; ++c)
+          dot += dot_chunk_int<Bits>(xq + c * kChunk, row, c, bias_per_group ? 0 : a.code_bias);
+#endif
+        if (bias_per_group) dot += a.code_bias * xsums[g];
+        out += static_cast<double>(s[g]) * dot;
+        if (a.offsets != nullptr)
+          out += static_cast<double>(a.offsets[n * a.groups + g]) * xsums[g];
+      }
+      a.y[r * a.y_stride + n] = static_cast<float>(out * a.x_scale[r]);
+    }
+  }
+}
+
 template <int Bits>
 void gemv(const GemvArgs& a) {
 #if defined(__AVX2__)
@@ -249,6 +334,7 @@ void gemv(const GemvArgs& a) {
 }
 
 inline const GemvKernels kGemvTable = {gemv<8>,           gemv<4>,           gemv<2>,
-                                       dequantize_row<8>, dequantize_row<4>, dequantize_row<2>};
+                                       dequantize_row<8>, dequantize_row<4>, dequantize_row<2>,
+                                       gemv_int8<8>,      gemv_int8<4>};
 
 }  // namespace quantkit::kernels::QK_ISA_NAMESPACE

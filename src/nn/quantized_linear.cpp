@@ -69,22 +69,6 @@ PackedLinearWeight pack_xla(const Tensor& w, const Tensor& scale, const Tensor& 
   return pack_linear_weight_affine(codes, dtype, block_size, s, offsets);
 }
 
-/// Symmetric per-row int8 quantization of the activations, returned dequantized (W8A8 numerics
-/// through the float kernel: every product is exactly q_x * s_x * W).
-Tensor quantize_rows_int8(const Tensor& x) {
-  Tensor out = Tensor::empty(x.shape(), DType::kFloat32);
-  const int64_t k = x.size(-1), rows = k ? x.numel() / k : 0;
-  for (int64_t r = 0; r < rows; ++r) {
-    const float* in = x.data<float>() + r * k;
-    float amax = 0.0f;
-    for (int64_t i = 0; i < k; ++i) amax = std::max(amax, std::fabs(in[i]));
-    const float s = amax > 0.0f ? amax / 127.0f : 1.0f;
-    for (int64_t i = 0; i < k; ++i)
-      out.data<float>()[r * k + i] = s * std::clamp(std::nearbyint(in[i] / s), -127.0f, 127.0f);
-  }
-  return out;
-}
-
 Tensor as_float(const Tensor& x) {
   QK_CHECK(x.defined() && (x.dtype() == DType::kFloat32 || x.dtype() == DType::kBFloat16),
            DTypeError, "quantized_matmul: x must be float32 or bfloat16, got ",
@@ -103,7 +87,7 @@ Tensor quantized_matmul(const Tensor& x, const Tensor& w, const Tensor& scale,
   int64_t k = 0;
   const PackedLinearWeight p = pack_xla(w, scale, zero_point, block_size, int4_weight, &k);
   const Tensor xf = as_float(x);
-  return linear_weight_only(quantize_activation ? quantize_rows_int8(xf) : xf, p);
+  return quantize_activation ? linear_dynamic_int8(xf, p) : linear_weight_only(xf, p);
 }
 
 QuantizedLinear::QuantizedLinear(int64_t in_features, int64_t out_features, bool bias,
@@ -146,8 +130,9 @@ Tensor QuantizedLinear::forward(const Tensor& x) const {
   QK_CHECK(!has_bias_ || bias_.defined(), ValueError,
            "QuantizedLinear: bias enabled but not set (set_bias)");
   const Tensor xf = as_float(x);
-  return linear_weight_only(quantize_activation_ ? quantize_rows_int8(xf) : xf, packed_,
-                            has_bias_ ? &bias_ : nullptr);
+  const Tensor* bias = has_bias_ ? &bias_ : nullptr;
+  return quantize_activation_ ? linear_dynamic_int8(xf, packed_, bias)
+                              : linear_weight_only(xf, packed_, bias);
 }
 
 }  // namespace quantkit

@@ -51,6 +51,17 @@ PackedLinearWeight pack_linear_weight_affine(const Tensor& q, DType dtype, int64
 Tensor linear_weight_only(const Tensor& x, const PackedLinearWeight& weight,
                           const Tensor* bias = nullptr);
 
+/// Dynamic W8A8 / W4A8: every row (token) of x is quantized to symmetric int8 on the fly,
+/// q = clamp(round_half_even(x * (127 / max|x|)), -127, 127) with scale max|x| / 127 (1 for an
+/// all-zero row), and multiplied with integer dot products (int8 or 4-bit weights, groups that
+/// are multiples of 32 or per channel). Other weights take the same numerics through the float
+/// kernels. The result equals linear_weight_only(dequantized activations) up to float rounding.
+Tensor linear_dynamic_int8(const Tensor& x, const PackedLinearWeight& weight,
+                           const Tensor* bias = nullptr);
+
+/// The per-row int8 quantization of linear_dynamic_int8, returned dequantized (float32).
+Tensor fake_quantize_per_token_int8(const Tensor& x);
+
 /// Threads used by kernels (default: QUANTKIT_NUM_THREADS, else the hardware's count).
 int num_threads();
 void set_num_threads(int threads);
