@@ -12,10 +12,7 @@
 namespace quantkit {
 namespace {
 
-struct IsaGuard {
-  Isa saved = active_isa();
-  ~IsaGuard() { set_active_isa(saved); }
-};
+using testing::IsaGuard;
 
 struct Result {
   std::vector<uint8_t> codes;

@@ -11,10 +11,7 @@
 namespace quantkit {
 namespace {
 
-struct IsaGuard {
-  Isa saved = active_isa();
-  ~IsaGuard() { set_active_isa(saved); }
-};
+using testing::IsaGuard;
 
 struct WeightCase {
   DType dtype;

@@ -5,6 +5,7 @@
 #include <random>
 
 #include "quantkit/core/tensor.h"
+#include "quantkit/kernels/isa.h"
 
 namespace quantkit::testing {
 
@@ -15,6 +16,12 @@ inline Tensor random_tensor(const Shape& shape, uint32_t seed, float stddev = 1.
   for (int64_t i = 0; i < t.numel(); ++i) t.data<float>()[i] = dist(rng);
   return t;
 }
+
+/// Restores the kernel level a test changed with set_active_isa.
+struct IsaGuard {
+  Isa saved = active_isa();
+  ~IsaGuard() { set_active_isa(saved); }
+};
 
 inline std::filesystem::path shared_dir() {
   const char* env = std::getenv("QUANTKIT_SHARED_DIR");
