@@ -3,6 +3,7 @@
 #include <cmath>
 #include <cstdio>
 
+#include "bench_kernels.h"
 #include "quantkit/io/safetensors.h"
 #include "quantkit/workflows/quantize_checkpoint.h"
 #include "table.h"
@@ -115,9 +116,31 @@ int main(int argc, char** argv) {
       "--exclude", options.exclude,
       "keep matching tensors in float: a substring, or a glob such as '*.layer.0.*' (repeatable)");
 
+  cli::BenchKernelOptions bench_options;
+  CLI::App* bench =
+      app.add_subcommand("bench", "Measure quantkit beside anchors measured in the same run");
+  CLI::App* bench_kernels =
+      bench->add_subcommand("kernels", "Quantized linear kernels vs DRAM bandwidth and fp32 BLAS");
+  bench->require_subcommand(1);
+  bench_kernels->add_flag("--json", bench_options.json, "print JSON records instead of a table");
+  bench_kernels->add_option("--threads", bench_options.threads,
+                            "threads (default: QUANTKIT_NUM_THREADS or all cores)");
+  bench_kernels->add_option("--dim", bench_options.dim, "K = N of the weight matrices")
+      ->capture_default_str()
+      ->check(CLI::Range(32, 16384));
+  bench_kernels
+      ->add_option("--dram-mib", bench_options.dram_mib,
+                   "MiB of distinct weights cycled in DRAM cases")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 16384));
+  bench_kernels
+      ->add_option("--gemm-rows", bench_options.gemm_rows, "M of the cache-resident GEMM cases")
+      ->check(CLI::Range(1, 65536));
+
   CLI11_PARSE(app, argc, argv);
   try {
     if (inspect->parsed()) return cli::run_inspect(inspect_path);
+    if (bench->parsed()) return cli::run_bench_kernels(bench_options);
     if (symmetric && asymmetric)
       throw ValueError("--symmetric and --asymmetric exclude each other");
     options.symmetric = !asymmetric;
