@@ -10,6 +10,8 @@
 #include <random>
 #include <vector>
 
+#include "quantkit/core/random.h"
+#include "quantkit/kernels/bandwidth.h"
 #include "quantkit/kernels/isa.h"
 #include "quantkit/kernels/linear.h"
 
@@ -19,16 +21,8 @@ using namespace quantkit;
 constexpr int64_t kDim = 4096;
 constexpr int64_t kDramBytes = int64_t{1} << 30;
 
-Tensor random_matrix(int64_t rows, int64_t cols, uint32_t seed) {
-  Tensor t = Tensor::empty({rows, cols}, DType::kFloat32);
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> dist(0.0f, 0.02f);
-  for (int64_t i = 0; i < t.numel(); ++i) t.data<float>()[i] = dist(rng);
-  return t;
-}
-
 const Tensor& weight_f32() {
-  static const Tensor w = random_matrix(kDim, kDim, 1);
+  static const Tensor w = random_normal({kDim, kDim}, 1, 0.02f);
   return w;
 }
 
@@ -55,35 +49,18 @@ PackedLinearWeight packed(DType dtype, int64_t group) {
   return pack_linear_weight(quantize(weight_f32(), spec));
 }
 
-/// Streaming-read bandwidth over 1 GiB with `threads` threads, best of 3.
+/// Streaming-read bandwidth over 1 GiB with `threads` threads, measured once per thread count.
 double dram_read_gbps(int threads) {
   static std::map<int, double> cache;
-  if (cache.count(threads)) return cache[threads];
-  static std::vector<float> data(static_cast<size_t>(kDramBytes / 4), 1.0f);
-  double best = 0.0;
-  for (int rep = 0; rep < 3; ++rep) {
-    const double t0 = omp_get_wtime();
-    double total = 0.0;
-#pragma omp parallel for num_threads(threads) reduction(+ : total) schedule(static)
-    for (int64_t block = 0; block < static_cast<int64_t>(data.size()) / 4096; ++block) {
-      float lanes[16] = {};
-      const float* p = data.data() + block * 4096;
-      for (int i = 0; i < 4096; i += 16) {
-        for (int j = 0; j < 16; ++j) lanes[j] += p[i + j];
-      }
-      for (float v : lanes) total += v;
-    }
-    benchmark::DoNotOptimize(total);
-    best = std::max(best, static_cast<double>(kDramBytes) / (omp_get_wtime() - t0) / 1e9);
-  }
-  return cache[threads] = best;
+  if (!cache.count(threads)) cache[threads] = measure_read_bandwidth_gbps(kDramBytes, threads);
+  return cache[threads];
 }
 
 void BM_GemvDram(benchmark::State& state, DType dtype, int64_t group, bool dynamic_int8) {
   const int threads = static_cast<int>(state.range(0));
   set_num_threads(threads);
   const auto copies = dram_copies(packed(dtype, group));
-  const Tensor x = random_matrix(1, kDim, 2);
+  const Tensor x = random_normal({1, kDim}, 2, 0.02f);
   size_t i = 0;
   for (auto _ : state) {
     benchmark::DoNotOptimize(dynamic_int8 ? linear_dynamic_int8(x, copies[i])
@@ -102,7 +79,7 @@ void BM_SgemvDram(benchmark::State& state) {
   std::vector<Tensor> copies;
   for (int64_t total = 0; total < kDramBytes; total += weight_f32().nbytes())
     copies.push_back(weight_f32().clone());
-  const Tensor x = random_matrix(1, kDim, 2);
+  const Tensor x = random_normal({1, kDim}, 2, 0.02f);
   Tensor y = Tensor::empty({kDim}, DType::kFloat32);
   size_t i = 0;
   for (auto _ : state) {
@@ -120,7 +97,7 @@ void BM_GemmResident(benchmark::State& state, DType dtype, int64_t group, bool d
   const int64_t m = state.range(0);
   set_num_threads(2);
   const PackedLinearWeight p = packed(dtype, group);
-  const Tensor x = random_matrix(m, kDim, 3);
+  const Tensor x = random_normal({m, kDim}, 3, 0.02f);
   for (auto _ : state) {
     benchmark::DoNotOptimize(dynamic_int8 ? linear_dynamic_int8(x, p) : linear_weight_only(x, p));
   }
@@ -131,7 +108,7 @@ void BM_GemmResident(benchmark::State& state, DType dtype, int64_t group, bool d
 void BM_SgemmResident(benchmark::State& state) {
   const int64_t m = state.range(0);
   openblas_set_num_threads(2);
-  const Tensor x = random_matrix(m, kDim, 3);
+  const Tensor x = random_normal({m, kDim}, 3, 0.02f);
   const Tensor& w = weight_f32();  // generated here, outside the timed loop
   Tensor y = Tensor::empty({m, kDim}, DType::kFloat32);
   for (auto _ : state) {

@@ -5,9 +5,9 @@
 
 #include <chrono>
 #include <cstring>
-#include <random>
 #include <vector>
 
+#include "quantkit/core/random.h"
 #include "quantkit/kernels/isa.h"
 #include "quantkit/quant/affine.h"
 #include "quantkit/quant/qtensor.h"
@@ -19,13 +19,7 @@ constexpr int64_t kRows = 4096, kCols = 4096;
 constexpr double kFloatBytes = static_cast<double>(kRows * kCols * 4);
 
 const Tensor& matrix() {
-  static const Tensor m = [] {
-    Tensor t = Tensor::empty({kRows, kCols}, DType::kFloat32);
-    std::mt19937 rng(1);
-    std::normal_distribution<float> dist(0.0f, 0.02f);
-    for (int64_t i = 0; i < t.numel(); ++i) t.data<float>()[i] = dist(rng);
-    return t;
-  }();
+  static const Tensor m = random_normal({kRows, kCols}, 1, 0.02f);
   return m;
 }
 

@@ -2,18 +2,16 @@
 // reconstruction error, and save/reload the int4 version.
 #include <cstdio>
 #include <filesystem>
-#include <random>
 
+#include "quantkit/core/random.h"
 #include "quantkit/io/safetensors.h"
 #include "quantkit/quant/affine.h"
 #include "quantkit/quant/qtensor.h"
 
 int main() {
   using namespace quantkit;
-  Tensor w = Tensor::empty({256, 1000}, DType::kFloat32);  // 1000 is not a multiple of 64
-  std::mt19937 rng(0);
-  std::normal_distribution<float> normal(0.0f, 0.05f);
-  for (int64_t i = 0; i < w.numel(); ++i) w.data<float>()[i] = normal(rng);
+  const Tensor w =
+      random_normal({256, 1000}, /*seed=*/0, /*stddev=*/0.05f);  // 1000: not a multiple of 64
 
   const AffineSpec specs[] = {
       AffineSpec::for_dtype(DType::kInt8, Granularity::per_axis(0)),    // per output channel

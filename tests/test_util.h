@@ -2,19 +2,15 @@
 
 #include <cstdlib>
 #include <filesystem>
-#include <random>
 
+#include "quantkit/core/random.h"
 #include "quantkit/core/tensor.h"
 #include "quantkit/kernels/isa.h"
 
 namespace quantkit::testing {
 
 inline Tensor random_tensor(const Shape& shape, uint32_t seed, float stddev = 1.0f) {
-  Tensor t = Tensor::empty(shape, DType::kFloat32);
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> dist(0.0f, stddev);
-  for (int64_t i = 0; i < t.numel(); ++i) t.data<float>()[i] = dist(rng);
-  return t;
+  return random_normal(shape, seed, stddev);
 }
 
 /// Restores the kernel level a test changed with set_active_isa.

@@ -9,8 +9,9 @@
 #include <cstdio>
 #include <functional>
 #include <nlohmann/json.hpp>
-#include <random>
 
+#include "quantkit/core/random.h"
+#include "quantkit/kernels/bandwidth.h"
 #include "quantkit/kernels/isa.h"
 #include "quantkit/kernels/linear.h"
 #include "table.h"
@@ -36,32 +37,6 @@ double best_seconds(int repeats, const std::function<void(int)>& fn) {
                     std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
   }
   return best;
-}
-
-Tensor random_matrix(int64_t rows, int64_t cols, uint32_t seed) {
-  Tensor t = Tensor::empty({rows, cols}, DType::kFloat32);
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> dist(0.0f, 0.02f);
-  for (int64_t i = 0; i < t.numel(); ++i) t.data<float>()[i] = dist(rng);
-  return t;
-}
-
-double read_bandwidth_gbps(const std::vector<float>& data, int threads) {
-  const double s = best_seconds(3, [&](int) {
-    double total = 0.0;
-#pragma omp parallel for num_threads(threads) reduction(+ : total) schedule(static)
-    for (int64_t block = 0; block < static_cast<int64_t>(data.size()) / 4096; ++block) {
-      float lanes[16] = {};
-      const float* p = data.data() + block * 4096;
-      for (int i = 0; i < 4096; i += 16) {
-        for (int j = 0; j < 16; ++j) lanes[j] += p[i + j];
-      }
-      for (float v : lanes) total += v;
-    }
-    volatile double sink = total;
-    (void)sink;
-  });
-  return static_cast<double>(data.size()) * 4 / s / 1e9;
 }
 
 struct WeightCase {
@@ -95,12 +70,11 @@ int run_bench_kernels(const BenchKernelOptions& options) {
                std::string(isa_name(active_isa())).c_str(), threads, static_cast<long long>(dim),
                static_cast<long long>(dim), static_cast<long long>(options.dram_mib));
   std::vector<Record> records;
-  const std::vector<float> stream(static_cast<size_t>(dram_bytes / 4), 1.0f);
-  const double dram = read_bandwidth_gbps(stream, threads);
+  const double dram = measure_read_bandwidth_gbps(dram_bytes, threads);
   records.push_back({"dram_read_bw", dram, "-", 0.0, "GB/s"});
 
-  const Tensor w = random_matrix(dim, dim, 1);
-  const Tensor x1 = random_matrix(1, dim, 2);
+  const Tensor w = random_normal({dim, dim}, 1, 0.02f);
+  const Tensor x1 = random_normal({1, dim}, 2, 0.02f);
   {  // fp32 GEMV from OpenBLAS over the same number of bytes
     std::vector<Tensor> copies;
     for (int64_t total = 0; total < dram_bytes; total += w.nbytes()) copies.push_back(w.clone());
@@ -138,7 +112,7 @@ int run_bench_kernels(const BenchKernelOptions& options) {
                        "GB/s"});
   }
   for (int64_t m : options.gemm_rows) {
-    const Tensor x = random_matrix(m, dim, 3);
+    const Tensor x = random_normal({m, dim}, 3, 0.02f);
     Tensor y = Tensor::empty({m, dim}, DType::kFloat32);
     const double flops =
         2.0 * static_cast<double>(m) * static_cast<double>(dim) * static_cast<double>(dim);
