@@ -254,12 +254,18 @@ Tensor Tensor::to(DType dtype) const {
   }
   QK_CHECK(!is_sub_byte(dtype_), DTypeError, "Tensor::to: packed ", dtype_name(dtype_),
            " holds quantized codes; dequantize the QTensor instead");
+  if (dtype == DType::kFloat64 && (dtype_ == DType::kInt64 || dtype_ == DType::kInt32)) {
+    // Wide integers convert directly: exact up to 2^53, where float32 staging would round.
+    for (int64_t i = 0; i < numel_; ++i) {
+      out.data<double>()[i] = dtype_ == DType::kInt64 ? static_cast<double>(data<int64_t>()[i])
+                                                      : static_cast<double>(data<int32_t>()[i]);
+    }
+    return out;
+  }
   // Every other source goes through float32, which is exact for f16/bf16/fp8 and for integers
   // up to 2^24; larger integers round as a float32 cast does.
   std::vector<float> staged(static_cast<size_t>(numel_));
   for (int64_t i = 0; i < numel_; ++i) staged[static_cast<size_t>(i)] = value_as_float(i);
-  QK_CHECK(dtype != DType::kFloat64 || dtype_ != DType::kInt64, DTypeError,
-           "Tensor::to: int64 -> float64 is not supported");
   float_to_dtype(staged.data(), numel_, dtype, out.bytes());
   return out;
 }
