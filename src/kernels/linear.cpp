@@ -447,7 +447,11 @@ Tensor linear_dynamic_int8(const Tensor& x, const PackedLinearWeight& p, const T
   QK_CHECK(x.dim() >= 1 && x.size(-1) == p.in_features, ShapeError,
            "dynamic int8 linear: x has shape ", shape_to_string(x.shape()),
            " but the weight takes ", p.in_features, " input features");
-  if (active_isa() == Isa::kReference || !has_int8_kernel(p)) {
+  const int64_t rows = x.numel() / std::max<int64_t>(p.in_features, 1);
+  // 4-bit weights at large M: the integer GEMV re-decodes W for every row, while the tiled sgemm
+  // path decodes it once; the activations keep the same per-token int8 numerics either way.
+  const bool large_m_four_bit = rows >= kGemmMinRows && p.dtype != DType::kInt8;
+  if (active_isa() == Isa::kReference || !has_int8_kernel(p) || large_m_four_bit) {
     return linear_weight_only(fake_quantize_per_token_int8(x), p, bias);
   }
   Shape out_shape = x.shape();
