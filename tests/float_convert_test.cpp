@@ -153,7 +153,8 @@ TEST(TensorConversion, ToAndFromHalfTypesIsElementwise) {
   EXPECT_EQ(x.to(DType::kBFloat16).to(DType::kFloat32).data<float>()[0], 1.0f);
   EXPECT_THROW(x.to(DType::kInt4), DTypeError);
   const int64_t big = (int64_t{1} << 40) + 1;  // not representable in float32
-  const Tensor ints = Tensor::from_values<int64_t>(std::vector<int64_t>{big, -3}, {2}, DType::kInt64);
+  const Tensor ints =
+      Tensor::from_values<int64_t>(std::vector<int64_t>{big, -3}, {2}, DType::kInt64);
   EXPECT_EQ(ints.to(DType::kFloat64).data<double>()[0], static_cast<double>(big));
   EXPECT_EQ(ints.to(DType::kFloat32).data<float>()[1], -3.0f);
 }

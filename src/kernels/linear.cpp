@@ -130,6 +130,9 @@ PackedLinearWeight pack_linear_weight(const QTensor& weight) {
       p.offsets.data<float>()[b] = static_cast<float>(-s * zp);
     }
   }
+  p.has_offsets =
+      !fp8 && std::any_of(p.offsets.data<float>(), p.offsets.data<float>() + p.offsets.numel(),
+                          [](float v) { return v != 0.0f; });
   return p;
 }
 
@@ -173,6 +176,9 @@ PackedLinearWeight pack_linear_weight_affine(const Tensor& q, DType dtype, int64
     const float given = offsets.defined() ? offsets.data<float>()[b] : 0.0f;
     p.offsets.data<float>()[b] = given;
   }
+  p.has_offsets = offsets.defined() &&
+                  std::any_of(p.offsets.data<float>(), p.offsets.data<float>() + p.offsets.numel(),
+                              [](float v) { return v != 0.0f; });
   return p;
 }
 
@@ -216,6 +222,20 @@ QTensor PackedLinearWeight::unpack() const {
 }
 
 namespace {
+
+void check_bias(const Tensor* bias, const PackedLinearWeight& p) {
+  QK_CHECK(bias == nullptr || (bias->dtype() == DType::kFloat32 && bias->numel() == p.out_features),
+           ShapeError, "linear: bias must be float32 [", p.out_features, "], got ",
+           bias ? bias->summary() : "");
+}
+
+void add_bias(const Tensor* bias, int64_t rows, Tensor& y) {
+  if (bias == nullptr) return;
+  const int64_t n = bias->numel();
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t o = 0; o < n; ++o) y.data<float>()[r * n + o] += bias->data<float>()[o];
+  }
+}
 
 /// The packed codes are u = q - qmin; kernels add qmin back (exactly, in float).
 float code_bias(const PackedLinearWeight& p) {
@@ -316,9 +336,6 @@ void linear_gemv(const float* x, int64_t m, const PackedLinearWeight& p, float* 
     }
   }
   const kernels::GemvKernels& table = kernels::gemv_kernels_for(active_isa());
-  const bool has_offsets =
-      std::any_of(p.offsets.data<float>(), p.offsets.data<float>() + p.offsets.numel(),
-                  [](float v) { return v != 0.0f; });
   const int bits = dtype_bits(p.dtype);
   const auto kernel = bits == 8 ? table.u8 : bits == 4 ? table.u4 : table.u2;
   // Slices of 16 rows keep each thread's writes to y on separate cache lines.
@@ -332,7 +349,7 @@ void linear_gemv(const float* x, int64_t m, const PackedLinearWeight& p, float* 
                         p.codes.data<uint8_t>(),
                         p.row_bytes,
                         p.scales.data<float>(),
-                        has_offsets ? p.offsets.data<float>() : nullptr,
+                        p.has_offsets ? p.offsets.data<float>() : nullptr,
                         code_bias(p),
                         p.groups,
                         p.group_size,
@@ -353,10 +370,7 @@ Tensor linear_weight_only(const Tensor& x, const PackedLinearWeight& p, const Te
            " (a quantized tensor must be dequantized first)");
   QK_CHECK(x.dim() >= 1 && x.size(-1) == p.in_features, ShapeError, "linear: x has shape ",
            shape_to_string(x.shape()), " but the weight takes ", p.in_features, " input features");
-  if (bias != nullptr) {
-    QK_CHECK(bias->dtype() == DType::kFloat32 && bias->numel() == p.out_features, ShapeError,
-             "linear: bias must be float32 [", p.out_features, "], got ", bias->summary());
-  }
+  check_bias(bias, p);
   Shape out_shape = x.shape();
   out_shape.back() = p.out_features;
   Tensor y = Tensor::empty(out_shape, DType::kFloat32);
@@ -370,12 +384,7 @@ Tensor linear_weight_only(const Tensor& x, const PackedLinearWeight& p, const Te
   } else {
     linear_gemv(x.data<float>(), m, p, y.data<float>(), threads);
   }
-  if (bias != nullptr) {
-    for (int64_t r = 0; r < m; ++r) {
-      for (int64_t n = 0; n < p.out_features; ++n)
-        y.data<float>()[r * p.out_features + n] += bias->data<float>()[n];
-    }
-  }
+  add_bias(bias, m, y);
   return y;
 }
 
@@ -447,6 +456,7 @@ Tensor linear_dynamic_int8(const Tensor& x, const PackedLinearWeight& p, const T
   QK_CHECK(x.dim() >= 1 && x.size(-1) == p.in_features, ShapeError,
            "dynamic int8 linear: x has shape ", shape_to_string(x.shape()),
            " but the weight takes ", p.in_features, " input features");
+  check_bias(bias, p);
   const int64_t rows = x.numel() / std::max<int64_t>(p.in_features, 1);
   // 4-bit weights at large M: the integer GEMV re-decodes W for every row, while the tiled sgemm
   // path decodes it once; the activations keep the same per-token int8 numerics either way.
@@ -467,9 +477,6 @@ Tensor linear_dynamic_int8(const Tensor& x, const PackedLinearWeight& p, const T
           t.codes[static_cast<size_t>(r * t.stride + i)];
     }
   }
-  const bool has_offsets =
-      std::any_of(p.offsets.data<float>(), p.offsets.data<float>() + p.offsets.numel(),
-                  [](float v) { return v != 0.0f; });
   const kernels::GemvKernels& table = kernels::gemv_kernels_for(active_isa());
   const auto kernel = p.dtype == DType::kInt8 ? table.i8_w8 : table.i8_w4;
   const int64_t slices = (p.out_features + 15) / 16;
@@ -484,7 +491,7 @@ Tensor linear_dynamic_int8(const Tensor& x, const PackedLinearWeight& p, const T
                                   p.codes.data<uint8_t>(),
                                   p.row_bytes,
                                   p.scales.data<float>(),
-                                  has_offsets ? p.offsets.data<float>() : nullptr,
+                                  p.has_offsets ? p.offsets.data<float>() : nullptr,
                                   static_cast<int32_t>(dtype_info(p.dtype).int_min),
                                   p.groups,
                                   p.group_size,
@@ -494,15 +501,7 @@ Tensor linear_dynamic_int8(const Tensor& x, const PackedLinearWeight& p, const T
                                   std::min(p.out_features, s * 16 + 16)};
     kernel(a);
   }
-  if (bias != nullptr) {
-    QK_CHECK(bias->dtype() == DType::kFloat32 && bias->numel() == p.out_features, ShapeError,
-             "dynamic int8 linear: bias must be float32 [", p.out_features, "], got ",
-             bias->summary());
-    for (int64_t r = 0; r < m; ++r) {
-      for (int64_t n = 0; n < p.out_features; ++n)
-        y.data<float>()[r * p.out_features + n] += bias->data<float>()[n];
-    }
-  }
+  add_bias(bias, m, y);
   return y;
 }
 

@@ -24,11 +24,12 @@ struct PackedLinearWeight {
   int64_t group_size = 0;    // K for per-channel
   int64_t groups = 0;        // ceil(K / group_size)
   DType dtype = DType::kInt8;
-  int64_t row_bytes = 0;  // bytes per packed row (multiple of 64)
-  Tensor codes;           // uint8 [N, row_bytes]
-  Tensor scales;          // float32 [N, groups]
-  Tensor offsets;         // float32 [N, groups]; undefined for float8
-  QScheme scheme;         // of the source QTensor, for unpack()
+  int64_t row_bytes = 0;     // bytes per packed row (multiple of 64)
+  Tensor codes;              // uint8 [N, row_bytes]
+  Tensor scales;             // float32 [N, groups]
+  Tensor offsets;            // float32 [N, groups]; undefined for float8
+  bool has_offsets = false;  // false when every offset is 0 (symmetric): kernels skip the term
+  QScheme scheme;            // of the source QTensor, for unpack()
 
   /// Bytes the kernels stream per call (codes + scales + offsets).
   int64_t nbytes() const;
