@@ -4,7 +4,8 @@
 set -euo pipefail
 
 APT_PACKAGES=(cmake ninja-build g++ clang libclang-rt-14-dev libgtest-dev libbenchmark-dev
-              nlohmann-json3-dev libcli11-dev libdnnl-dev libopenblas-dev python3)
+              nlohmann-json3-dev libcli11-dev libdnnl-dev libopenblas-dev python3 zlib1g-dev
+              dataset-fashion-mnist)
 
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi

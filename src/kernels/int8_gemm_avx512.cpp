@@ -1,0 +1,4 @@
+// Integer GEMM block kernel for the avx512 level (see int8_gemm_impl.h).
+#include "int8_gemm_kernels.h"
+#define QK_ISA_NAMESPACE avx512
+#include "int8_gemm_impl.h"
