@@ -45,8 +45,8 @@ Int16Rows pack_int8_rows(const int8_t* codes, int64_t n, int64_t k, const int64_
 
 void shift_activations(const Tensor& codes, int64_t m, int64_t k, int64_t zero_point,
                        Int16Rows& out) {
-  QK_CHECK(codes.numel() == m * k, ShapeError, "shift_activations: ", codes.numel(),
-           " codes for ", m, "x", k);
+  QK_CHECK(codes.numel() == m * k, ShapeError, "shift_activations: ", codes.numel(), " codes for ",
+           m, "x", k);
   QK_CHECK(zero_point >= -255 && zero_point <= 255, ValueError, "activation zero point ",
            zero_point, " is outside the 8-bit code range");
   if (out.rows != m || out.cols != k) out = Int16Rows(m, k);
@@ -82,8 +82,8 @@ void gemm_s16_s32(const int16_t* a, int64_t m, const int16_t* b, int64_t n, int6
   for (int64_t tb = 0; tb < tiles_b; ++tb) {
     for (int64_t ta = 0; ta < tiles_a; ++ta) {
       const int64_t i0 = ta * kRowsA, j0 = tb * kRowsB;
-      kernel(a + i0 * stride, std::min(kRowsA, m - i0), b + j0 * stride,
-             std::min(kRowsB, n - j0), stride, stride, acc + i0 * ldc + j0, ldc);
+      kernel(a + i0 * stride, std::min(kRowsA, m - i0), b + j0 * stride, std::min(kRowsB, n - j0),
+             stride, stride, acc + i0 * ldc + j0, ldc);
     }
   }
 }

@@ -20,8 +20,8 @@ inline int32_t hsum(__m256i v) {
 #endif
 
 // acc[i, j] for rows [0, m) of a and [0, n) of b, k a multiple of 16.
-void dot_block(const int16_t* a, int64_t m, const int16_t* b, int64_t n, int64_t k,
-               int64_t stride, int32_t* acc, int64_t ldc) {
+void dot_block(const int16_t* a, int64_t m, const int16_t* b, int64_t n, int64_t k, int64_t stride,
+               int32_t* acc, int64_t ldc) {
   int64_t i = 0;
 #if defined(__AVX2__)
   for (; i + 2 <= m; i += 2) {

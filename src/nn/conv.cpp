@@ -57,8 +57,8 @@ void ConvOptions::resolve(int dims) {
   fill(dilation, 1, "dilation");
   for (int d = 0; d < dims; ++d) {
     const auto i = static_cast<size_t>(d);
-    QK_CHECK(kernel_size[i] > 0 && stride[i] > 0 && dilation[i] > 0 && padding[i] >= 0,
-             ValueError, "conv: kernel, stride and dilation must be positive and padding >= 0");
+    QK_CHECK(kernel_size[i] > 0 && stride[i] > 0 && dilation[i] > 0 && padding[i] >= 0, ValueError,
+             "conv: kernel, stride and dilation must be positive and padding >= 0");
   }
   QK_CHECK(in_channels > 0 && out_channels > 0 && groups > 0 && in_channels % groups == 0 &&
                out_channels % groups == 0,

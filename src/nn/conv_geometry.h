@@ -11,8 +11,8 @@ namespace quantkit::detail {
 
 struct ConvGeometry {
   int64_t batch = 0, in_channels = 0, out_channels = 0, groups = 1;
-  std::array<int64_t, 3> in{1, 1, 1}, out{1, 1, 1}, kernel{1, 1, 1}, stride{1, 1, 1},
-      pad{0, 0, 0}, dilation{1, 1, 1};
+  std::array<int64_t, 3> in{1, 1, 1}, out{1, 1, 1}, kernel{1, 1, 1}, stride{1, 1, 1}, pad{0, 0, 0},
+      dilation{1, 1, 1};
   int64_t in_positions() const { return in[0] * in[1] * in[2]; }
   int64_t out_positions() const { return out[0] * out[1] * out[2]; }
   int64_t kernel_volume() const { return kernel[0] * kernel[1] * kernel[2]; }
@@ -46,8 +46,8 @@ void im2col(const ConvGeometry& g, const S* image, int64_t group, T pad_value, T
               const int64_t ih = oh * g.stride[1] - g.pad[1] + kh * g.dilation[1];
               for (int64_t kw = 0; kw < g.kernel[2]; ++kw) {
                 const int64_t iw = ow * g.stride[2] - g.pad[2] + kw * g.dilation[2];
-                const bool inside = id >= 0 && id < g.in[0] && ih >= 0 && ih < g.in[1] &&
-                                    iw >= 0 && iw < g.in[2];
+                const bool inside =
+                    id >= 0 && id < g.in[0] && ih >= 0 && ih < g.in[1] && iw >= 0 && iw < g.in[2];
                 *dst++ = inside ? convert(plane[(id * g.in[1] + ih) * g.in[2] + iw]) : pad_value;
               }
             }

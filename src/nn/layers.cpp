@@ -10,10 +10,14 @@
 namespace quantkit {
 namespace {
 
-std::string bool_name(bool b) { return b ? "True" : "False"; }
+std::string bool_name(bool b) {
+  return b ? "True" : "False";
+}
 
 // Rows of the last dimension: x viewed as [rows, cols].
-int64_t leading_rows(const Tensor& x, int64_t cols) { return cols == 0 ? 0 : x.numel() / cols; }
+int64_t leading_rows(const Tensor& x, int64_t cols) {
+  return cols == 0 ? 0 : x.numel() / cols;
+}
 
 }  // namespace
 
@@ -65,8 +69,8 @@ BatchNorm::BatchNorm(int spatial_dims, int64_t features, double epsilon)
   weight = Tensor::from_floats(std::vector<float>(static_cast<size_t>(features), 1.0f), {features});
   bias = Tensor::zeros({features}, DType::kFloat32);
   running_mean = Tensor::zeros({features}, DType::kFloat32);
-  running_var = Tensor::from_floats(std::vector<float>(static_cast<size_t>(features), 1.0f),
-                                    {features});
+  running_var =
+      Tensor::from_floats(std::vector<float>(static_cast<size_t>(features), 1.0f), {features});
   register_parameter("weight", &weight);
   register_parameter("bias", &bias);
   register_buffer("running_mean", &running_mean);
@@ -83,14 +87,13 @@ Value BatchNorm::forward(const Value& value) {
   QK_CHECK(!is_training(), ValueError, type_name(),
            " runs in eval mode only: call eval() on the model before inference");
   const Tensor& x = value.as_float(type_name());
-  QK_CHECK(x.dim() >= 2 && x.size(1) == num_features, ShapeError, type_name(), "(",
-           num_features, ") got input of shape ", shape_to_string(x.shape()));
+  QK_CHECK(x.dim() >= 2 && x.size(1) == num_features, ShapeError, type_name(), "(", num_features,
+           ") got input of shape ", shape_to_string(x.shape()));
   const int64_t n = x.size(0), c = num_features, inner = x.numel() / std::max<int64_t>(n * c, 1);
   Tensor y = Tensor::empty(x.shape(), DType::kFloat32);
   for (int64_t ch = 0; ch < c; ++ch) {
     // torch's eval kernel: y = x * alpha + beta with alpha = w / sqrt(var + eps) in float.
-    const float inv_std =
-        1.0f / std::sqrt(running_var.data<float>()[ch] + static_cast<float>(eps));
+    const float inv_std = 1.0f / std::sqrt(running_var.data<float>()[ch] + static_cast<float>(eps));
     const float alpha = weight.data<float>()[ch] * inv_std;
     const float beta = bias.data<float>()[ch] - running_mean.data<float>()[ch] * alpha;
     for (int64_t b = 0; b < n; ++b) {
@@ -154,8 +157,8 @@ Value Activation::forward(const Value& value) {
     const int64_t lo = std::clamp<int64_t>(zp, qmin, qmax);
     int64_t hi = qmax;
     if (kind == ActivationKind::kReLU6) {
-      hi = std::clamp<int64_t>(zp + static_cast<int64_t>(std::nearbyint(6.0 / value.scale())),
-                               qmin, qmax);
+      hi = std::clamp<int64_t>(zp + static_cast<int64_t>(std::nearbyint(6.0 / value.scale())), qmin,
+                               qmax);
     }
     Tensor out = Tensor::empty(q.shape(), q.dtype());
     if (is_u8) {
@@ -189,8 +192,8 @@ LayerNorm::LayerNorm(Shape shape, double epsilon, bool affine)
   QK_CHECK(!normalized_shape.empty() && n > 0, ValueError,
            "LayerNorm needs a non-empty normalized_shape");
   if (affine) {
-    weight = Tensor::from_floats(std::vector<float>(static_cast<size_t>(n), 1.0f),
-                                 normalized_shape);
+    weight =
+        Tensor::from_floats(std::vector<float>(static_cast<size_t>(n), 1.0f), normalized_shape);
     bias = Tensor::zeros(normalized_shape, DType::kFloat32);
   }
   register_parameter("weight", &weight);
@@ -208,8 +211,7 @@ Value LayerNorm::forward(const Value& value) {
   const Tensor& x = value.as_float(type_name());
   const int64_t cols = shape_numel(normalized_shape);
   const auto nd = static_cast<int64_t>(normalized_shape.size());
-  QK_CHECK(x.dim() >= nd &&
-               Shape(x.shape().end() - nd, x.shape().end()) == normalized_shape,
+  QK_CHECK(x.dim() >= nd && Shape(x.shape().end() - nd, x.shape().end()) == normalized_shape,
            ShapeError, "LayerNorm", shape_to_string(normalized_shape), " got input of shape ",
            shape_to_string(x.shape()));
   Tensor y = Tensor::empty(x.shape(), DType::kFloat32);
@@ -253,7 +255,8 @@ Value Flatten::forward(const Value& x) {
 
 MaxPool2d::MaxPool2d(int64_t kernel, int64_t step)
     : kernel_size(kernel), stride(step == 0 ? kernel : step) {
-  QK_CHECK(kernel_size > 0 && stride > 0, ValueError, "MaxPool2d needs a positive kernel and stride");
+  QK_CHECK(kernel_size > 0 && stride > 0, ValueError,
+           "MaxPool2d needs a positive kernel and stride");
 }
 
 std::string MaxPool2d::extra_repr() const {
@@ -315,6 +318,11 @@ Sequential::Sequential(std::vector<ModulePtr> modules) {
 
 Sequential& Sequential::add(ModulePtr module) {
   register_module(std::to_string(children().size()), std::move(module));
+  return *this;
+}
+
+Sequential& Sequential::add(const std::string& name, ModulePtr module) {
+  register_module(name, std::move(module));
   return *this;
 }
 

@@ -32,9 +32,9 @@ Value Value::quantized(Tensor codes, double scale, int64_t zero_point) {
 }
 
 const Tensor& Value::as_float(const std::string& who) const {
-  QK_CHECK(!quantized_, DTypeError, who,
-           " expects a float tensor but got a quantized one (", dtype_name(data_.dtype()),
-           ", scale ", scale_, "): put a DeQuantStub in front of it, or quantize it too");
+  QK_CHECK(!quantized_, DTypeError, who, " expects a float tensor but got a quantized one (",
+           dtype_name(data_.dtype()), ", scale ", scale_,
+           "): put a DeQuantStub in front of it, or quantize it too");
   return data_;
 }
 
@@ -69,19 +69,23 @@ Value Value::reshape(Shape shape) const {
 
 // --- Module ------------------------------------------------------------------------------------
 
-Value Module::operator()(const Value& x) { return observe_output(forward(x)); }
+Value Module::operator()(const Value& x) {
+  return observe_output(forward(x));
+}
 
 Value Module::observe_output(const Value& y) {
   if (activation_post_process && !y.is_quantized()) activation_post_process->observe(y.data());
   return y;
 }
 
-Value Module::call(const std::string& name, const Value& x) { return (*child(name))(x); }
+Value Module::call(const std::string& name, const Value& x) {
+  return (*child(name))(x);
+}
 
 ModulePtr Module::register_module(const std::string& name, ModulePtr module) {
   QK_CHECK(module != nullptr, ValueError, "register_module('", name, "'): null module");
-  QK_CHECK(!name.empty() && name.find('.') == std::string::npos, ValueError,
-           "module name '", name, "' must be non-empty and contain no '.'");
+  QK_CHECK(!name.empty() && name.find('.') == std::string::npos, ValueError, "module name '", name,
+           "' must be non-empty and contain no '.'");
   for (const auto& [n, m] : children_) {
     QK_CHECK(n != name, ValueError, "a child named '", name, "' already exists in ", type_name());
   }
@@ -95,8 +99,8 @@ const ModulePtr& Module::child(const std::string& name) const {
   }
   std::string known;
   for (const auto& [n, m] : children_) known += (known.empty() ? "" : ", ") + n;
-  throw ValueError(type_name() + " has no child '" + name + "' (children: " +
-                   (known.empty() ? "none" : known) + ")");
+  throw ValueError(type_name() + " has no child '" + name +
+                   "' (children: " + (known.empty() ? "none" : known) + ")");
 }
 
 void Module::replace_child(const std::string& name, ModulePtr module) {

@@ -37,7 +37,8 @@ struct Requantizer {
     double y = static_cast<double>(acc) * (input_scale * weight->scale(channel));
     if (bias != nullptr) y += static_cast<double>(bias[channel]);
     const double q = std::nearbyint(y / out.scale) + static_cast<double>(out.zero_point);
-    return static_cast<int64_t>(std::clamp(q, static_cast<double>(qmin), static_cast<double>(qmax)));
+    return static_cast<int64_t>(
+        std::clamp(q, static_cast<double>(qmin), static_cast<double>(qmax)));
   }
 };
 
@@ -118,7 +119,8 @@ StaticQuantizedLinear::StaticQuantizedLinear(Int8Weight w, Tensor b, OutputQPara
 std::string StaticQuantizedLinear::extra_repr() const {
   std::ostringstream s;
   s << "in_features=" << weight.codes.size(1) << ", out_features=" << weight.codes.size(0) << ", "
-    << qparams_repr(output) << ", qscheme=" << (weight.per_channel() ? "per_channel" : "per_tensor");
+    << qparams_repr(output)
+    << ", qscheme=" << (weight.per_channel() ? "per_channel" : "per_tensor");
   return s.str();
 }
 
@@ -153,7 +155,11 @@ Value StaticQuantizedLinear::forward(const Value& x) {
 
 StaticQuantizedConv::StaticQuantizedConv(int d, ConvOptions o, Int8Weight w, Tensor b,
                                          OutputQParams out, bool r)
-    : dims(d), options(std::move(o)), weight(std::move(w)), bias(std::move(b)), output(out),
+    : dims(d),
+      options(std::move(o)),
+      weight(std::move(w)),
+      bias(std::move(b)),
+      output(out),
       relu(r) {
   options.resolve(dims);
   QK_CHECK(weight.codes.dim() == dims + 2 && weight.codes.size(0) == options.out_channels,
@@ -244,8 +250,8 @@ Value DynamicQuantizedLinear::forward(const Value& value) {
            ") got input of shape ", shape_to_string(x.shape()));
   const int64_t m = x.numel() / k;
   // The module always asks for reduce_range; the QNNPACK engine ignores it.
-  const QTensor xq = quantize_per_tensor_dynamic(x, DType::kUInt8, true, engine,
-                                                 &last_input_qparams);
+  const QTensor xq =
+      quantize_per_tensor_dynamic(x, DType::kUInt8, true, engine, &last_input_qparams);
   Int16Rows xs;
   shift_activations(xq.data(), m, k, last_input_qparams.zero_point, xs);
   std::vector<int32_t> acc(static_cast<size_t>(m * n));
@@ -323,9 +329,8 @@ Value QuantizedActivation::forward(const Value& x) {
     std::vector<float> inputs(256);
     for (int c = 0; c < 256; ++c) {
       const int code = u8 ? c : c - 128;
-      inputs[static_cast<size_t>(c)] =
-          apply_activation(kind, static_cast<float>(code - x.zero_point()) *
-                                     static_cast<float>(x.scale()));
+      inputs[static_cast<size_t>(c)] = apply_activation(
+          kind, static_cast<float>(code - x.zero_point()) * static_cast<float>(x.scale()));
     }
     const Value q = quantize_value(Tensor::from_floats(inputs, {256}), output);
     table_.assign(q.data().bytes(), q.data().bytes() + 256);
@@ -338,7 +343,8 @@ Value QuantizedActivation::forward(const Value& x) {
   uint8_t* dst = out.bytes();
   const int offset = codes.dtype() == DType::kUInt8 ? 0 : 128;
   for (int64_t i = 0; i < codes.numel(); ++i) {
-    const int index = codes.dtype() == DType::kUInt8 ? src[i] : static_cast<int8_t>(src[i]) + offset;
+    const int index =
+        codes.dtype() == DType::kUInt8 ? src[i] : static_cast<int8_t>(src[i]) + offset;
     dst[i] = table_[static_cast<size_t>(index)];
   }
   return Value::quantized(out, output.scale, output.zero_point);

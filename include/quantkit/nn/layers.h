@@ -156,6 +156,8 @@ class Sequential : public Module {
   Value forward(const Value& x) override;
   /// Appends a child named by its index.
   Sequential& add(ModulePtr module);
+  /// Appends a named child (PyTorch's Sequential(OrderedDict(...))).
+  Sequential& add(const std::string& name, ModulePtr module);
 };
 
 /// Marks where float values enter the quantized region; identity until convert() turns it into

@@ -1,0 +1,79 @@
+// The eager-mode workflows of torch.ao.quantization on quantkit's module tree:
+//   fuse_modules -> prepare -> (calibrate: run the model) -> convert      static PTQ
+//   quantize_dynamic                                                      dynamic PTQ
+//   quantize_weights -> (optional calibration) -> freeze                  weight-only (quanto)
+// and the registry of custom float -> observed -> quantized module conversions.
+#pragma once
+
+#include <functional>
+#include <map>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "quantkit/nn/quantized.h"
+#include "quantkit/workflows/qconfig.h"
+
+namespace quantkit {
+
+/// Fuses each group of modules (dotted names) into one: [Conv, BN], [Conv, BN, ReLU],
+/// [Conv, ReLU], [Linear, ReLU], [Linear, BN], [BN, ReLU]. BatchNorm is folded into the conv or
+/// linear weights (the model must be in eval mode); the first module of a group is replaced by
+/// the fused one, the others by Identity. A group that matches none of these patterns raises a
+/// ValueError naming its types and the supported patterns.
+void fuse_modules(Module& model, const std::vector<std::vector<std::string>>& groups);
+
+/// Attaches output observers per `mapping` (or, without a global entry there, the root's
+/// `qconfig`) to every module that has a quantized counterpart, QuantStub and FloatFunctional
+/// included, and swaps registered custom modules for their observed versions.
+void prepare(Module& model, const QConfigMapping& mapping = {});
+
+/// Replaces every observed module by its quantized counterpart (QuantStub -> Quantize,
+/// DeQuantStub -> DeQuantize, Linear/Conv (+ReLU) -> static int8, FloatFunctional ->
+/// QFunctional, Hardswish/GELU/SiLU/Sigmoid/Tanh -> table-driven quantized activations, custom
+/// modules -> their quantized type). Weights are observed with the QConfig's weight observer
+/// here. An observer that has seen no data raises "observer of 'NAME' has seen no data".
+void convert(Module& model);
+
+/// Swaps every module whose type is in `types` for its dynamic int8 counterpart (Linear,
+/// LinearReLU). Weights observed with `qconfig` (default_dynamic_qconfig when null) and
+/// quantized to qint8; the activations are quantized at run time under `engine`. A type with no
+/// dynamic counterpart raises a ValueError naming it and the supported types.
+void quantize_dynamic(Module& model, const std::set<std::string>& types = {"Linear"},
+                      QConfigPtr qconfig = nullptr, QEngine engine = quantized_engine());
+
+/// Weight-only quantization (optimum-quanto's quantize()).
+struct WeightOnlyConfig {
+  DType weights = DType::kInt8;  // int8, int4, int2, float8_e4m3, float8_e5m2
+  int64_t group_size = 0;        // 0 = per output channel
+  bool symmetric = true;         // false: asymmetric with a zero point (integers only)
+  ActivationQuant activations = ActivationQuant::kNone;
+  /// Module names to include / exclude (glob: '*' and '?'); empty include = every Linear.
+  std::vector<std::string> include, exclude;
+};
+/// Replaces every selected Linear by a WeightOnlyLinear (QLinear). Returns how many.
+int64_t quantize_weights(Module& model, const WeightOnlyConfig& config);
+/// Starts (true) or stops (false) recording activation ranges in every QLinear.
+void set_calibration(Module& model, bool on);
+/// Ends calibration: QLinear modules with activation quantization take scale = absmax / qmax
+/// from what they saw (an uncalibrated one raises, naming it).
+void freeze(Module& model);
+/// Name -> what the module became ("QLinear int4 sym g32, activations none").
+std::map<std::string, std::string> quantization_map(Module& model);
+
+/// Custom module conversions (PyTorch's prepare_custom_config / convert_custom_config):
+/// prepare() replaces a module of `float_type` by from_float(module, qconfig) and attaches an
+/// output observer; convert() replaces a module of `observed_type` by from_observed(module).
+struct CustomModuleConversion {
+  std::string float_type;
+  std::string observed_type;
+  std::function<ModulePtr(Module& float_module, const QConfig& qconfig)> from_float;
+  std::function<ModulePtr(Module& observed_module)> from_observed;
+};
+void register_custom_module(CustomModuleConversion conversion);
+void unregister_custom_module(const std::string& float_type);
+
+/// Module types convert() knows (for error messages and docs).
+std::vector<std::string> static_quantizable_types();
+
+}  // namespace quantkit
