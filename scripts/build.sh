@@ -14,7 +14,7 @@ case "$flavour" in
   *) echo "usage: build.sh release|asan|fuzz" >&2; exit 2 ;;
 esac
 if [ "$flavour" = fuzz ]; then
-  cmake --build build/fuzz -j "$(nproc)" --target fuzz_safetensors
+  cmake --build build/fuzz -j "$(nproc)" --target fuzz_safetensors fuzz_idx
 else
   cmake --build "build/$flavour" -j "$(nproc)"
 fi

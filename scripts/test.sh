@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Sets up, then builds and runs every test: the release build (-Werror), the same suite under
-# AddressSanitizer + UndefinedBehaviorSanitizer, and the safetensors fuzzer for a bounded time.
+# AddressSanitizer + UndefinedBehaviorSanitizer, and the file-parser fuzzers for a bounded time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -20,4 +20,7 @@ bash scripts/build.sh fuzz
 mkdir -p build/fuzz/corpus
 ./build/fuzz/fuzz/fuzz_safetensors -max_total_time="$QUANTKIT_FUZZ_SECONDS" -max_len=65536 -rss_limit_mb=2048 \
   build/fuzz/corpus fuzz/corpus 2>&1 | tail -n 3
-echo "fuzz: no findings in ${QUANTKIT_FUZZ_SECONDS} s"
+echo "== fuzzing the IDX and .npy readers for 20 s"
+mkdir -p build/fuzz/corpus_idx
+./build/fuzz/fuzz/fuzz_idx -max_total_time=20 -max_len=4096 -rss_limit_mb=2048 build/fuzz/corpus_idx 2>&1 | tail -n 3
+echo "fuzz: no findings in ${QUANTKIT_FUZZ_SECONDS} s + 20 s"
