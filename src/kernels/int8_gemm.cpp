@@ -7,18 +7,20 @@
 #include "quantkit/kernels/linear.h"
 
 namespace quantkit {
-namespace {
-
-kernels::Int16DotBlock dot_block() {
+namespace kernels {
+const Int8GemmKernels& int8_gemm_kernels() {
   switch (active_isa()) {
     case Isa::kAvx512:
-      return kernels::avx512::kInt16DotBlock;
+      return avx512::kInt8GemmKernels;
     case Isa::kAvx2:
-      return kernels::avx2::kInt16DotBlock;
+      return avx2::kInt8GemmKernels;
     default:
-      return kernels::reference::kInt16DotBlock;
+      return reference::kInt8GemmKernels;
   }
 }
+}  // namespace kernels
+
+namespace {
 
 // Tiles small enough that a tile of B (int16 rows) stays in L2 while A's rows stream past.
 constexpr int64_t kRowsA = 32;
@@ -74,7 +76,7 @@ void gemm_s16_s32(const int16_t* a, int64_t m, const int16_t* b, int64_t n, int6
                   int32_t* acc, int64_t ldc, bool parallel) {
   QK_CHECK(stride % 16 == 0, ValueError, "gemm_s16_s32: row stride ", stride,
            " is not a multiple of 16");
-  const kernels::Int16DotBlock kernel = dot_block();
+  const kernels::Int16DotBlock kernel = kernels::int8_gemm_kernels().dot;
   const int64_t tiles_a = (m + kRowsA - 1) / kRowsA;
   const int64_t tiles_b = (n + kRowsB - 1) / kRowsB;
   const int threads = parallel ? num_threads() : 1;
@@ -86,6 +88,36 @@ void gemm_s16_s32(const int16_t* a, int64_t m, const int16_t* b, int64_t n, int6
              stride, stride, acc + i0 * ldc + j0, ldc);
     }
   }
+}
+
+Int16PairPanel pack_pair_panel(const Int16Rows& w, int64_t row_begin, int64_t row_count) {
+  QK_CHECK(row_begin >= 0 && row_count >= 0 && row_begin + row_count <= w.rows, ShapeError,
+           "pack_pair_panel: rows [", row_begin, ", ", row_begin + row_count, ") out of ", w.rows);
+  Int16PairPanel p;
+  p.rows = row_count;
+  p.rows_padded = (row_count + 7) / 8 * 8;
+  p.stride = w.stride;
+  p.data.assign(static_cast<size_t>(p.rows_padded * p.stride), 0);
+  for (int64_t j = 0; j < row_count; ++j) {
+    const int16_t* src = w.row(row_begin + j);
+    for (int64_t k = 0; k < w.stride; ++k) {
+      p.data[static_cast<size_t>(((k / 2) * p.rows_padded + j) * 2 + k % 2)] = src[k];
+    }
+  }
+  return p;
+}
+
+void gemm_panel_s16_s32(const int16_t* a, int64_t m, const Int16PairPanel& panel, int32_t* acc,
+                        int64_t ldc) {
+  kernels::int8_gemm_kernels().panel(a, m, panel.stride, panel.data.data(), panel.rows,
+                                     panel.rows_padded, acc, ldc);
+}
+
+void requantize(const int32_t* acc, int64_t n, double multiplier, double bias, double out_scale,
+                int64_t zero_point, int64_t qmin, int64_t qmax, uint8_t* out, int64_t out_stride) {
+  kernels::int8_gemm_kernels().requantize(
+      acc, n, multiplier, bias, out_scale, static_cast<double>(zero_point),
+      static_cast<double>(qmin), static_cast<double>(qmax), out, out_stride);
 }
 
 }  // namespace quantkit

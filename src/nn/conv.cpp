@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "conv_geometry.h"
+#include "quantkit/kernels/linear.h"
 
 namespace quantkit {
 namespace detail {
@@ -113,25 +114,35 @@ Value Conv::forward(const Value& value) {
   const int64_t positions = g.out_positions(), patch = g.patch_size();
   const int64_t out_per_group = g.out_channels / g.groups;
   const float* w = weight.data<float>();
-  std::vector<float> cols(static_cast<size_t>(positions * patch));
-  for (int64_t n = 0; n < g.batch; ++n) {
-    const float* image = x.data<float>() + n * g.in_channels * g.in_positions();
-    float* out = y.data<float>() + n * g.out_channels * positions;
-    for (int64_t grp = 0; grp < g.groups; ++grp) {
-      detail::im2col(g, image, grp, 0.0f, cols.data(), patch, [](float v) { return v; });
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(out_per_group),
-                  static_cast<int>(positions), static_cast<int>(patch), 1.0f,
-                  w + grp * out_per_group * patch, static_cast<int>(patch), cols.data(),
-                  static_cast<int>(patch), 0.0f, out + grp * out_per_group * positions,
-                  static_cast<int>(positions));
-    }
-    if (bias.defined()) {
-      for (int64_t o = 0; o < g.out_channels; ++o) {
-        const float b = bias.data<float>()[o];
-        for (int64_t p = 0; p < positions; ++p) out[o * positions + p] += b;
+  // Images in parallel, each with a single-threaded sgemm: the per-image products are too small
+  // for OpenBLAS's own threads, which would only spin against ours.
+  const int threads = g.batch > 1 ? num_threads() : 1;
+  const int blas_threads = openblas_get_num_threads();
+  if (threads > 1) openblas_set_num_threads(1);
+#pragma omp parallel num_threads(threads) if (threads > 1)
+  {
+    std::vector<float> cols(static_cast<size_t>(positions * patch));
+#pragma omp for schedule(static)
+    for (int64_t n = 0; n < g.batch; ++n) {
+      const float* image = x.data<float>() + n * g.in_channels * g.in_positions();
+      float* out = y.data<float>() + n * g.out_channels * positions;
+      for (int64_t grp = 0; grp < g.groups; ++grp) {
+        detail::im2col(g, image, grp, 0.0f, cols.data(), patch, [](float v) { return v; });
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(out_per_group),
+                    static_cast<int>(positions), static_cast<int>(patch), 1.0f,
+                    w + grp * out_per_group * patch, static_cast<int>(patch), cols.data(),
+                    static_cast<int>(patch), 0.0f, out + grp * out_per_group * positions,
+                    static_cast<int>(positions));
+      }
+      if (bias.defined()) {
+        for (int64_t o = 0; o < g.out_channels; ++o) {
+          const float b = bias.data<float>()[o];
+          for (int64_t p = 0; p < positions; ++p) out[o * positions + p] += b;
+        }
       }
     }
   }
+  if (threads > 1) openblas_set_num_threads(blas_threads);
   return y;
 }
 

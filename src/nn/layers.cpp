@@ -6,6 +6,7 @@
 #include <cmath>
 #include <limits>
 #include <sstream>
+#include <type_traits>
 
 namespace quantkit {
 namespace {
@@ -180,7 +181,13 @@ Value Activation::forward(const Value& value) {
   Tensor y = Tensor::empty(x.shape(), DType::kFloat32);
   const float* src = x.data<float>();
   float* dst = y.data<float>();
-  for (int64_t i = 0; i < x.numel(); ++i) dst[i] = apply_activation(kind, src[i]);
+  const int64_t n = x.numel();
+  if (kind == ActivationKind::kReLU) {  // the common case, as a loop the compiler vectorises
+    for (int64_t i = 0; i < n; ++i) dst[i] = src[i] > 0.0f ? src[i] : 0.0f;
+    return y;
+  }
+#pragma omp parallel for schedule(static) if (n > 65536)
+  for (int64_t i = 0; i < n; ++i) dst[i] = apply_activation(kind, src[i]);
   return y;
 }
 
@@ -267,9 +274,29 @@ namespace {
 template <typename T>
 void max_pool(const T* x, T* y, int64_t planes, int64_t h, int64_t w, int64_t oh, int64_t ow,
               int64_t k, int64_t s) {
+#pragma omp parallel for schedule(static) if (planes * oh * ow > 32768)
   for (int64_t p = 0; p < planes; ++p) {
     const T* src = x + p * h * w;
     T* dst = y + p * oh * ow;
+    if (k == 2 && s == 2) {  // the common case, without the inner loops
+      for (int64_t i = 0; i < oh; ++i) {
+        const T* r0 = src + 2 * i * w;
+        const T* r1 = r0 + w;
+        for (int64_t j = 0; j < ow; ++j) {
+          const T a = std::max(r0[2 * j], r0[2 * j + 1]);
+          const T b = std::max(r1[2 * j], r1[2 * j + 1]);
+          T best = std::max(a, b);
+          if constexpr (std::is_floating_point_v<T>) {
+            if (std::isnan(r0[2 * j]) || std::isnan(r0[2 * j + 1]) || std::isnan(r1[2 * j]) ||
+                std::isnan(r1[2 * j + 1])) {
+              best = NAN;
+            }
+          }
+          dst[i * ow + j] = best;
+        }
+      }
+      continue;
+    }
     for (int64_t i = 0; i < oh; ++i) {
       for (int64_t j = 0; j < ow; ++j) {
         T best = src[(i * s) * w + j * s];

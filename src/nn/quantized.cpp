@@ -15,37 +15,25 @@ std::pair<int64_t, int64_t> code_range(DType dtype) {
                                 : std::pair<int64_t, int64_t>{-128, 127};
 }
 
-// Requantizes one accumulator (see quantized.h for the formula).
+// Requantizes the accumulators of one output channel (see quantized.h for the formula).
 struct Requantizer {
   double input_scale;
   const Int8Weight* weight;
   const float* bias;
   OutputQParams out;
-  bool relu;
   int64_t qmin, qmax;
 
-  Requantizer(double x_scale, const Int8Weight& w, const Tensor& b, OutputQParams o, bool r)
-      : input_scale(x_scale),
-        weight(&w),
-        bias(b.defined() ? b.data<float>() : nullptr),
-        out(o),
-        relu(r) {
+  Requantizer(double x_scale, const Int8Weight& w, const Tensor& b, OutputQParams o, bool relu)
+      : input_scale(x_scale), weight(&w), bias(b.defined() ? b.data<float>() : nullptr), out(o) {
     std::tie(qmin, qmax) = code_range(o.dtype);
     if (relu) qmin = std::max(qmin, o.zero_point);
   }
-  int64_t operator()(int32_t acc, int64_t channel) const {
-    double y = static_cast<double>(acc) * (input_scale * weight->scale(channel));
-    if (bias != nullptr) y += static_cast<double>(bias[channel]);
-    const double q = std::nearbyint(y / out.scale) + static_cast<double>(out.zero_point);
-    return static_cast<int64_t>(
-        std::clamp(q, static_cast<double>(qmin), static_cast<double>(qmax)));
+  void channel(const int32_t* acc, int64_t n, int64_t c, uint8_t* dst, int64_t stride) const {
+    requantize(acc, n, input_scale * weight->scale(c),
+               bias != nullptr ? static_cast<double>(bias[c]) : 0.0, out.scale, out.zero_point,
+               qmin, qmax, dst, stride);
   }
 };
-
-template <typename T>
-void store(T* dst, int64_t i, int64_t q) {
-  dst[i] = static_cast<T>(q);
-}
 
 std::string qparams_repr(const OutputQParams& q) {
   std::ostringstream s;
@@ -132,22 +120,14 @@ Value StaticQuantizedLinear::forward(const Value& x) {
   const int64_t m = codes.numel() / k;
   Int16Rows xs;
   shift_activations(codes, m, k, x.zero_point(), xs);
+  // acc as [out channel, row], so each channel's accumulators are contiguous for requantize().
   std::vector<int32_t> acc(static_cast<size_t>(m * n));
-  gemm_s16_s32(xs, weight.packed, acc.data(), n);
+  gemm_s16_s32(weight.packed, xs, acc.data(), m);
   Shape out_shape = codes.shape();
   out_shape.back() = n;
   Tensor out = Tensor::empty(out_shape, output.dtype);
   const Requantizer rq(x.scale(), weight, bias, output, relu);
-  for (int64_t r = 0; r < m; ++r) {
-    for (int64_t o = 0; o < n; ++o) {
-      const int64_t q = rq(acc[r * n + o], o);
-      if (output.dtype == DType::kUInt8) {
-        store(out.data<uint8_t>(), r * n + o, q);
-      } else {
-        store(out.data<int8_t>(), r * n + o, q);
-      }
-    }
-  }
+  for (int64_t o = 0; o < n; ++o) rq.channel(acc.data() + o * m, m, o, out.bytes() + o, n);
   return Value::quantized(out, output.scale, output.zero_point);
 }
 
@@ -166,6 +146,10 @@ StaticQuantizedConv::StaticQuantizedConv(int d, ConvOptions o, Int8Weight w, Ten
            ShapeError, "QuantizedConv weight ", shape_to_string(weight.codes.shape()),
            " does not match the conv options");
   check_bias(bias, options.out_channels, "QuantizedConv");
+  const int64_t per_group = options.out_channels / options.groups;
+  for (int64_t g = 0; g < options.groups; ++g) {
+    panels_.push_back(pack_pair_panel(weight.packed, g * per_group, per_group));
+  }
 }
 
 std::string StaticQuantizedConv::type_name() const {
@@ -190,9 +174,7 @@ Value StaticQuantizedConv::forward(const Value& x) {
   const auto zx = static_cast<int16_t>(x.zero_point());
   const Requantizer rq(x.scale(), weight, bias, output, relu);
   const int threads = num_threads();
-  // Whole images per thread when there are enough; otherwise the GEMM itself is split.
-  const bool per_image = g.batch >= threads;
-#pragma omp parallel num_threads(per_image ? threads : 1)
+#pragma omp parallel num_threads(threads) if (g.batch > 1)
   {
     Int16Rows cols(positions, patch);
     std::vector<int32_t> acc(static_cast<size_t>(out_per_group * positions));
@@ -208,19 +190,12 @@ Value StaticQuantizedConv::forward(const Value& x) {
         } else {
           im2col_codes(codes.data<int8_t>() + n * image_in);
         }
-        gemm_s16_s32(weight.packed.row(grp * out_per_group), out_per_group, cols.data.data(),
-                     positions, cols.stride, acc.data(), positions, !per_image);
+        gemm_panel_s16_s32(cols.data.data(), positions, panels_[static_cast<size_t>(grp)],
+                           acc.data(), positions);
         for (int64_t o = 0; o < out_per_group; ++o) {
           const int64_t channel = grp * out_per_group + o;
-          const int64_t base = n * image_out + channel * positions;
-          for (int64_t p = 0; p < positions; ++p) {
-            const int64_t q = rq(acc[o * positions + p], channel);
-            if (output.dtype == DType::kUInt8) {
-              store(out.data<uint8_t>(), base + p, q);
-            } else {
-              store(out.data<int8_t>(), base + p, q);
-            }
-          }
+          rq.channel(acc.data() + o * positions, positions, channel,
+                     out.bytes() + n * image_out + channel * positions, 1);
         }
       }
     }

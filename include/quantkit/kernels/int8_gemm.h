@@ -40,4 +40,28 @@ void gemm_s16_s32(const Int16Rows& a, const Int16Rows& b, int32_t* acc, int64_t 
 void gemm_s16_s32(const int16_t* a, int64_t m, const int16_t* b, int64_t n, int64_t stride,
                   int32_t* acc, int64_t ldc, bool parallel = true);
 
+/// Weights re-laid for the channel-vectorised kernel: element (k, n) at
+/// data[((k / 2) * rows_padded + n) * 2 + k % 2], rows padded with zeros to a multiple of 8, so
+/// one 32-byte load holds 2 consecutive k of 8 output channels (what vpmaddwd multiplies with a
+/// broadcast pair of activations). No horizontal sums are needed, which is what makes it fast
+/// for the short K of convolutions.
+struct Int16PairPanel {
+  int64_t rows = 0, rows_padded = 0, stride = 0;
+  std::vector<int16_t> data;
+};
+/// Rows [row_begin, row_begin + row_count) of `w`.
+Int16PairPanel pack_pair_panel(const Int16Rows& w, int64_t row_begin, int64_t row_count);
+
+/// acc[j * ldc + i] = dot(a[i], panel row j) for i < m, j < panel.rows: the same numbers as
+/// gemm_s16_s32(panel rows, a). `a` holds m rows of panel.stride int16. Single-threaded.
+void gemm_panel_s16_s32(const int16_t* a, int64_t m, const Int16PairPanel& panel, int32_t* acc,
+                        int64_t ldc);
+
+/// Requantization of one output channel: out[i * out_stride] = the byte of
+/// clamp(round_half_even((acc[i] * multiplier + bias) / out_scale) + zero_point, qmin, qmax),
+/// computed in double (multiplier = x_scale * w_scale; int8 results as two's-complement bytes).
+void requantize(const int32_t* acc, int64_t n, double multiplier, double bias, double out_scale,
+                int64_t zero_point, int64_t qmin, int64_t qmax, uint8_t* out,
+                int64_t out_stride = 1);
+
 }  // namespace quantkit

@@ -87,6 +87,9 @@ class StaticQuantizedConv : public Module {
   Tensor bias;
   OutputQParams output;
   bool relu;
+
+ private:
+  std::vector<Int16PairPanel> panels_;  // one per group
 };
 
 /// Dynamic int8 Linear (PyTorch's nnqd.Linear): float in, float out. Each call quantizes x to
