@@ -201,3 +201,27 @@ TEST(QTensor, SummaryAndValidation) {
 
 }  // namespace
 }  // namespace quantkit
+
+namespace quantkit {
+namespace {
+
+// Regression: the float zero point of a signed range must map min to qmin (zp = qmin - min / s);
+// -min / s is only right for PyTorch's unsigned float-qparams range.
+TEST(Affine, FloatZeroPointOnSignedRangesErrsAtMostHalfAStep) {
+  for (DType dtype : {DType::kInt4, DType::kInt2, DType::kInt8}) {
+    const Tensor w = testing::random_tensor({16, 96}, 3, 0.1f);
+    AffineSpec spec = AffineSpec::for_dtype(dtype, Granularity::per_group(32));
+    spec.mapping = MappingType::kAsymmetric;
+    spec.zero_point_domain = ZeroPointDomain::kFloat;
+    const QParams qp = choose_qparams(w, spec);
+    const Tensor back = quantize(w, spec, qp).dequantize();
+    for (int64_t i = 0; i < w.numel(); ++i) {
+      const float s = qp.scale.data<float>()[i / 32];
+      ASSERT_LE(std::fabs(back.data<float>()[i] - w.data<float>()[i]), 0.5f * s * 1.0001f)
+          << dtype_name(dtype) << " @" << i;
+    }
+  }
+}
+
+}  // namespace
+}  // namespace quantkit

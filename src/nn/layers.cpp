@@ -52,11 +52,17 @@ Value Linear::forward(const Value& value) {
     }
   }
   if (m > 0) {
+    // Small products finish before OpenBLAS's threads wake up; their spinning afterwards only
+    // steals the cores from the next OpenMP region.
+    const bool small = m * in_features * out_features < (int64_t{1} << 21);
+    const int blas_threads = small ? openblas_get_num_threads() : 0;
+    if (small) openblas_set_num_threads(1);
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(m),
                 static_cast<int>(out_features), static_cast<int>(in_features), 1.0f,
                 x.data<float>(), static_cast<int>(in_features), weight.data<float>(),
                 static_cast<int>(in_features), bias.defined() ? 1.0f : 0.0f, out,
                 static_cast<int>(out_features));
+    if (small) openblas_set_num_threads(blas_threads);
   }
   return y;
 }
@@ -335,6 +341,70 @@ Value MaxPool2d::forward(const Value& x) {
     max_pool(in.data<int8_t>(), out.data<int8_t>(), planes, h, w, oh, ow, kernel_size, stride);
   }
   return Value::quantized(out, x.scale(), x.zero_point());
+}
+
+// --- Embedding, RMSNorm, ModuleList ----------------------------------------------------------
+
+Embedding::Embedding(int64_t n, int64_t d) : num_embeddings(n), dim(d) {
+  QK_CHECK(n > 0 && d > 0, ValueError, "Embedding needs positive sizes");
+  weight = Tensor::zeros({n, d}, DType::kFloat32);
+  register_parameter("weight", &weight);
+}
+
+std::string Embedding::extra_repr() const {
+  return std::to_string(num_embeddings) + ", " + std::to_string(dim);
+}
+
+Value Embedding::forward(const Value&) {
+  throw ValueError("Embedding takes token ids: call lookup(ids)");
+}
+
+Tensor Embedding::lookup(const std::vector<int64_t>& ids) const {
+  Tensor out = Tensor::empty({static_cast<int64_t>(ids.size()), dim}, DType::kFloat32);
+  for (size_t i = 0; i < ids.size(); ++i) {
+    QK_CHECK(ids[i] >= 0 && ids[i] < num_embeddings, ValueError, "token id ", ids[i],
+             " at position ", i, " is outside the vocabulary [0, ", num_embeddings, ")");
+    std::copy_n(weight.data<float>() + ids[i] * dim, dim,
+                out.data<float>() + static_cast<int64_t>(i) * dim);
+  }
+  return out;
+}
+
+RMSNorm::RMSNorm(int64_t d, double epsilon) : dim(d), eps(epsilon) {
+  QK_CHECK(d > 0, ValueError, "RMSNorm needs a positive size");
+  weight = Tensor::from_floats(std::vector<float>(static_cast<size_t>(d), 1.0f), {d});
+  register_parameter("weight", &weight);
+}
+
+std::string RMSNorm::extra_repr() const {
+  std::ostringstream s;
+  s << dim << ", eps=" << eps;
+  return s.str();
+}
+
+Value RMSNorm::forward(const Value& value) {
+  const Tensor& x = value.as_float(type_name());
+  QK_CHECK(x.dim() >= 1 && x.size(-1) == dim, ShapeError, "RMSNorm(", dim, ") got input ",
+           shape_to_string(x.shape()));
+  Tensor y = Tensor::empty(x.shape(), DType::kFloat32);
+  for (int64_t r = 0; r < leading_rows(x, dim); ++r) {
+    const float* src = x.data<float>() + r * dim;
+    float* dst = y.data<float>() + r * dim;
+    float ss = 0.0f;
+    for (int64_t i = 0; i < dim; ++i) ss += src[i] * src[i];
+    const float inv = 1.0f / std::sqrt(ss / static_cast<float>(dim) + static_cast<float>(eps));
+    for (int64_t i = 0; i < dim; ++i) dst[i] = weight.data<float>()[i] * (src[i] * inv);
+  }
+  return y;
+}
+
+Value ModuleList::forward(const Value&) {
+  throw ValueError("ModuleList has no forward(): its parent iterates the children");
+}
+
+ModuleList& ModuleList::add(ModulePtr module) {
+  register_module(std::to_string(children().size()), std::move(module));
+  return *this;
 }
 
 // --- containers --------------------------------------------------------------------------------

@@ -66,7 +66,10 @@ BlockQParams qparams_for_range(float mn, float mx, const AffineSpec& spec) {
       if (spec.zero_point_domain == ZeroPointDomain::kFloat) {
         const float range_scale = (mx - mn) / (qmax - qmin);
         const float scale = range_scale > spec.eps ? range_scale : 1.0f;
-        return {scale, -1.0f * mn / scale};
+        // x ~ (q - zp) * s with min -> qmin: zp = qmin - min / s (PyTorch's -min / s for
+        // its unsigned float-qparams range, where qmin = 0).
+        if (qmin == 0.0f) return {scale, -1.0f * mn / scale};
+        return {scale, qmin - mn / scale};
       } else {
         const float scale = std::max((max_pos - min_neg) / (qmax - qmin), spec.eps);
         const float zp = qmin - std::nearbyint(min_neg / scale);

@@ -1,6 +1,11 @@
+// GCC 12 reports a false -Wmaybe-uninitialized inside libstdc++'s regex compiler under
+// -O3 with sanitizers; the warning is about std::function internals, not this code.
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+
 #include "quantkit/workflows/qconfig.h"
 
 #include <atomic>
+#include <regex>
 
 namespace quantkit {
 namespace {
@@ -81,10 +86,15 @@ QConfigMapping& QConfigMapping::set_module_name(const std::string& name, QConfig
   return *this;
 }
 
+struct QConfigMapping::Pattern {
+  std::regex re;
+};
+
 QConfigMapping& QConfigMapping::set_module_name_regex(const std::string& pattern,
                                                       QConfigPtr qconfig) {
   try {
-    patterns_.emplace_back(std::regex(pattern, std::regex::ECMAScript), std::move(qconfig));
+    auto compiled = std::make_shared<Pattern>(Pattern{std::regex(pattern, std::regex::ECMAScript)});
+    patterns_.emplace_back(std::move(compiled), std::move(qconfig));
   } catch (const std::regex_error& e) {
     throw ValueError("set_module_name_regex: '" + pattern + "' is not a valid regex: " + e.what());
   }
@@ -94,8 +104,8 @@ QConfigMapping& QConfigMapping::set_module_name_regex(const std::string& pattern
 QConfigPtr QConfigMapping::resolve(const std::string& name, const std::string& type,
                                    const QConfigPtr& parent) const {
   if (const auto it = names_.find(name); it != names_.end()) return it->second;
-  for (const auto& [re, qc] : patterns_) {
-    if (std::regex_match(name, re)) return qc;
+  for (const auto& [pattern, qc] : patterns_) {
+    if (std::regex_match(name, pattern->re)) return qc;
   }
   if (const auto it = types_.find(type); it != types_.end()) return it->second;
   return parent;

@@ -112,6 +112,42 @@ class LayerNorm : public Module {
   Tensor weight, bias;
 };
 
+/// Token embedding table: weight [num_embeddings, dim]. Called with token ids (lookup()), not
+/// through forward().
+class Embedding : public Module {
+ public:
+  Embedding(int64_t num_embeddings, int64_t dim);
+  std::string type_name() const override { return "Embedding"; }
+  Value forward(const Value& x) override;
+  std::string extra_repr() const override;
+  /// Rows of `ids` -> float32 [ids.size(), dim]; throws ValueError for an id out of range.
+  Tensor lookup(const std::vector<int64_t>& ids) const;
+  int64_t num_embeddings, dim;
+  Tensor weight;
+};
+
+/// RMSNorm (Llama): y = x * rsqrt(mean(x^2) + eps) * weight over the last dimension.
+class RMSNorm : public Module {
+ public:
+  explicit RMSNorm(int64_t dim, double eps = 1e-6);
+  std::string type_name() const override { return "RMSNorm"; }
+  Value forward(const Value& x) override;
+  std::string extra_repr() const override;
+  int64_t dim;
+  double eps;
+  Tensor weight;
+};
+
+/// A container of children "0", "1", ... that a parent iterates itself (no forward()).
+class ModuleList : public Module {
+ public:
+  std::string type_name() const override { return "ModuleList"; }
+  Value forward(const Value&) override;
+  ModuleList& add(ModulePtr module);
+  int64_t size() const { return static_cast<int64_t>(children().size()); }
+  Module& at(int64_t i) const { return *children()[static_cast<size_t>(i)].second; }
+};
+
 /// Identity in eval mode; training-mode dropout is not part of an inference runtime.
 class Dropout : public Module {
  public:

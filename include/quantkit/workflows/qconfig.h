@@ -5,7 +5,6 @@
 
 #include <map>
 #include <memory>
-#include <regex>
 #include <string>
 #include <utility>
 #include <vector>
@@ -57,7 +56,8 @@ class QConfigMapping {
   QConfigPtr global_;
   std::map<std::string, QConfigPtr> types_;
   std::map<std::string, QConfigPtr> names_;
-  std::vector<std::pair<std::regex, QConfigPtr>> patterns_;
+  struct Pattern;  // a compiled std::regex, kept out of this header
+  std::vector<std::pair<std::shared_ptr<const Pattern>, QConfigPtr>> patterns_;
 };
 
 /// get_default_qconfig(backend) as the global QConfig.

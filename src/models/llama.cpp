@@ -1,0 +1,306 @@
+#include "quantkit/models/llama.h"
+
+#include <algorithm>
+#include <cmath>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "quantkit/io/safetensors.h"
+#include "quantkit/kernels/linear.h"
+
+namespace quantkit {
+namespace {
+
+class Attention : public Module {
+ public:
+  Attention(const LlamaConfig& c) {
+    const int64_t kv = c.num_key_value_heads * c.head_dim();
+    register_module("q_proj", make_module<Linear>(c.hidden_size, c.hidden_size, false));
+    register_module("k_proj", make_module<Linear>(c.hidden_size, kv, false));
+    register_module("v_proj", make_module<Linear>(c.hidden_size, kv, false));
+    register_module("o_proj", make_module<Linear>(c.hidden_size, c.hidden_size, false));
+  }
+  std::string type_name() const override { return "LlamaAttention"; }
+  Value forward(const Value&) override { throw ValueError("LlamaAttention runs inside the model"); }
+};
+
+class Mlp : public Module {
+ public:
+  Mlp(const LlamaConfig& c) {
+    register_module("gate_proj", make_module<Linear>(c.hidden_size, c.intermediate_size, false));
+    register_module("up_proj", make_module<Linear>(c.hidden_size, c.intermediate_size, false));
+    register_module("down_proj", make_module<Linear>(c.intermediate_size, c.hidden_size, false));
+  }
+  std::string type_name() const override { return "LlamaMLP"; }
+  // SwiGLU: down(silu(gate(x)) * up(x)).
+  Value forward(const Value& x) override {
+    Tensor gate = call("gate_proj", x).to_float().clone();
+    const Tensor up = call("up_proj", x).to_float();
+    float* g = gate.data<float>();
+    const float* u = up.data<float>();
+    for (int64_t i = 0; i < gate.numel(); ++i) g[i] = g[i] / (1.0f + std::exp(-g[i])) * u[i];
+    return call("down_proj", gate);
+  }
+};
+
+class DecoderLayer : public Module {
+ public:
+  DecoderLayer(const LlamaConfig& c) {
+    register_module("self_attn", std::make_shared<Attention>(c));
+    register_module("mlp", std::make_shared<Mlp>(c));
+    register_module("input_layernorm", make_module<RMSNorm>(c.hidden_size, c.rms_norm_eps));
+    register_module("post_attention_layernorm",
+                    make_module<RMSNorm>(c.hidden_size, c.rms_norm_eps));
+  }
+  std::string type_name() const override { return "LlamaDecoderLayer"; }
+  Value forward(const Value&) override {
+    throw ValueError("LlamaDecoderLayer runs inside the model");
+  }
+};
+
+class LlamaModel : public Module {
+ public:
+  LlamaModel(const LlamaConfig& c) {
+    register_module("embed_tokens", make_module<Embedding>(c.vocab_size, c.hidden_size));
+    auto layers = std::make_shared<ModuleList>();
+    for (int64_t i = 0; i < c.num_hidden_layers; ++i)
+      layers->add(std::make_shared<DecoderLayer>(c));
+    register_module("layers", layers);
+    register_module("norm", make_module<RMSNorm>(c.hidden_size, c.rms_norm_eps));
+  }
+  std::string type_name() const override { return "LlamaModel"; }
+  Value forward(const Value&) override { throw ValueError("LlamaModel takes token ids"); }
+};
+
+void add_inplace(Tensor& a, const Tensor& b) {
+  float* p = a.data<float>();
+  const float* q = b.data<float>();
+  for (int64_t i = 0; i < a.numel(); ++i) p[i] += q[i];
+}
+
+int64_t json_int(const nlohmann::json& j, const char* key, int64_t fallback, bool required) {
+  if (!j.contains(key)) {
+    QK_CHECK(!required, FormatError, "config.json has no '", key, "'");
+    return fallback;
+  }
+  QK_CHECK(j[key].is_number_integer(), FormatError, "config.json: '", key, "' must be an integer");
+  return j[key].get<int64_t>();
+}
+
+}  // namespace
+
+void LlamaConfig::validate() const {
+  QK_CHECK(hidden_size > 0 && intermediate_size > 0 && num_hidden_layers > 0 &&
+               num_attention_heads > 0 && num_key_value_heads > 0 && vocab_size > 0 &&
+               max_position_embeddings > 0,
+           ValueError, "Llama config: every size must be positive");
+  QK_CHECK(hidden_size % num_attention_heads == 0, ValueError, "Llama config: hidden_size ",
+           hidden_size, " is not a multiple of num_attention_heads ", num_attention_heads);
+  QK_CHECK(num_attention_heads % num_key_value_heads == 0, ValueError,
+           "Llama config: num_attention_heads ", num_attention_heads,
+           " is not a multiple of num_key_value_heads ", num_key_value_heads);
+  QK_CHECK(head_dim() % 2 == 0, ValueError, "Llama config: head_dim must be even for RoPE");
+  QK_CHECK(hidden_size <= (1 << 16) && intermediate_size <= (1 << 18) && num_hidden_layers <= 512 &&
+               vocab_size <= (1 << 22) && max_position_embeddings <= (1 << 20),
+           ValueError, "Llama config: sizes beyond what quantkit supports");
+}
+
+LlamaForCausalLM::LlamaForCausalLM(LlamaConfig config) : config_(config) {
+  config_.validate();
+  register_module("model", std::make_shared<LlamaModel>(config_));
+  register_module("lm_head", make_module<Linear>(config_.hidden_size, config_.vocab_size, false));
+  const int64_t hd = config_.head_dim();
+  for (int64_t i = 0; i < hd; i += 2) {
+    // HF: inv_freq = 1 / theta^(arange(0, hd, 2) / hd) in float32.
+    inv_freq_.push_back(static_cast<float>(
+        1.0 / std::pow(config_.rope_theta, static_cast<double>(i) / static_cast<double>(hd))));
+  }
+  eval();
+}
+
+Value LlamaForCausalLM::forward(const Value&) {
+  throw ValueError("LlamaForCausalLM takes token ids: call forward_tokens(ids, cache)");
+}
+
+void LlamaForCausalLM::load_weights(const std::map<std::string, Tensor>& tensors) {
+  std::map<std::string, Tensor> all = tensors;
+  if (!all.count("lm_head.weight")) {
+    QK_CHECK(config_.tie_word_embeddings && all.count("model.embed_tokens.weight"), ValueError,
+             "checkpoint has no lm_head.weight and the embeddings are not tied");
+    all["lm_head.weight"] = all.at("model.embed_tokens.weight");
+  }
+  for (auto it = all.begin(); it != all.end();) {
+    // Buffers some exporters add; not parameters of the model.
+    if (it->first.find("rotary_emb.inv_freq") != std::string::npos) {
+      it = all.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  for (auto& [name, t] : all) {
+    if (t.dtype() != DType::kFloat32) t = t.to(DType::kFloat32);
+  }
+  load_state_dict(all);
+}
+
+KVCache LlamaForCausalLM::new_cache() const {
+  KVCache c;
+  const int64_t kv = config_.num_key_value_heads * config_.head_dim();
+  for (int64_t l = 0; l < config_.num_hidden_layers; ++l) {
+    c.keys.push_back(Tensor::zeros({config_.max_position_embeddings, kv}, DType::kFloat32));
+    c.values.push_back(Tensor::zeros({config_.max_position_embeddings, kv}, DType::kFloat32));
+  }
+  return c;
+}
+
+Tensor LlamaForCausalLM::attention(int64_t layer, const Tensor& x, KVCache& cache, int64_t start) {
+  Module& attn = find("model.layers." + std::to_string(layer) + ".self_attn");
+  const int64_t t = x.size(0), hd = config_.head_dim();
+  const int64_t heads = config_.num_attention_heads, kv_heads = config_.num_key_value_heads;
+  const int64_t kv = kv_heads * hd, group = heads / kv_heads;
+  Tensor q = attn.call("q_proj", x).to_float().clone();
+  const Tensor k = attn.call("k_proj", x).to_float();
+  const Tensor v = attn.call("v_proj", x).to_float();
+  auto rope = [&](float* row, int64_t nheads, int64_t pos) {
+    const int64_t half = hd / 2;
+    for (int64_t h = 0; h < nheads; ++h) {
+      float* p = row + h * hd;
+      for (int64_t i = 0; i < half; ++i) {
+        const float angle = static_cast<float>(pos) * inv_freq_[static_cast<size_t>(i)];
+        const float c = std::cos(angle), s = std::sin(angle);
+        const float a = p[i], b = p[i + half];
+        p[i] = a * c - b * s;
+        p[i + half] = b * c + a * s;
+      }
+    }
+  };
+  float* keys = cache.keys[static_cast<size_t>(layer)].data<float>();
+  float* values = cache.values[static_cast<size_t>(layer)].data<float>();
+  for (int64_t r = 0; r < t; ++r) {
+    rope(q.data<float>() + r * config_.hidden_size, heads, start + r);
+    std::copy_n(k.data<float>() + r * kv, kv, keys + (start + r) * kv);
+    std::copy_n(v.data<float>() + r * kv, kv, values + (start + r) * kv);
+    rope(keys + (start + r) * kv, kv_heads, start + r);
+  }
+  Tensor out = Tensor::zeros({t, config_.hidden_size}, DType::kFloat32);
+  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+  const int threads = t * heads * (start + t) * hd > (1 << 16) ? num_threads() : 1;
+#pragma omp parallel num_threads(threads) if (threads > 1)
+  {
+    std::vector<float> scores(static_cast<size_t>(start + t));
+#pragma omp for collapse(2) schedule(static)
+    for (int64_t r = 0; r < t; ++r) {
+      for (int64_t h = 0; h < heads; ++h) {
+        const int64_t pos = start + r, kvh = h / group;
+        const float* qh = q.data<float>() + r * config_.hidden_size + h * hd;
+        float mx = -INFINITY;
+        for (int64_t j = 0; j <= pos; ++j) {
+          const float* kj = keys + j * kv + kvh * hd;
+          float dot = 0.0f;
+          for (int64_t i = 0; i < hd; ++i) dot += qh[i] * kj[i];
+          scores[j] = dot * scale;
+          mx = std::max(mx, scores[j]);
+        }
+        float sum = 0.0f;
+        for (int64_t j = 0; j <= pos; ++j) sum += (scores[j] = std::exp(scores[j] - mx));
+        float* oh = out.data<float>() + r * config_.hidden_size + h * hd;
+        for (int64_t j = 0; j <= pos; ++j) {
+          const float w = scores[j] / sum;
+          const float* vj = values + j * kv + kvh * hd;
+          for (int64_t i = 0; i < hd; ++i) oh[i] += w * vj[i];
+        }
+      }
+    }
+  }
+  return attn.call("o_proj", out).to_float();
+}
+
+Tensor LlamaForCausalLM::forward_tokens(const std::vector<int64_t>& tokens, KVCache& cache) {
+  const auto t = static_cast<int64_t>(tokens.size());
+  QK_CHECK(t > 0, ValueError, "forward_tokens needs at least one token");
+  QK_CHECK(cache.length + t <= config_.max_position_embeddings, ValueError, "context of ",
+           cache.length + t, " tokens exceeds max_position_embeddings ",
+           config_.max_position_embeddings);
+  QK_CHECK(static_cast<int64_t>(cache.keys.size()) == config_.num_hidden_layers, ValueError,
+           "KV cache does not belong to this model: use new_cache()");
+  Module& model = *child("model");
+  Tensor h = static_cast<Embedding&>(*model.child("embed_tokens")).lookup(tokens);
+  auto& layers = static_cast<ModuleList&>(*model.child("layers"));
+  for (int64_t l = 0; l < layers.size(); ++l) {
+    Module& layer = layers.at(l);
+    const Tensor normed = layer.call("input_layernorm", h).to_float();
+    add_inplace(h, attention(l, normed, cache, cache.length));
+    const Tensor normed2 = layer.call("post_attention_layernorm", h).to_float();
+    add_inplace(h, layer.call("mlp", normed2).to_float());
+  }
+  cache.length += t;
+  const Tensor normed = model.call("norm", h).to_float();
+  return call("lm_head", normed).to_float();
+}
+
+LlamaConfig read_llama_config(const std::filesystem::path& path) {
+  std::ifstream in(path);
+  QK_CHECK(in.good(), IoError, "cannot open ", path.string());
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(in);
+  } catch (const nlohmann::json::exception& e) {
+    throw FormatError(path.string() + ": not valid JSON (" + e.what() + ")");
+  }
+  QK_CHECK(j.is_object(), FormatError, path.string(), ": expected a JSON object");
+  if (j.contains("model_type")) {
+    QK_CHECK(j["model_type"] == "llama", ValueError, path.string(), ": model_type ",
+             j["model_type"].dump(), " is not llama");
+  }
+  LlamaConfig c;
+  c.hidden_size = json_int(j, "hidden_size", 0, true);
+  c.intermediate_size = json_int(j, "intermediate_size", 0, true);
+  c.num_hidden_layers = json_int(j, "num_hidden_layers", 0, true);
+  c.num_attention_heads = json_int(j, "num_attention_heads", 0, true);
+  c.num_key_value_heads = json_int(j, "num_key_value_heads", c.num_attention_heads, false);
+  c.vocab_size = json_int(j, "vocab_size", 0, true);
+  c.max_position_embeddings = json_int(j, "max_position_embeddings", 2048, false);
+  c.bos_token_id = json_int(j, "bos_token_id", 1, false);
+  c.eos_token_id = json_int(j, "eos_token_id", 2, false);
+  if (j.contains("rms_norm_eps")) c.rms_norm_eps = j["rms_norm_eps"].get<double>();
+  if (j.contains("rope_theta")) c.rope_theta = j["rope_theta"].get<double>();
+  if (j.contains("tie_word_embeddings"))
+    c.tie_word_embeddings = j["tie_word_embeddings"].get<bool>();
+  c.validate();
+  return c;
+}
+
+std::shared_ptr<LlamaForCausalLM> load_llama_hf(const std::filesystem::path& dir) {
+  auto model = std::make_shared<LlamaForCausalLM>(read_llama_config(dir / "config.json"));
+  const Checkpoint ckpt = Checkpoint::open(dir);
+  std::map<std::string, Tensor> tensors;
+  for (const auto& name : ckpt.names()) {
+    QK_CHECK(!ckpt.is_quantized(name), ValueError, dir.string(), ": '", name,
+             "' is quantized; load quantized models through their quantizer");
+    tensors[name] = ckpt.tensor(name);
+  }
+  model->load_weights(tensors);
+  return model;
+}
+
+std::pair<double, int64_t> sequence_nll(LlamaForCausalLM& model,
+                                        const std::vector<int64_t>& tokens) {
+  const int64_t n = std::min<int64_t>(static_cast<int64_t>(tokens.size()),
+                                      model.config().max_position_embeddings);
+  if (n < 2) return {0.0, 0};
+  KVCache cache = model.new_cache();
+  const std::vector<int64_t> prefix(tokens.begin(), tokens.begin() + n);
+  const Tensor logits = model.forward_tokens(prefix, cache);
+  const int64_t vocab = model.config().vocab_size;
+  double nll = 0.0;
+  for (int64_t i = 0; i + 1 < n; ++i) {
+    const float* row = logits.data<float>() + i * vocab;
+    const float mx = *std::max_element(row, row + vocab);
+    double sum = 0.0;
+    for (int64_t v = 0; v < vocab; ++v) sum += std::exp(static_cast<double>(row[v] - mx));
+    nll += std::log(sum) + mx - row[tokens[static_cast<size_t>(i + 1)]];
+  }
+  return {nll, n - 1};
+}
+
+}  // namespace quantkit
