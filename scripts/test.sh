@@ -20,7 +20,7 @@ bash scripts/build.sh fuzz
 mkdir -p build/fuzz/corpus
 ./build/fuzz/fuzz/fuzz_safetensors -max_total_time="$QUANTKIT_FUZZ_SECONDS" -max_len=65536 -rss_limit_mb=2048 \
   build/fuzz/corpus fuzz/corpus 2>&1 | tail -n 3
-echo "== fuzzing the IDX and .npy readers for 20 s"
+echo "== fuzzing the IDX, .npy and tokenizer readers for 20 s"
 mkdir -p build/fuzz/corpus_idx
 ./build/fuzz/fuzz/fuzz_idx -max_total_time=20 -max_len=4096 -rss_limit_mb=2048 build/fuzz/corpus_idx 2>&1 | tail -n 3
 echo "fuzz: no findings in ${QUANTKIT_FUZZ_SECONDS} s + 20 s"

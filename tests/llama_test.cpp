@@ -8,6 +8,7 @@
 
 #include "quantkit/io/npy.h"
 #include "quantkit/models/llama.h"
+#include "quantkit/models/tokenizer.h"
 #include "quantkit/workflows/quantize.h"
 #include "test_util.h"
 
@@ -129,6 +130,78 @@ TEST(llama, malformed_checkpoints_are_rejected) {
   }
   std::filesystem::remove(bad);
   EXPECT_THROW(load_llama(testing::temp_path("missing.bin")), IoError);
+}
+
+}  // namespace
+}  // namespace quantkit
+
+namespace quantkit {
+namespace {
+
+std::vector<std::string> reference_stories(size_t count) {
+  std::ifstream in(testing::shared_dir() / "models" / "stories260K" /
+                   "TinyStories-train_first2MiB.txt");
+  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::vector<std::string> stories;
+  size_t pos = 0;
+  while (stories.size() < count) {
+    const size_t end = text.find("<|endoftext|>", pos);
+    if (end == std::string::npos) break;
+    std::string s = text.substr(pos, end - pos);
+    const size_t a = s.find_first_not_of(" \t\n\r"), b = s.find_last_not_of(" \t\n\r");
+    stories.push_back(a == std::string::npos ? "" : s.substr(a, b - a + 1));
+    pos = end + 13;
+  }
+  return stories;
+}
+
+TEST(llama2c_tokenizer, encodes_the_200_reference_stories_exactly) {
+  const auto tok =
+      Llama2cTokenizer::load(testing::shared_dir() / "models" / "stories260K" / "tok512.bin");
+  EXPECT_EQ(tok.vocab_size(), 512);
+  const auto lines = reference_token_lines();
+  const auto stories = reference_stories(200);
+  ASSERT_EQ(stories.size(), 200u);
+  for (size_t i = 0; i < stories.size(); ++i) {
+    std::vector<int64_t> ids = tok.encode(stories[i]);
+    EXPECT_EQ(tok.decode(ids), stories[i]) << "story " << i;
+    if (ids.size() > 512) ids.resize(512);  // the reference is truncated at the context length
+    ASSERT_EQ(ids, lines[i]) << "story " << i;
+  }
+  EXPECT_EQ(tok.encode("Once upon a time"), (std::vector<int64_t>{1, 403, 407, 261, 378}));
+}
+
+TEST(llama, greedy_generation_matches_the_reference) {
+  auto model = load_llama(stories_dir() / "stories260K.bin");
+  std::vector<int64_t> ids = {1, 403, 407, 261, 378};
+  KVCache cache = model->new_cache();
+  Tensor logits = model->forward_tokens(ids, cache);
+  std::vector<int64_t> all = ids;
+  int64_t last_row = static_cast<int64_t>(ids.size()) - 1;
+  for (int step = 0; step < 100; ++step) {
+    const float* row = logits.data<float>() + last_row * 512;
+    const int64_t next = std::max_element(row, row + 512) - row;
+    all.push_back(next);
+    logits = model->forward_tokens({next}, cache);
+    last_row = 0;
+  }
+  std::ifstream in(stories_dir() / "reference" / "greedy_once_upon_a_time.txt");
+  std::string line;
+  std::vector<int64_t> want;
+  while (std::getline(in, line)) {
+    if (line.rfind("1 403 407 261 378", 0) == 0) {
+      std::istringstream s(line);
+      int64_t id;
+      while (s >> id) want.push_back(id);
+    }
+  }
+  ASSERT_EQ(want.size(), 105u);
+  EXPECT_EQ(all, want);
+}
+
+TEST(llama2c_tokenizer, rejects_truncated_files) {
+  const std::vector<uint8_t> bytes = {16, 0, 0, 0, 0, 0, 0, 0, 200, 0, 0, 0, 'a'};
+  EXPECT_THROW(Llama2cTokenizer::parse(bytes), FormatError);
 }
 
 }  // namespace
