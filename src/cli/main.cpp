@@ -4,6 +4,7 @@
 #include <cstdio>
 
 #include "bench_kernels.h"
+#include "eval.h"
 #include "quantkit/io/safetensors.h"
 #include "quantkit/workflows/quantize_checkpoint.h"
 #include "table.h"
@@ -137,9 +138,46 @@ int main(int argc, char** argv) {
       ->add_option("--gemm-rows", bench_options.gemm_rows, "M of the cache-resident GEMM cases")
       ->check(CLI::Range(1, 65536));
 
+  auto add_quant_options = [](CLI::App* cmd, cli::ModelQuantOptions& q) {
+    cmd->add_option("--weights", q.weights,
+                    "quantize Linear weights in memory: int8 | int4 | int2 | fp8_e4m3 | fp8_e5m2");
+    cmd->add_option("--group-size", q.group_size, "elements per scale (0 = per channel)");
+    cmd->add_flag("--asymmetric", q.asymmetric, "asymmetric weights (float zero point)");
+    cmd->add_option("--activations", q.activations, "none | int8 (static, calibrated)");
+    cmd->add_flag("--dynamic-int8", q.dynamic_int8, "W8A8: dynamic int8 Linear layers");
+    cmd->add_option("--exclude", q.exclude, "module globs kept float (default: lm_head)");
+  };
+  cli::EvalOptions eval_options;
+  CLI::App* eval = app.add_subcommand(
+      "eval", "Perplexity of a Llama model (HF directory or llama2.c .bin) on a text file");
+  eval->add_option("model", eval_options.model, "model directory or .bin")->required();
+  eval->add_option("--text", eval_options.text, "text file of documents")->required();
+  eval->add_option("--separator", eval_options.separator, "document separator")
+      ->capture_default_str();
+  eval->add_option("--max-docs", eval_options.max_docs, "evaluate the first N documents");
+  eval->add_option("--reference", eval_options.reference,
+                   "float model: also report KL divergence and top-1 agreement");
+  eval->add_option("--tokenizer", eval_options.tokenizer, "llama2.c tokenizer.bin");
+  add_quant_options(eval, eval_options.quant);
+
+  cli::GenerateOptions gen_options;
+  CLI::App* generate = app.add_subcommand("generate", "Generate text with a Llama model");
+  generate->add_option("model", gen_options.model, "model directory or .bin")->required();
+  generate->add_option("--prompt", gen_options.prompt, "prompt text")->required();
+  generate->add_option("--steps", gen_options.steps, "tokens to generate")->capture_default_str();
+  generate->add_option("--temperature", gen_options.temperature, "0 = greedy")
+      ->capture_default_str();
+  generate->add_option("--top-p", gen_options.top_p, "nucleus sampling mass")
+      ->capture_default_str();
+  generate->add_option("--seed", gen_options.seed, "sampling seed")->capture_default_str();
+  generate->add_option("--tokenizer", gen_options.tokenizer, "llama2.c tokenizer.bin");
+  add_quant_options(generate, gen_options.quant);
+
   CLI11_PARSE(app, argc, argv);
   try {
     if (inspect->parsed()) return cli::run_inspect(inspect_path);
+    if (eval->parsed()) return cli::run_eval(eval_options);
+    if (generate->parsed()) return cli::run_generate(gen_options);
     if (bench->parsed()) return cli::run_bench_kernels(bench_options);
     if (symmetric && asymmetric)
       throw ValueError("--symmetric and --asymmetric exclude each other");

@@ -200,7 +200,7 @@ void convert(Module& model) {
 }
 
 void quantize_dynamic(Module& model, const std::set<std::string>& types, QConfigPtr qconfig,
-                      QEngine engine) {
+                      QEngine engine, const std::vector<std::string>& exclude) {
   if (qconfig == nullptr) qconfig = default_dynamic_qconfig();
   for (const auto& t : types) {
     QK_CHECK(t == "Linear" || t == "LinearReLU", ValueError, "quantize_dynamic: module type '", t,
@@ -211,7 +211,7 @@ void quantize_dynamic(Module& model, const std::set<std::string>& types, QConfig
     for (const auto& [name, child] : std::vector(module.children())) {
       const std::string full = prefix.empty() ? name : prefix + "." + name;
       const std::string type = child->type_name();
-      if (types.count(type)) {
+      if (types.count(type) && !any_match(exclude, full)) {
         const bool relu = type == "LinearReLU";
         auto& linear = static_cast<Linear&>(relu ? *child->child("0") : *child);
         auto q = std::make_shared<DynamicQuantizedLinear>(

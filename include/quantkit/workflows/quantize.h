@@ -39,8 +39,10 @@ void convert(Module& model);
 /// LinearReLU). Weights observed with `qconfig` (default_dynamic_qconfig when null) and
 /// quantized to qint8; the activations are quantized at run time under `engine`. A type with no
 /// dynamic counterpart raises a ValueError naming it and the supported types.
+/// Modules whose dotted name matches a glob of `exclude` stay float.
 void quantize_dynamic(Module& model, const std::set<std::string>& types = {"Linear"},
-                      QConfigPtr qconfig = nullptr, QEngine engine = quantized_engine());
+                      QConfigPtr qconfig = nullptr, QEngine engine = quantized_engine(),
+                      const std::vector<std::string>& exclude = {});
 
 /// Weight-only quantization (optimum-quanto's quantize()).
 struct WeightOnlyConfig {

@@ -1,0 +1,38 @@
+// `quantkit eval` and `quantkit generate`: language-model quality and text generation.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace quantkit::cli {
+
+/// In-memory quantization applied after loading (none when weights and dynamic are unset).
+struct ModelQuantOptions {
+  std::string weights;  // "" | int8 | int4 | int2 | fp8_e4m3 | fp8_e5m2
+  int64_t group_size = 0;
+  bool asymmetric = false;
+  std::string activations = "none";  // none | int8 (calibrated on the first document)
+  bool dynamic_int8 = false;         // W8A8 dynamic per-tensor activations
+  std::vector<std::string> exclude = {"lm_head"};
+};
+
+struct EvalOptions {
+  std::string model, reference, text, tokenizer;
+  std::string separator = "<|endoftext|>";
+  int64_t max_docs = 0;  // 0 = all
+  ModelQuantOptions quant;
+};
+int run_eval(const EvalOptions& options);
+
+struct GenerateOptions {
+  std::string model, tokenizer, prompt;
+  int64_t steps = 64;
+  double temperature = 0.0;  // 0 = greedy
+  double top_p = 0.9;
+  uint64_t seed = 1;
+  ModelQuantOptions quant;
+};
+int run_generate(const GenerateOptions& options);
+
+}  // namespace quantkit::cli
