@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 #include <fstream>
 #include <sstream>
 
@@ -202,6 +203,90 @@ TEST(llama, greedy_generation_matches_the_reference) {
 TEST(llama2c_tokenizer, rejects_truncated_files) {
   const std::vector<uint8_t> bytes = {16, 0, 0, 0, 0, 0, 0, 0, 200, 0, 0, 0, 'a'};
   EXPECT_THROW(Llama2cTokenizer::parse(bytes), FormatError);
+}
+
+}  // namespace
+}  // namespace quantkit
+
+namespace quantkit {
+namespace {
+
+Tensor story_logits(LlamaForCausalLM& model) {
+  const auto lines = reference_token_lines();
+  KVCache cache = model.new_cache();
+  return model.forward_tokens({lines[1].begin(), lines[1].begin() + 64}, cache);
+}
+
+// quantize -> save -> reload gives bit-identical logits, for every built-in method.
+TEST(quantizers, save_and_reload_are_bit_identical) {
+  std::vector<QuantizationConfig> configs(4);
+  configs[0].weights = "int4";
+  configs[0].group_size = 32;
+  configs[1].weights = "int8";
+  configs[1].activations = "int8";
+  configs[2].quant_method = "dynamic_int8";
+  configs[3].weights = "int2";
+  configs[3].group_size = 32;
+  configs[3].symmetric = false;
+  for (const QuantizationConfig& cfg : configs) {
+    SCOPED_TRACE(cfg.to_json());
+    auto model = load_llama(stories_dir() / "stories260K.bin");
+    quantize_model(*model, cfg);
+    if (cfg.activations != "none") {  // calibration between the hooks
+      set_calibration(*model, true);
+      story_logits(*model);
+      freeze(*model);
+    }
+    const Tensor before = story_logits(*model);
+    const auto dir = testing::temp_path("saved_" + cfg.quant_method + cfg.weights);
+    save_pretrained(*model, dir, stories_dir() / "stories260K.bin");
+    EXPECT_TRUE(std::filesystem::exists(dir / "tok512.bin"));
+    auto reloaded = load_llama(dir);
+    ASSERT_TRUE(reloaded->quantization_config.has_value());
+    EXPECT_EQ(reloaded->quantization_config->to_json(), cfg.to_json());
+    const Tensor after = story_logits(*reloaded);
+    ASSERT_EQ(before.numel(), after.numel());
+    EXPECT_EQ(std::memcmp(before.bytes(), after.bytes(), static_cast<size_t>(before.nbytes())), 0);
+    std::filesystem::remove_all(dir);
+  }
+}
+
+TEST(quantizers, registry_config_validation_and_corrupt_directories) {
+  EXPECT_NE(std::find(registered_quantization_methods().begin(),
+                      registered_quantization_methods().end(), "linear"),
+            registered_quantization_methods().end());
+  QuantizationConfig unknown;
+  unknown.quant_method = "awq";
+  EXPECT_THROW(make_quantizer(unknown), ValueError);
+  EXPECT_THROW(QuantizationConfig::from_json("{\"weights\": \"int4\"}"), FormatError);
+  EXPECT_THROW(QuantizationConfig::from_json("{\"quant_method\": \"linear\", \"version\": 7}"),
+               FormatError);
+  auto model = load_llama(stories_dir() / "stories260K.bin");
+  QuantizationConfig bad;
+  bad.weights = "int3";
+  EXPECT_THROW(quantize_model(*model, bad), ValueError);
+  // A saved directory whose config promises int4 but holds int8 weights.
+  QuantizationConfig cfg;
+  quantize_model(*model, cfg);
+  const auto dir = testing::temp_path("corrupt");
+  save_pretrained(*model, dir, stories_dir() / "stories260K.bin");
+  {
+    std::ifstream in(dir / "config.json");
+    std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    const size_t at = text.find("\"weights\": \"int8\"");
+    ASSERT_NE(at, std::string::npos);
+    text.replace(at, 17, "\"weights\": \"int4\"");
+    std::ofstream(dir / "config.json") << text;
+  }
+  try {
+    load_llama(dir);
+    FAIL();
+  } catch (const FormatError& e) {
+    EXPECT_NE(std::string(e.what()).find("q_proj.weight' is int8, quantization_config says int4"),
+              std::string::npos)
+        << e.what();
+  }
+  std::filesystem::remove_all(dir);
 }
 
 }  // namespace

@@ -163,6 +163,43 @@ int run_eval(const EvalOptions& o) {
   return 0;
 }
 
+int run_quantize_model(const std::string& path, const std::string& out_dir,
+                       const QuantizationConfig& config, const std::string& calibration_text,
+                       const std::string& tokenizer) {
+  auto model = load_llama(path);
+  const int64_t before = model->state_dict().size();
+  quantize_model(*model, config);
+  if (make_quantizer(config)->requires_calibration()) {
+    QK_CHECK(!calibration_text.empty(), ValueError, "method '", config.quant_method,
+             "' with activations ", config.activations, " needs --calibration-text FILE");
+    const Llama2cTokenizer tok = Llama2cTokenizer::load(find_tokenizer(path, tokenizer));
+    const auto docs = read_documents(calibration_text, "<|endoftext|>", 1);
+    std::vector<int64_t> ids = tok.encode(docs[0]);
+    if (static_cast<int64_t>(ids.size()) > model->config().max_position_embeddings) {
+      ids.resize(static_cast<size_t>(model->config().max_position_embeddings));
+    }
+    set_calibration(*model, true);
+    KVCache cache = model->new_cache();
+    model->forward_tokens(ids, cache);
+    freeze(*model);
+  }
+  save_pretrained(*model, out_dir, path);
+  Table table({"module", "became"}, {false, false});
+  int64_t converted = 0;
+  for (const auto& [name, what] : quantization_map(*model)) {
+    table.add({name, what});
+    ++converted;
+  }
+  table.print(stdout);
+  std::printf("method %s: %lld modules converted (%lld tensors before); wrote %s (%s)\n",
+              config.quant_method.c_str(), static_cast<long long>(converted),
+              static_cast<long long>(before), out_dir.c_str(),
+              format_bytes(static_cast<int64_t>(std::filesystem::file_size(
+                               std::filesystem::path(out_dir) / "model.safetensors")))
+                  .c_str());
+  return 0;
+}
+
 int run_generate(const GenerateOptions& o) {
   const Llama2cTokenizer tok = Llama2cTokenizer::load(find_tokenizer(o.model, o.tokenizer));
   std::vector<int64_t> ids = tok.encode(o.prompt);

@@ -5,6 +5,8 @@
 #include <string>
 #include <vector>
 
+#include "quantkit/quantizers/quantizer.h"
+
 namespace quantkit::cli {
 
 /// In-memory quantization applied after loading (none when weights and dynamic are unset).
@@ -34,5 +36,11 @@ struct GenerateOptions {
   ModelQuantOptions quant;
 };
 int run_generate(const GenerateOptions& options);
+
+/// `quantkit quantize MODEL -o OUT_DIR --method M ...`: quantize_model + save_pretrained,
+/// calibrating on the first document of `calibration_text` when the method needs it.
+int run_quantize_model(const std::string& model, const std::string& out_dir,
+                       const QuantizationConfig& config, const std::string& calibration_text,
+                       const std::string& tokenizer);
 
 }  // namespace quantkit::cli

@@ -117,6 +117,16 @@ int main(int argc, char** argv) {
       "--exclude", options.exclude,
       "keep matching tensors in float: a substring, or a glob such as '*.layer.0.*' (repeatable)");
 
+  std::string method, activations = "none", calibration_text, tokenizer;
+  quant->add_option("--method", method,
+                    "quantize a Llama model (HF directory or llama2.c .bin) with a registered "
+                    "method (linear, dynamic_int8) and save a model directory to -o");
+  quant->add_option("--activations", activations, "linear: none | int8 | fp8 (calibrated)")
+      ->capture_default_str();
+  quant->add_option("--calibration-text", calibration_text,
+                    "text whose first document calibrates activation scales");
+  quant->add_option("--tokenizer", tokenizer, "llama2.c tokenizer.bin (for calibration)");
+
   cli::BenchKernelOptions bench_options;
   CLI::App* bench =
       app.add_subcommand("bench", "Measure quantkit beside anchors measured in the same run");
@@ -182,6 +192,16 @@ int main(int argc, char** argv) {
     if (symmetric && asymmetric)
       throw ValueError("--symmetric and --asymmetric exclude each other");
     options.symmetric = !asymmetric;
+    if (!method.empty()) {
+      QuantizationConfig config;
+      config.quant_method = method;
+      config.weights = weights;
+      config.activations = activations;
+      config.group_size = options.group_size;
+      config.symmetric = options.symmetric;
+      if (!options.exclude.empty()) config.modules_to_not_convert = options.exclude;
+      return cli::run_quantize_model(input, output, config, calibration_text, tokenizer);
+    }
     options.weights = parse_dtype(weights);
     return cli::run_quantize(input, output, options);
   } catch (const Error& e) {

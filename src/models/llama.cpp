@@ -4,6 +4,7 @@
 #include <cmath>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <set>
 
 #include "quantkit/io/safetensors.h"
 #include "quantkit/kernels/linear.h"
@@ -273,14 +274,99 @@ LlamaConfig read_llama_config(const std::filesystem::path& path) {
 std::shared_ptr<LlamaForCausalLM> load_llama_hf(const std::filesystem::path& dir) {
   auto model = std::make_shared<LlamaForCausalLM>(read_llama_config(dir / "config.json"));
   const Checkpoint ckpt = Checkpoint::open(dir);
+  std::optional<QuantizationConfig> qconfig;
+  {
+    std::ifstream in(dir / "config.json");
+    const nlohmann::json j = nlohmann::json::parse(in);
+    if (j.contains("quantization_config")) {
+      qconfig = QuantizationConfig::from_json(j["quantization_config"].dump());
+    }
+  }
+  std::set<std::string> consumed;
+  if (qconfig) {
+    // Pre-quantized: swap modules for quantized ones and fill them from the checkpoint.
+    const auto quantizer = make_quantizer(*qconfig);
+    quantizer->validate_environment(*model);
+    quantizer->process_model_before_weight_loading(*model, true);
+    for (const auto& name : quantizer->load_pre_quantized(*model, ckpt)) consumed.insert(name);
+    model->quantization_config = qconfig;
+  }
   std::map<std::string, Tensor> tensors;
   for (const auto& name : ckpt.names()) {
-    QK_CHECK(!ckpt.is_quantized(name), ValueError, dir.string(), ": '", name,
-             "' is quantized; load quantized models through their quantizer");
+    if (consumed.count(name)) continue;
+    QK_CHECK(!ckpt.is_quantized(name), FormatError, dir.string(), ": '", name,
+             "' is quantized but quantization_config does not convert it");
     tensors[name] = ckpt.tensor(name);
   }
   model->load_weights(tensors);
   return model;
+}
+
+void quantize_model(LlamaForCausalLM& model, const QuantizationConfig& config) {
+  QK_CHECK(!model.quantization_config, ValueError, "the model is already quantized (",
+           model.quantization_config->quant_method, ")");
+  const auto quantizer = make_quantizer(config);
+  quantizer->validate_environment(model);
+  quantizer->process_model_before_weight_loading(model, false);
+  quantizer->process_model_after_weight_loading(model);
+  model.quantization_config = config;
+}
+
+void save_pretrained(LlamaForCausalLM& model, const std::filesystem::path& out_dir,
+                     const std::filesystem::path& source) {
+  namespace fs = std::filesystem;
+  fs::create_directories(out_dir);
+  const LlamaConfig& c = model.config();
+  nlohmann::json j = {{"architectures", {"LlamaForCausalLM"}},
+                      {"model_type", "llama"},
+                      {"hidden_size", c.hidden_size},
+                      {"intermediate_size", c.intermediate_size},
+                      {"num_hidden_layers", c.num_hidden_layers},
+                      {"num_attention_heads", c.num_attention_heads},
+                      {"num_key_value_heads", c.num_key_value_heads},
+                      {"vocab_size", c.vocab_size},
+                      {"max_position_embeddings", c.max_position_embeddings},
+                      {"rms_norm_eps", c.rms_norm_eps},
+                      {"rope_theta", c.rope_theta},
+                      {"hidden_act", "silu"},
+                      {"tie_word_embeddings", c.tie_word_embeddings},
+                      {"bos_token_id", c.bos_token_id},
+                      {"eos_token_id", c.eos_token_id},
+                      {"torch_dtype", "float32"}};
+  SafetensorsWriter writer;
+  if (model.quantization_config) {
+    j["quantization_config"] = nlohmann::json::parse(model.quantization_config->to_json());
+    const auto quantizer = make_quantizer(*model.quantization_config);
+    QK_CHECK(quantizer->is_serializable(), ValueError, "method '",
+             model.quantization_config->quant_method, "' cannot be saved");
+    for (const auto& [name, q] : quantizer->quantized_tensors(model)) writer.add(name, q);
+  }
+  const auto state = model.state_dict();
+  for (const auto& [name, t] : state) {
+    // Tied: lm_head shares the embedding's bytes, and the loader restores it from them.
+    if (name == "lm_head.weight" && c.tie_word_embeddings &&
+        state.at("model.embed_tokens.weight").bytes() == t.bytes()) {
+      continue;
+    }
+    writer.add(name, t);
+  }
+  writer.set_metadata("format", "pt");
+  writer.write(out_dir / "model.safetensors");
+  std::ofstream(out_dir / "config.json") << j.dump(2) << "\n";
+  const fs::path src_dir = fs::is_directory(source) ? source : source.parent_path();
+  for (const fs::path& dir : {src_dir, src_dir.parent_path()}) {
+    if (!fs::is_directory(dir)) continue;
+    for (const auto& e : fs::directory_iterator(dir)) {
+      const std::string f = e.path().filename().string();
+      const bool tokenizer = f == "tokenizer.json" || f == "tokenizer_config.json" ||
+                             f == "tokenizer.model" || f == "special_tokens_map.json" ||
+                             f == "vocab.txt" || f == "tokenizer.bin" ||
+                             (f.rfind("tok", 0) == 0 && e.path().extension() == ".bin");
+      if (tokenizer && e.is_regular_file() && !fs::exists(out_dir / f)) {
+        fs::copy_file(e.path(), out_dir / f);
+      }
+    }
+  }
 }
 
 std::pair<double, int64_t> sequence_nll(LlamaForCausalLM& model,

@@ -209,6 +209,7 @@ DynamicQuantizedLinear::DynamicQuantizedLinear(Int8Weight w, Tensor b, QEngine e
     : weight(std::move(w)), bias(std::move(b)), engine(e), relu(r) {
   QK_CHECK(weight.codes.dim() == 2, ShapeError, "DynamicQuantizedLinear weight must be [out, in]");
   check_bias(bias, weight.codes.size(0), "DynamicQuantizedLinear");
+  register_parameter("bias", &bias);
 }
 
 std::string DynamicQuantizedLinear::extra_repr() const {
@@ -252,6 +253,9 @@ Value DynamicQuantizedLinear::forward(const Value& value) {
 WeightOnlyLinear::WeightOnlyLinear(const QTensor& w, Tensor b, ActivationQuant a)
     : weight(w), packed(pack_linear_weight(w)), bias(std::move(b)), activations(a) {
   check_bias(bias, packed.out_features, "QLinear");
+  activation_scale = Tensor::zeros({1}, DType::kFloat32);
+  register_parameter("bias", &bias);
+  register_buffer("activation_scale", &activation_scale);
 }
 
 std::string WeightOnlyLinear::extra_repr() const {
@@ -271,7 +275,8 @@ Value WeightOnlyLinear::forward(const Value& value) {
       observed_absmax = std::max(observed_absmax, std::fabs(x.data<float>()[i]));
     }
   }
-  if (activations == ActivationQuant::kNone || activation_scale <= 0.0f) {
+  const float a_scale = activation_scale.data<float>()[0];
+  if (activations == ActivationQuant::kNone || a_scale <= 0.0f) {
     return linear_weight_only(x, packed, bias.defined() ? &bias : nullptr);
   }
   // Static per-tensor activation quantization with the calibrated scale, then the float kernel
@@ -283,7 +288,7 @@ Value WeightOnlyLinear::forward(const Value& value) {
     spec.zero_point_domain = ZeroPointDomain::kNone;
   }
   const Shape grid(static_cast<size_t>(x.dim()), 1);
-  QParams qp{Tensor::from_floats({activation_scale}, {}).reshape(grid), Tensor()};
+  QParams qp{Tensor::from_floats({a_scale}, {}).reshape(grid), Tensor()};
   const Tensor xq = fake_quantize(x, spec, qp).output;
   return linear_weight_only(xq, packed, bias.defined() ? &bias : nullptr);
 }

@@ -226,7 +226,8 @@ void quantize_dynamic(Module& model, const std::set<std::string>& types, QConfig
   walk(model, "");
 }
 
-int64_t quantize_weights(Module& model, const WeightOnlyConfig& config) {
+AffineSpec weight_only_spec(const WeightOnlyConfig& config) {
+  QK_CHECK(config.group_size >= 0, ValueError, "group_size must be >= 0, got ", config.group_size);
   AffineSpec spec = AffineSpec::for_dtype(
       config.weights,
       config.group_size > 0 ? Granularity::per_group(config.group_size) : Granularity::per_axis(0));
@@ -235,6 +236,18 @@ int64_t quantize_weights(Module& model, const WeightOnlyConfig& config) {
     spec.zero_point_domain = config.symmetric ? ZeroPointDomain::kNone : ZeroPointDomain::kFloat;
   }
   spec.validate();
+  return spec;
+}
+
+ModulePtr make_weight_only_linear(const Linear& linear, const WeightOnlyConfig& config) {
+  auto q = std::make_shared<WeightOnlyLinear>(quantize(linear.weight, weight_only_spec(config)),
+                                              linear.bias, config.activations);
+  q->train(linear.is_training());
+  return q;
+}
+
+int64_t quantize_weights(Module& model, const WeightOnlyConfig& config) {
+  weight_only_spec(config);  // reject a bad config before touching the model
   int64_t count = 0;
   std::function<void(Module&, const std::string&)> walk = [&](Module& module,
                                                               const std::string& prefix) {
@@ -243,11 +256,7 @@ int64_t quantize_weights(Module& model, const WeightOnlyConfig& config) {
       const bool selected = (config.include.empty() || any_match(config.include, full)) &&
                             !any_match(config.exclude, full);
       if (child->type_name() == "Linear" && selected) {
-        auto& linear = static_cast<Linear&>(*child);
-        auto q = std::make_shared<WeightOnlyLinear>(quantize(linear.weight, spec), linear.bias,
-                                                    config.activations);
-        q->train(child->is_training());
-        module.replace_child(name, q);
+        module.replace_child(name, make_weight_only_linear(static_cast<Linear&>(*child), config));
         ++count;
       } else {
         walk(*child, full);
@@ -274,7 +283,7 @@ void freeze(Module& model) {
              "' quantizes its activations but saw no (non-zero) calibration data: run "
              "calibration batches between set_calibration(model, true) and freeze()");
     const float qmax = q.activations == ActivationQuant::kInt8 ? 127.0f : 448.0f;
-    q.activation_scale = q.observed_absmax / qmax;
+    q.activation_scale = Tensor::from_floats({q.observed_absmax / qmax}, {1});
   }
 }
 

@@ -9,9 +9,11 @@
 
 #include <filesystem>
 #include <memory>
+#include <optional>
 #include <vector>
 
 #include "quantkit/nn/layers.h"
+#include "quantkit/quantizers/quantizer.h"
 
 namespace quantkit {
 
@@ -53,6 +55,9 @@ class LlamaForCausalLM : public Module {
   Tensor forward_tokens(const std::vector<int64_t>& tokens, KVCache& cache);
   /// Loads tensors by Hugging Face name (lm_head.weight may be absent when tied).
   void load_weights(const std::map<std::string, Tensor>& tensors);
+  /// The method the model was quantized with (set by quantize_model and by loading a
+  /// pre-quantized directory); empty for a float model.
+  std::optional<QuantizationConfig> quantization_config;
 
  private:
   Tensor attention(int64_t layer, const Tensor& x, KVCache& cache, int64_t start);
@@ -69,6 +74,17 @@ std::shared_ptr<LlamaForCausalLM> load_llama_hf(const std::filesystem::path& dir
 std::shared_ptr<LlamaForCausalLM> load_llama2c(const std::filesystem::path& path);
 /// Either of the above, by what `path` is.
 std::shared_ptr<LlamaForCausalLM> load_llama(const std::filesystem::path& path);
+
+/// Quantizes a loaded float model with a registered method (validate_environment, the
+/// before/after weight-loading hooks) and records the config on the model.
+void quantize_model(LlamaForCausalLM& model, const QuantizationConfig& config);
+
+/// Writes a directory a user can ship: config.json (with "quantization_config" when quantized),
+/// model.safetensors (float tensors, plus quantized weights stored as NAME.qdata/.scale/
+/// .zero_point with quantkit.qtensor metadata), and the tokenizer files found beside `source`.
+/// Tied embeddings are stored once.
+void save_pretrained(LlamaForCausalLM& model, const std::filesystem::path& out_dir,
+                     const std::filesystem::path& source);
 
 /// Mean negative log-likelihood of tokens[1..] given their prefixes, each sequence evaluated
 /// from position 0 and truncated at the model's context. Returns {sum of NLL, tokens predicted}.

@@ -125,7 +125,9 @@ class WeightOnlyLinear : public Module {
   PackedLinearWeight packed;
   Tensor bias;
   ActivationQuant activations;
-  float activation_scale = 0.0f;  // 0 = not calibrated yet (activations pass unquantized)
+  /// float32 [1]: the calibrated activation scale; 0 = not calibrated yet (activations pass
+  /// unquantized). A buffer, so it is saved and loaded with the model.
+  Tensor activation_scale;
   /// While true, forward() records the input's absolute maximum (calibration).
   bool calibrating = false;
   float observed_absmax = 0.0f;

@@ -53,6 +53,11 @@ struct WeightOnlyConfig {
   /// Module names to include / exclude (glob: '*' and '?'); empty include = every Linear.
   std::vector<std::string> include, exclude;
 };
+/// The AffineSpec of a weight-only config (per-channel or per-group along K; symmetric without
+/// zero point, or asymmetric with a float zero point). Throws ValueError for invalid configs.
+AffineSpec weight_only_spec(const WeightOnlyConfig& config);
+/// The QLinear for one float Linear.
+ModulePtr make_weight_only_linear(const Linear& linear, const WeightOnlyConfig& config);
 /// Replaces every selected Linear by a WeightOnlyLinear (QLinear). Returns how many.
 int64_t quantize_weights(Module& model, const WeightOnlyConfig& config);
 /// Starts (true) or stops (false) recording activation ranges in every QLinear.

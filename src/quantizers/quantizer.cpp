@@ -1,0 +1,276 @@
+// QuantizationConfig (JSON), the registry, and the built-in methods: "linear" (optimum-quanto's
+// weight-only QLinear, optional static int8 activations) and "dynamic_int8" (W8A8 Linear with
+// dynamic activations, PyTorch's quantize_dynamic numerics).
+#include "quantkit/quantizers/quantizer.h"
+
+#include <map>
+#include <mutex>
+#include <nlohmann/json.hpp>
+
+#include "quantkit/workflows/quantize.h"
+
+namespace quantkit {
+namespace {
+
+using nlohmann::json;
+
+bool glob(const char* p, const char* t) {
+  for (; *p != '\0'; ++p, ++t) {
+    if (*p == '*') {
+      for (const char* s = t;; ++s) {
+        if (glob(p + 1, s)) return true;
+        if (*s == '\0') return false;
+      }
+    }
+    if (*t == '\0' || (*p != '?' && *p != *t)) return false;
+  }
+  return *t == '\0';
+}
+
+DType weight_dtype(const std::string& name) {
+  if (name == "int8") return DType::kInt8;
+  if (name == "int4") return DType::kInt4;
+  if (name == "int2") return DType::kInt2;
+  if (name == "fp8_e4m3") return DType::kFloat8E4M3;
+  if (name == "fp8_e5m2") return DType::kFloat8E5M2;
+  throw ValueError("quantization_config.weights '" + name +
+                   "' is not one of int8, int4, int2, fp8_e4m3, fp8_e5m2");
+}
+
+std::mutex& registry_mutex() {
+  static std::mutex m;
+  return m;
+}
+std::map<std::string, QuantizerFactory>& registry();
+
+// Replaces module `name` of `model` (a dotted path).
+void swap(Module& model, const std::string& name, ModulePtr module) {
+  model.replace(name, module);
+}
+
+class LinearQuantizer : public Quantizer {
+ public:
+  using Quantizer::Quantizer;
+  bool requires_calibration() const override { return config_.activations != "none"; }
+  bool is_serializable() const override { return true; }
+  bool is_trainable() const override { return false; }
+
+  WeightOnlyConfig weight_only() const {
+    WeightOnlyConfig w;
+    w.weights = weight_dtype(config_.weights);
+    w.group_size = config_.group_size;
+    w.symmetric = config_.symmetric;
+    QK_CHECK(config_.activations == "none" || config_.activations == "int8" ||
+                 config_.activations == "fp8",
+             ValueError, "quantization_config.activations '", config_.activations,
+             "' is not one of none, int8, fp8");
+    w.activations = config_.activations == "int8"  ? ActivationQuant::kInt8
+                    : config_.activations == "fp8" ? ActivationQuant::kFloat8E4M3
+                                                   : ActivationQuant::kNone;
+    return w;
+  }
+
+  void validate_environment(Module& model) const override {
+    weight_only_spec(weight_only());
+    QK_CHECK(!convertible_linears(model, config_.modules_to_not_convert).empty(), ValueError,
+             "method 'linear': the model (", model.type_name(),
+             ") has no Linear module outside modules_to_not_convert");
+  }
+  void process_model_before_weight_loading(Module& model, bool) override {
+    selected_ = convertible_linears(model, config_.modules_to_not_convert);
+  }
+  void process_model_after_weight_loading(Module& model) override {
+    const WeightOnlyConfig w = weight_only();
+    for (const auto& name : selected_) {
+      swap(model, name, make_weight_only_linear(static_cast<Linear&>(model.find(name)), w));
+    }
+  }
+  std::vector<std::string> load_pre_quantized(Module& model, const Checkpoint& ckpt) override {
+    std::vector<std::string> used;
+    const WeightOnlyConfig w = weight_only();
+    for (const auto& name : selected_) {
+      const std::string key = name + ".weight";
+      QK_CHECK(ckpt.is_quantized(key), FormatError, "quantized checkpoint has no quantized '", key,
+               "' although quantization_config converts it");
+      const QTensor q = ckpt.qtensor(key);
+      QK_CHECK(q.dtype() == w.weights, FormatError, "'", key, "' is ", dtype_name(q.dtype()),
+               ", quantization_config says ", config_.weights);
+      const auto& linear = static_cast<Linear&>(model.find(name));
+      QK_CHECK(q.shape() == linear.weight.shape(), FormatError, "'", key, "' has shape ",
+               shape_to_string(q.shape()), ", the model expects ",
+               shape_to_string(linear.weight.shape()));
+      swap(model, name, std::make_shared<WeightOnlyLinear>(q, linear.bias, w.activations));
+      used.push_back(key);
+    }
+    return used;
+  }
+  std::map<std::string, QTensor> quantized_tensors(Module& model) const override {
+    std::map<std::string, QTensor> out;
+    for (auto& [name, m] : model.named_modules()) {
+      if (m->type_name() == "QLinear")
+        out[name + ".weight"] = static_cast<WeightOnlyLinear&>(*m).weight;
+    }
+    return out;
+  }
+};
+
+class DynamicInt8Quantizer : public Quantizer {
+ public:
+  using Quantizer::Quantizer;
+  bool requires_calibration() const override { return false; }
+  bool is_serializable() const override { return true; }
+  bool is_trainable() const override { return false; }
+  void validate_environment(Module& model) const override {
+    QK_CHECK(config_.weights == "int8", ValueError,
+             "method 'dynamic_int8' quantizes weights to int8; quantization_config.weights is ",
+             config_.weights);
+    QK_CHECK(!convertible_linears(model, config_.modules_to_not_convert).empty(), ValueError,
+             "method 'dynamic_int8': the model has no Linear module to convert");
+  }
+  void process_model_before_weight_loading(Module& model, bool) override {
+    selected_ = convertible_linears(model, config_.modules_to_not_convert);
+  }
+  void process_model_after_weight_loading(Module& model) override {
+    quantize_dynamic(model, {"Linear"}, per_channel_dynamic_qconfig(), quantized_engine(),
+                     config_.modules_to_not_convert);
+  }
+  std::vector<std::string> load_pre_quantized(Module& model, const Checkpoint& ckpt) override {
+    std::vector<std::string> used;
+    for (const auto& name : selected_) {
+      const std::string key = name + ".weight";
+      QK_CHECK(ckpt.is_quantized(key), FormatError, "quantized checkpoint has no quantized '", key,
+               "'");
+      const QTensor q = ckpt.qtensor(key);
+      QK_CHECK(q.dtype() == DType::kInt8 && q.shape().size() == 2 && q.zero_point().defined() &&
+                   q.scale().numel() == q.shape()[0],
+               FormatError, "'", key, "' must be int8 with one scale and zero point per row");
+      const auto& linear = static_cast<Linear&>(model.find(name));
+      QK_CHECK(q.shape() == linear.weight.shape(), FormatError, "'", key, "' has shape ",
+               shape_to_string(q.shape()), ", the model expects ",
+               shape_to_string(linear.weight.shape()));
+      const Tensor s = q.scale().to(DType::kFloat64);
+      std::vector<double> scales(s.data<double>(), s.data<double>() + s.numel());
+      std::vector<int64_t> zps;
+      for (int64_t i = 0; i < q.zero_point().numel(); ++i)
+        zps.push_back(q.zero_point().data<int32_t>()[i]);
+      swap(model, name,
+           std::make_shared<DynamicQuantizedLinear>(Int8Weight(q.int_repr(), scales, zps),
+                                                    linear.bias, quantized_engine()));
+      used.push_back(key);
+    }
+    return used;
+  }
+  std::map<std::string, QTensor> quantized_tensors(Module& model) const override {
+    std::map<std::string, QTensor> out;
+    for (auto& [name, m] : model.named_modules()) {
+      if (m->type_name() != "DynamicQuantizedLinear") continue;
+      const Int8Weight& w = static_cast<DynamicQuantizedLinear&>(*m).weight;
+      const int64_t n = w.codes.size(0), k = w.codes.size(1);
+      Tensor scale = Tensor::empty({n, 1}, DType::kFloat64);
+      Tensor zp = Tensor::empty({n, 1}, DType::kInt32);
+      for (int64_t r = 0; r < n; ++r) {
+        scale.data<double>()[r] = w.scale(r);
+        zp.data<int32_t>()[r] = static_cast<int32_t>(w.zero_points[w.per_channel() ? r : 0]);
+      }
+      QScheme scheme;
+      scheme.dtype = DType::kInt8;
+      scheme.block_size = {1, k};
+      scheme.mapping = MappingType::kSymmetric;
+      out[name + ".weight"] = QTensor(w.codes, scale, zp, scheme);
+    }
+    return out;
+  }
+};
+
+std::map<std::string, QuantizerFactory>& registry() {
+  static std::map<std::string, QuantizerFactory> r = {
+      {"linear", [](const QuantizationConfig& c) { return std::make_unique<LinearQuantizer>(c); }},
+      {"dynamic_int8",
+       [](const QuantizationConfig& c) { return std::make_unique<DynamicInt8Quantizer>(c); }},
+  };
+  return r;
+}
+
+}  // namespace
+
+std::string QuantizationConfig::to_json() const {
+  json j = {{"quant_method", quant_method},
+            {"version", version},
+            {"weights", weights},
+            {"activations", activations},
+            {"group_size", group_size},
+            {"symmetric", symmetric},
+            {"modules_to_not_convert", modules_to_not_convert},
+            {"producer", "quantkit"}};
+  return j.dump(2);
+}
+
+QuantizationConfig QuantizationConfig::from_json(const std::string& text) {
+  json j;
+  try {
+    j = json::parse(text);
+  } catch (const json::exception& e) {
+    throw FormatError(std::string("quantization_config is not valid JSON: ") + e.what());
+  }
+  QK_CHECK(j.is_object(), FormatError, "quantization_config must be a JSON object");
+  QuantizationConfig c;
+  try {
+    c.quant_method = j.at("quant_method").get<std::string>();
+    c.version = j.value("version", 1);
+    c.weights = j.value("weights", c.weights);
+    c.activations = j.value("activations", c.activations);
+    c.group_size = j.value("group_size", c.group_size);
+    c.symmetric = j.value("symmetric", c.symmetric);
+    c.modules_to_not_convert = j.value("modules_to_not_convert", c.modules_to_not_convert);
+  } catch (const json::exception& e) {
+    throw FormatError(std::string("quantization_config: ") + e.what());
+  }
+  QK_CHECK(c.version == 1, FormatError, "quantization_config version ", c.version,
+           " is newer than this quantkit (1)");
+  QK_CHECK(c.group_size >= 0, FormatError, "quantization_config.group_size must be >= 0");
+  return c;
+}
+
+void register_quantizer(const std::string& method, QuantizerFactory factory) {
+  QK_CHECK(!method.empty() && factory, ValueError, "register_quantizer needs a name and a factory");
+  std::lock_guard<std::mutex> lock(registry_mutex());
+  registry()[method] = std::move(factory);
+}
+
+std::vector<std::string> registered_quantization_methods() {
+  std::lock_guard<std::mutex> lock(registry_mutex());
+  std::vector<std::string> out;
+  for (const auto& [name, f] : registry()) out.push_back(name);
+  return out;
+}
+
+std::unique_ptr<Quantizer> make_quantizer(const QuantizationConfig& config) {
+  QuantizerFactory factory;
+  {
+    std::lock_guard<std::mutex> lock(registry_mutex());
+    const auto it = registry().find(config.quant_method);
+    if (it != registry().end()) factory = it->second;
+  }
+  if (!factory) {
+    std::string known;
+    for (const auto& m : registered_quantization_methods())
+      known += (known.empty() ? "" : ", ") + m;
+    throw ValueError("unknown quantization method '" + config.quant_method +
+                     "' (registered: " + known + ")");
+  }
+  return factory(config);
+}
+
+std::vector<std::string> convertible_linears(Module& model,
+                                             const std::vector<std::string>& exclude) {
+  std::vector<std::string> out;
+  for (auto& [name, m] : model.named_modules()) {
+    if (m->type_name() != "Linear") continue;
+    bool excluded = false;
+    for (const auto& p : exclude) excluded |= glob(p.c_str(), name.c_str());
+    if (!excluded) out.push_back(name);
+  }
+  return out;
+}
+
+}  // namespace quantkit
