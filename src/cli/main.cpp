@@ -4,6 +4,7 @@
 #include <cstdio>
 
 #include "bench_kernels.h"
+#include "bench_model.h"
 #include "eval.h"
 #include "quantkit/io/safetensors.h"
 #include "quantkit/workflows/quantize_checkpoint.h"
@@ -183,11 +184,30 @@ int main(int argc, char** argv) {
   generate->add_option("--tokenizer", gen_options.tokenizer, "llama2.c tokenizer.bin");
   add_quant_options(generate, gen_options.quant);
 
+  cli::BenchModelOptions model_bench;
+  CLI::App* bench_llama = bench->add_subcommand(
+      "llama", "Prefill/decode speed of a Llama model (random TinyLlama-1.1B shapes by default)");
+  bench_llama->add_option("model", model_bench.model, "model directory or .bin (default: random)");
+  bench_llama->add_option("--configs", model_bench.configs, "float int8 int4 int2 w8a8")
+      ->capture_default_str();
+  bench_llama->add_option("--group-size", model_bench.group_size, "int4/int2 group size")
+      ->capture_default_str();
+  bench_llama->add_option("--dim", model_bench.dim, "random model: hidden size")->capture_default_str();
+  bench_llama->add_option("--layers", model_bench.layers, "random model: layers")->capture_default_str();
+  bench_llama->add_option("--ffn", model_bench.ffn, "random model: FFN size")->capture_default_str();
+  bench_llama->add_option("--heads", model_bench.heads, "random model: heads")->capture_default_str();
+  bench_llama->add_option("--kv-heads", model_bench.kv_heads, "random model: KV heads")
+      ->capture_default_str();
+  bench_llama->add_option("--vocab", model_bench.vocab, "random model: vocabulary")->capture_default_str();
+  bench_llama->add_option("--prompt", model_bench.prompt, "prefill tokens")->capture_default_str();
+  bench_llama->add_option("--decode", model_bench.decode, "decoded tokens")->capture_default_str();
+
   CLI11_PARSE(app, argc, argv);
   try {
     if (inspect->parsed()) return cli::run_inspect(inspect_path);
     if (eval->parsed()) return cli::run_eval(eval_options);
     if (generate->parsed()) return cli::run_generate(gen_options);
+    if (bench_llama->parsed()) return cli::run_bench_model(model_bench);
     if (bench->parsed()) return cli::run_bench_kernels(bench_options);
     if (symmetric && asymmetric)
       throw ValueError("--symmetric and --asymmetric exclude each other");

@@ -1,6 +1,8 @@
 // GCC 12 reports a false -Wmaybe-uninitialized inside libstdc++'s regex compiler under
 // -O3 with sanitizers; the warning is about std::function internals, not this code.
+#if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 
 #include "quantkit/workflows/qconfig.h"
 
