@@ -30,9 +30,8 @@ std::shared_ptr<LlamaForCausalLM> build(const BenchModelOptions& o) {
   uint32_t seed = 1;
   std::map<std::string, Tensor> weights;
   for (const auto& [name, t] : model->state_dict()) {
-    weights[name] = name.find("norm") != std::string::npos
-                        ? t
-                        : random_normal(t.shape(), seed++, 0.02f);
+    weights[name] =
+        name.find("norm") != std::string::npos ? t : random_normal(t.shape(), seed++, 0.02f);
   }
   model->load_weights(weights);
   return model;
@@ -63,14 +62,16 @@ double peak_rss_mib() {
 int run_bench_model(const BenchModelOptions& o) {
   const double dram = measure_read_bandwidth_gbps(int64_t{1} << 30, num_threads());
   std::printf("threads %d, streaming read bandwidth %.1f GB/s\n", num_threads(), dram);
-  Table table({"config", "weight bytes", "prefill tok/s", "decode tok/s", "decode GB/s",
-               "of DRAM", "vs float", "peak RSS"},
+  Table table({"config", "weight bytes", "prefill tok/s", "decode tok/s", "decode GB/s", "of DRAM",
+               "vs float", "peak RSS"},
               {false, true, true, true, true, true, true, true});
   double float_decode = 0;
   for (const std::string& cfg : o.configs) {
     auto model = build(o);
     if (cfg == "w8a8") {
-      quantize_dynamic(*model, {"Linear"}, per_channel_dynamic_qconfig(), QEngine::kOneDNN, {});
+      WeightOnlyConfig w;  // int8 weights, int8 per-token dynamic activations
+      w.activations = ActivationQuant::kInt8DynamicPerToken;
+      quantize_weights(*model, w);
     } else if (cfg != "float") {
       WeightOnlyConfig w;
       w.weights = parse_dtype(cfg);
@@ -79,7 +80,8 @@ int run_bench_model(const BenchModelOptions& o) {
     }
     const int64_t bytes = weight_bytes(*model);
     std::vector<int64_t> prompt;
-    for (int64_t i = 0; i < o.prompt; ++i) prompt.push_back((i * 7919 + 13) % model->config().vocab_size);
+    for (int64_t i = 0; i < o.prompt; ++i)
+      prompt.push_back((i * 7919 + 13) % model->config().vocab_size);
     KVCache cache = model->new_cache();
     auto t0 = std::chrono::steady_clock::now();
     Tensor logits = model->forward_tokens(prompt, cache);
@@ -87,7 +89,8 @@ int run_bench_model(const BenchModelOptions& o) {
         static_cast<double>(o.prompt) /
         std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     t0 = std::chrono::steady_clock::now();
-    for (int64_t i = 0; i < o.decode; ++i) logits = model->forward_tokens({(i * 31) % 100 + 3}, cache);
+    for (int64_t i = 0; i < o.decode; ++i)
+      logits = model->forward_tokens({(i * 31) % 100 + 3}, cache);
     const double decode =
         static_cast<double>(o.decode) /
         std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

@@ -76,7 +76,10 @@ std::shared_ptr<LlamaForCausalLM> load_quantized_llama(const std::string& path,
   auto model = load_llama(path);
   if (q.dynamic_int8) {
     QK_CHECK(q.weights.empty(), ValueError, "--dynamic-int8 and --weights exclude each other");
-    quantize_dynamic(*model, {"Linear"}, nullptr, quantized_engine(), q.exclude);
+    WeightOnlyConfig cfg;  // W8A8: int8 per-channel weights, int8 per-token activations
+    cfg.activations = ActivationQuant::kInt8DynamicPerToken;
+    cfg.exclude = q.exclude;
+    quantize_weights(*model, cfg);
   } else if (!q.weights.empty()) {
     WeightOnlyConfig cfg;
     cfg.weights = parse_dtype(q.weights == "fp8_e4m3"   ? "float8_e4m3fn"

@@ -155,7 +155,8 @@ int main(int argc, char** argv) {
     cmd->add_option("--group-size", q.group_size, "elements per scale (0 = per channel)");
     cmd->add_flag("--asymmetric", q.asymmetric, "asymmetric weights (float zero point)");
     cmd->add_option("--activations", q.activations, "none | int8 (static, calibrated)");
-    cmd->add_flag("--dynamic-int8", q.dynamic_int8, "W8A8: dynamic int8 Linear layers");
+    cmd->add_flag("--dynamic-int8", q.dynamic_int8,
+                  "W8A8: int8 weights, int8 per-token dynamic activations");
     cmd->add_option("--exclude", q.exclude, "module globs kept float (default: lm_head)");
   };
   cli::EvalOptions eval_options;
@@ -192,13 +193,18 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   bench_llama->add_option("--group-size", model_bench.group_size, "int4/int2 group size")
       ->capture_default_str();
-  bench_llama->add_option("--dim", model_bench.dim, "random model: hidden size")->capture_default_str();
-  bench_llama->add_option("--layers", model_bench.layers, "random model: layers")->capture_default_str();
-  bench_llama->add_option("--ffn", model_bench.ffn, "random model: FFN size")->capture_default_str();
-  bench_llama->add_option("--heads", model_bench.heads, "random model: heads")->capture_default_str();
+  bench_llama->add_option("--dim", model_bench.dim, "random model: hidden size")
+      ->capture_default_str();
+  bench_llama->add_option("--layers", model_bench.layers, "random model: layers")
+      ->capture_default_str();
+  bench_llama->add_option("--ffn", model_bench.ffn, "random model: FFN size")
+      ->capture_default_str();
+  bench_llama->add_option("--heads", model_bench.heads, "random model: heads")
+      ->capture_default_str();
   bench_llama->add_option("--kv-heads", model_bench.kv_heads, "random model: KV heads")
       ->capture_default_str();
-  bench_llama->add_option("--vocab", model_bench.vocab, "random model: vocabulary")->capture_default_str();
+  bench_llama->add_option("--vocab", model_bench.vocab, "random model: vocabulary")
+      ->capture_default_str();
   bench_llama->add_option("--prompt", model_bench.prompt, "prefill tokens")->capture_default_str();
   bench_llama->add_option("--decode", model_bench.decode, "decoded tokens")->capture_default_str();
 

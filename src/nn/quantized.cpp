@@ -262,9 +262,10 @@ std::string WeightOnlyLinear::extra_repr() const {
   std::ostringstream s;
   s << "in_features=" << packed.in_features << ", out_features=" << packed.out_features
     << ", weights=" << weight.scheme().describe(weight.shape()) << ", activations="
-    << (activations == ActivationQuant::kNone   ? "none"
-        : activations == ActivationQuant::kInt8 ? "int8"
-                                                : "fp8_e4m3");
+    << (activations == ActivationQuant::kNone                  ? "none"
+        : activations == ActivationQuant::kInt8                ? "int8"
+        : activations == ActivationQuant::kInt8DynamicPerToken ? "int8 per-token dynamic"
+                                                               : "fp8_e4m3");
   return s.str();
 }
 
@@ -274,6 +275,9 @@ Value WeightOnlyLinear::forward(const Value& value) {
     for (int64_t i = 0; i < x.numel(); ++i) {
       observed_absmax = std::max(observed_absmax, std::fabs(x.data<float>()[i]));
     }
+  }
+  if (activations == ActivationQuant::kInt8DynamicPerToken) {
+    return linear_dynamic_int8(x, packed, bias.defined() ? &bias : nullptr);
   }
   const float a_scale = activation_scale.data<float>()[0];
   if (activations == ActivationQuant::kNone || a_scale <= 0.0f) {

@@ -1,6 +1,6 @@
 // QuantizationConfig (JSON), the registry, and the built-in methods: "linear" (optimum-quanto's
-// weight-only QLinear, optional static int8 activations) and "dynamic_int8" (W8A8 Linear with
-// dynamic activations, PyTorch's quantize_dynamic numerics).
+// weight-only QLinear, optional static int8 activations) and "dynamic_int8" (W8A8 / W4A8 with
+// activations quantized per token at run time).
 #include "quantkit/quantizers/quantizer.h"
 
 #include <map>
@@ -55,7 +55,7 @@ class LinearQuantizer : public Quantizer {
   bool is_serializable() const override { return true; }
   bool is_trainable() const override { return false; }
 
-  WeightOnlyConfig weight_only() const {
+  virtual WeightOnlyConfig weight_only() const {
     WeightOnlyConfig w;
     w.weights = weight_dtype(config_.weights);
     w.group_size = config_.group_size;
@@ -114,71 +114,22 @@ class LinearQuantizer : public Quantizer {
   }
 };
 
-class DynamicInt8Quantizer : public Quantizer {
+// W8A8 (and W4A8): int8 (or int4) weights with activations quantized per token on the fly;
+// stored exactly like "linear".
+class DynamicInt8Quantizer : public LinearQuantizer {
  public:
-  using Quantizer::Quantizer;
+  using LinearQuantizer::LinearQuantizer;
   bool requires_calibration() const override { return false; }
-  bool is_serializable() const override { return true; }
-  bool is_trainable() const override { return false; }
-  void validate_environment(Module& model) const override {
-    QK_CHECK(config_.weights == "int8", ValueError,
-             "method 'dynamic_int8' quantizes weights to int8; quantization_config.weights is ",
+  WeightOnlyConfig weight_only() const override {
+    QK_CHECK(config_.weights == "int8" || config_.weights == "int4", ValueError,
+             "method 'dynamic_int8' takes int8 or int4 weights; quantization_config.weights is ",
              config_.weights);
-    QK_CHECK(!convertible_linears(model, config_.modules_to_not_convert).empty(), ValueError,
-             "method 'dynamic_int8': the model has no Linear module to convert");
-  }
-  void process_model_before_weight_loading(Module& model, bool) override {
-    selected_ = convertible_linears(model, config_.modules_to_not_convert);
-  }
-  void process_model_after_weight_loading(Module& model) override {
-    quantize_dynamic(model, {"Linear"}, per_channel_dynamic_qconfig(), quantized_engine(),
-                     config_.modules_to_not_convert);
-  }
-  std::vector<std::string> load_pre_quantized(Module& model, const Checkpoint& ckpt) override {
-    std::vector<std::string> used;
-    for (const auto& name : selected_) {
-      const std::string key = name + ".weight";
-      QK_CHECK(ckpt.is_quantized(key), FormatError, "quantized checkpoint has no quantized '", key,
-               "'");
-      const QTensor q = ckpt.qtensor(key);
-      QK_CHECK(q.dtype() == DType::kInt8 && q.shape().size() == 2 && q.zero_point().defined() &&
-                   q.scale().numel() == q.shape()[0],
-               FormatError, "'", key, "' must be int8 with one scale and zero point per row");
-      const auto& linear = static_cast<Linear&>(model.find(name));
-      QK_CHECK(q.shape() == linear.weight.shape(), FormatError, "'", key, "' has shape ",
-               shape_to_string(q.shape()), ", the model expects ",
-               shape_to_string(linear.weight.shape()));
-      const Tensor s = q.scale().to(DType::kFloat64);
-      std::vector<double> scales(s.data<double>(), s.data<double>() + s.numel());
-      std::vector<int64_t> zps;
-      for (int64_t i = 0; i < q.zero_point().numel(); ++i)
-        zps.push_back(q.zero_point().data<int32_t>()[i]);
-      swap(model, name,
-           std::make_shared<DynamicQuantizedLinear>(Int8Weight(q.int_repr(), scales, zps),
-                                                    linear.bias, quantized_engine()));
-      used.push_back(key);
-    }
-    return used;
-  }
-  std::map<std::string, QTensor> quantized_tensors(Module& model) const override {
-    std::map<std::string, QTensor> out;
-    for (auto& [name, m] : model.named_modules()) {
-      if (m->type_name() != "DynamicQuantizedLinear") continue;
-      const Int8Weight& w = static_cast<DynamicQuantizedLinear&>(*m).weight;
-      const int64_t n = w.codes.size(0), k = w.codes.size(1);
-      Tensor scale = Tensor::empty({n, 1}, DType::kFloat64);
-      Tensor zp = Tensor::empty({n, 1}, DType::kInt32);
-      for (int64_t r = 0; r < n; ++r) {
-        scale.data<double>()[r] = w.scale(r);
-        zp.data<int32_t>()[r] = static_cast<int32_t>(w.zero_points[w.per_channel() ? r : 0]);
-      }
-      QScheme scheme;
-      scheme.dtype = DType::kInt8;
-      scheme.block_size = {1, k};
-      scheme.mapping = MappingType::kSymmetric;
-      out[name + ".weight"] = QTensor(w.codes, scale, zp, scheme);
-    }
-    return out;
+    WeightOnlyConfig w;
+    w.weights = weight_dtype(config_.weights);
+    w.group_size = config_.group_size;
+    w.symmetric = config_.symmetric;
+    w.activations = ActivationQuant::kInt8DynamicPerToken;
+    return w;
   }
 };
 

@@ -278,7 +278,10 @@ void freeze(Module& model) {
     if (m->type_name() != "QLinear") continue;
     auto& q = static_cast<WeightOnlyLinear&>(*m);
     q.calibrating = false;
-    if (q.activations == ActivationQuant::kNone) continue;
+    if (q.activations == ActivationQuant::kNone ||
+        q.activations == ActivationQuant::kInt8DynamicPerToken) {
+      continue;
+    }
     QK_CHECK(q.observed_absmax > 0.0f, ValueError, "freeze: QLinear '", name,
              "' quantizes its activations but saw no (non-zero) calibration data: run "
              "calibration batches between set_calibration(model, true) and freeze()");

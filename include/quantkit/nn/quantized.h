@@ -113,8 +113,9 @@ class DynamicQuantizedLinear : public Module {
 
 /// Weight-only (quanto QLinear): int8/int4/int2/fp8 weights packed for the weight-only kernels,
 /// float activations, optionally fake-quantized to int8 or fp8 with a calibrated per-tensor
-/// scale (activation_scale > 0) before the matmul.
-enum class ActivationQuant { kNone, kInt8, kFloat8E4M3 };
+/// scale (activation_scale > 0) before the matmul, or quantized per token (row) to int8 on the
+/// fly and multiplied with integer dot products (W8A8 / W4A8, linear_dynamic_int8).
+enum class ActivationQuant { kNone, kInt8, kFloat8E4M3, kInt8DynamicPerToken };
 class WeightOnlyLinear : public Module {
  public:
   WeightOnlyLinear(const QTensor& weight, Tensor bias, ActivationQuant activations);
