@@ -3,6 +3,7 @@
 // tools/minilm_reference.py with Hugging Face tokenizers + numpy), then W8A8 / weight-only.
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <cmath>
 #include <fstream>
 #include <sstream>
@@ -115,6 +116,43 @@ TEST(bert, minilm_embeddings_match_the_reference_and_quantized_variants_stay_clo
 TEST(bert, rejects_sequences_longer_than_the_positions) {
   auto model = load_bert(kMiniLM);
   EXPECT_THROW(model->embed({std::vector<int64_t>(513, 1000)}), ValueError);
+}
+
+}  // namespace
+}  // namespace quantkit
+
+namespace quantkit {
+namespace {
+
+// Speed at batch 32 (printed, not asserted): float vs W8A8 per-token vs int8 weight-only.
+TEST(bert, minilm_batch32_sentences_per_second) {
+  const auto ids = reference_ids();
+  std::vector<std::vector<int64_t>> batch(ids.begin(), ids.begin() + 32);
+  double float_rate = 0;
+  for (int variant = 0; variant < 3; ++variant) {
+    auto model = load_bert(kMiniLM);
+    if (variant > 0) {
+      WeightOnlyConfig cfg;
+      cfg.activations =
+          variant == 1 ? ActivationQuant::kInt8DynamicPerToken : ActivationQuant::kNone;
+      quantize_weights(*model, cfg);
+    }
+    model->embed(batch);
+    double best = 0;
+    for (int rep = 0; rep < 3; ++rep) {
+      const auto t0 = std::chrono::steady_clock::now();
+      model->embed(batch);
+      best = std::max(
+          best,
+          32.0 / std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    }
+    if (variant == 0) float_rate = best;
+    std::printf("%s: %.0f sentences/s (%.2fx float)\n",
+                variant == 0   ? "float"
+                : variant == 1 ? "W8A8 per-token"
+                               : "int8 weight-only",
+                best, best / float_rate);
+  }
 }
 
 }  // namespace

@@ -46,6 +46,13 @@ int& thread_setting() {
     }
     return omp_get_num_procs();
   }();
+  // quantkit runs one thread pool (OpenMP) and calls OpenBLAS from inside it, single-threaded:
+  // a second pool of spinning BLAS threads on the same cores halves the throughput of both.
+  static const bool blas_single = [] {
+    openblas_set_num_threads(1);
+    return true;
+  }();
+  (void)blas_single;
   return threads;
 }
 
@@ -303,8 +310,6 @@ void dequantize_fast(const PackedLinearWeight& p, int64_t n, float* out) {
 /// the duration of the call: two spinning pools on the same cores halve the throughput.
 void linear_gemm(const float* x, int64_t m, const PackedLinearWeight& p, float* y, int threads) {
   const int64_t k = p.in_features, n_total = p.out_features;
-  const int blas_threads = openblas_get_num_threads();
-  openblas_set_num_threads(1);
 #pragma omp parallel num_threads(threads)
   {
     std::vector<float> tile(static_cast<size_t>(kGemmTileRows * k));
@@ -317,7 +322,6 @@ void linear_gemm(const float* x, int64_t m, const PackedLinearWeight& p, float* 
                   tile.data(), static_cast<int>(k), 0.0f, y + n0, static_cast<int>(n_total));
     }
   }
-  openblas_set_num_threads(blas_threads);
 }
 
 bool has_gemv_kernel(const PackedLinearWeight& p) {

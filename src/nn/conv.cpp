@@ -114,11 +114,8 @@ Value Conv::forward(const Value& value) {
   const int64_t positions = g.out_positions(), patch = g.patch_size();
   const int64_t out_per_group = g.out_channels / g.groups;
   const float* w = weight.data<float>();
-  // Images in parallel, each with a single-threaded sgemm: the per-image products are too small
-  // for OpenBLAS's own threads, which would only spin against ours.
+  // Images in parallel, each with a single-threaded sgemm (see num_threads()).
   const int threads = g.batch > 1 ? num_threads() : 1;
-  const int blas_threads = openblas_get_num_threads();
-  if (threads > 1) openblas_set_num_threads(1);
 #pragma omp parallel num_threads(threads) if (threads > 1)
   {
     std::vector<float> cols(static_cast<size_t>(positions * patch));
@@ -142,7 +139,6 @@ Value Conv::forward(const Value& value) {
       }
     }
   }
-  if (threads > 1) openblas_set_num_threads(blas_threads);
   return y;
 }
 

@@ -1,5 +1,7 @@
 #include "quantkit/nn/layers.h"
 
+#include "quantkit/kernels/linear.h"
+
 #include <cblas.h>
 
 #include <algorithm>
@@ -52,17 +54,20 @@ Value Linear::forward(const Value& value) {
     }
   }
   if (m > 0) {
-    // Small products finish before OpenBLAS's threads wake up; their spinning afterwards only
-    // steals the cores from the next OpenMP region.
-    const bool small = m * in_features * out_features < (int64_t{1} << 21);
-    const int blas_threads = small ? openblas_get_num_threads() : 0;
-    if (small) openblas_set_num_threads(1);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(m),
-                static_cast<int>(out_features), static_cast<int>(in_features), 1.0f,
-                x.data<float>(), static_cast<int>(in_features), weight.data<float>(),
-                static_cast<int>(in_features), bias.defined() ? 1.0f : 0.0f, out,
-                static_cast<int>(out_features));
-    if (small) openblas_set_num_threads(blas_threads);
+    // Blocks of output features in parallel, each a single-threaded sgemm (quantkit's one
+    // thread pool; see num_threads()).
+    const int threads = num_threads();
+    const int64_t block = std::max<int64_t>(16, (out_features + threads - 1) / threads);
+    const bool parallel = threads > 1 && m * in_features * out_features >= (int64_t{1} << 18);
+#pragma omp parallel for schedule(static) num_threads(threads) if (parallel)
+    for (int64_t n0 = 0; n0 < out_features; n0 += block) {
+      const int64_t n = std::min(block, out_features - n0);
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(m), static_cast<int>(n),
+                  static_cast<int>(in_features), 1.0f, x.data<float>(),
+                  static_cast<int>(in_features), weight.data<float>() + n0 * in_features,
+                  static_cast<int>(in_features), bias.defined() ? 1.0f : 0.0f, out + n0,
+                  static_cast<int>(out_features));
+    }
   }
   return y;
 }
