@@ -5,6 +5,7 @@
 
 #include "bench_kernels.h"
 #include "bench_model.h"
+#include "bert_commands.h"
 #include "eval.h"
 #include "quantkit/io/safetensors.h"
 #include "quantkit/workflows/quantize_checkpoint.h"
@@ -208,12 +209,31 @@ int main(int argc, char** argv) {
   bench_llama->add_option("--prompt", model_bench.prompt, "prefill tokens")->capture_default_str();
   bench_llama->add_option("--decode", model_bench.decode, "decoded tokens")->capture_default_str();
 
+  std::string embed_model;
+  std::vector<std::string> embed_sentences;
+  CLI::App* embed = app.add_subcommand("embed", "Sentence embeddings with a BERT model directory");
+  embed
+      ->add_option("model", embed_model,
+                   "model directory (config.json, model.safetensors, vocab.txt)")
+      ->required();
+  embed->add_option("sentences", embed_sentences, "sentences to embed")->required();
+
+  std::string bert_model, bert_sentences;
+  int bert_batch = 32;
+  CLI::App* bench_bert = bench->add_subcommand(
+      "bert", "BERT sentence embeddings: float vs W8A8 vs weight-only (bytes, cosine, speed)");
+  bench_bert->add_option("model", bert_model, "model directory")->required();
+  bench_bert->add_option("--sentences", bert_sentences, "one sentence per line")->required();
+  bench_bert->add_option("--batch", bert_batch, "sentences per forward")->capture_default_str();
+
   CLI11_PARSE(app, argc, argv);
   try {
     if (inspect->parsed()) return cli::run_inspect(inspect_path);
     if (eval->parsed()) return cli::run_eval(eval_options);
     if (generate->parsed()) return cli::run_generate(gen_options);
     if (bench_llama->parsed()) return cli::run_bench_model(model_bench);
+    if (bench_bert->parsed()) return cli::run_bench_bert(bert_model, bert_sentences, bert_batch);
+    if (embed->parsed()) return cli::run_embed(embed_model, embed_sentences);
     if (bench->parsed()) return cli::run_bench_kernels(bench_options);
     if (symmetric && asymmetric)
       throw ValueError("--symmetric and --asymmetric exclude each other");
