@@ -225,3 +225,24 @@ TEST(Affine, FloatZeroPointOnSignedRangesErrsAtMostHalfAStep) {
 
 }  // namespace
 }  // namespace quantkit
+
+namespace quantkit {
+namespace {
+
+// The clipping search never does worse than min/max per block, and helps on heavy tails.
+TEST(Affine, MseSearchBeatsMinMaxOnHeavyTails) {
+  Tensor w = testing::random_tensor({32, 128}, 9, 0.1f);
+  for (int64_t i = 0; i < w.numel(); i += 37) w.data<float>()[i] *= 8.0f;  // outliers
+  for (bool symmetric : {true, false}) {
+    AffineSpec spec = AffineSpec::for_dtype(DType::kInt4, Granularity::per_group(32));
+    spec.mapping = symmetric ? MappingType::kSymmetric : MappingType::kAsymmetric;
+    spec.zero_point_domain = symmetric ? ZeroPointDomain::kNone : ZeroPointDomain::kFloat;
+    const double minmax = sqnr_db(w, quantize(w, spec).dequantize());
+    const double mse = sqnr_db(w, quantize(w, spec, choose_qparams_mse(w, spec)).dequantize());
+    EXPECT_GT(mse, minmax + (symmetric ? 0.3 : 0.05)) << (symmetric ? "sym" : "asym");
+    EXPECT_EQ(sqnr_db(w, quantize(w, spec, choose_qparams_mse(w, spec, 0)).dequantize()), minmax);
+  }
+}
+
+}  // namespace
+}  // namespace quantkit

@@ -87,6 +87,7 @@ std::shared_ptr<LlamaForCausalLM> load_quantized_llama(const std::string& path,
                                                         : q.weights);
     cfg.group_size = q.group_size;
     cfg.symmetric = !q.asymmetric;
+    cfg.mse_search = q.mse;
     cfg.exclude = q.exclude;
     QK_CHECK(q.activations == "none" || q.activations == "int8", ValueError,
              "--activations must be none or int8, got ", q.activations);

@@ -14,8 +14,9 @@ struct ModelQuantOptions {
   std::string weights;  // "" | int8 | int4 | int2 | fp8_e4m3 | fp8_e5m2
   int64_t group_size = 0;
   bool asymmetric = false;
+  bool mse = false;                  // per-group clipping search for the weight scales
   std::string activations = "none";  // none | int8 (calibrated on the first document)
-  bool dynamic_int8 = false;         // W8A8 dynamic per-tensor activations
+  bool dynamic_int8 = false;         // W8A8: int8 per-token dynamic activations
   std::vector<std::string> exclude = {"lm_head"};
 };
 

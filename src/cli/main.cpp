@@ -128,6 +128,9 @@ int main(int argc, char** argv) {
   quant->add_option("--calibration-text", calibration_text,
                     "text whose first document calibrates activation scales");
   quant->add_option("--tokenizer", tokenizer, "llama2.c tokenizer.bin (for calibration)");
+  std::string optimizer = "minmax";
+  quant->add_option("--optimizer", optimizer, "--method: weight scales from minmax | mse")
+      ->capture_default_str();
 
   cli::BenchKernelOptions bench_options;
   CLI::App* bench =
@@ -155,6 +158,7 @@ int main(int argc, char** argv) {
                     "quantize Linear weights in memory: int8 | int4 | int2 | fp8_e4m3 | fp8_e5m2");
     cmd->add_option("--group-size", q.group_size, "elements per scale (0 = per channel)");
     cmd->add_flag("--asymmetric", q.asymmetric, "asymmetric weights (float zero point)");
+    cmd->add_flag("--mse", q.mse, "per-group clipping search for the weight scales");
     cmd->add_option("--activations", q.activations, "none | int8 (static, calibrated)");
     cmd->add_flag("--dynamic-int8", q.dynamic_int8,
                   "W8A8: int8 weights, int8 per-token dynamic activations");
@@ -245,6 +249,7 @@ int main(int argc, char** argv) {
       config.activations = activations;
       config.group_size = options.group_size;
       config.symmetric = options.symmetric;
+      config.optimizer = optimizer;
       if (!options.exclude.empty()) config.modules_to_not_convert = options.exclude;
       return cli::run_quantize_model(input, output, config, calibration_text, tokenizer);
     }

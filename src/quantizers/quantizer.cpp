@@ -60,6 +60,7 @@ class LinearQuantizer : public Quantizer {
     w.weights = weight_dtype(config_.weights);
     w.group_size = config_.group_size;
     w.symmetric = config_.symmetric;
+    w.mse_search = config_.optimizer == "mse";
     QK_CHECK(config_.activations == "none" || config_.activations == "int8" ||
                  config_.activations == "fp8",
              ValueError, "quantization_config.activations '", config_.activations,
@@ -128,6 +129,7 @@ class DynamicInt8Quantizer : public LinearQuantizer {
     w.weights = weight_dtype(config_.weights);
     w.group_size = config_.group_size;
     w.symmetric = config_.symmetric;
+    w.mse_search = config_.optimizer == "mse";
     w.activations = ActivationQuant::kInt8DynamicPerToken;
     return w;
   }
@@ -145,13 +147,10 @@ std::map<std::string, QuantizerFactory>& registry() {
 }  // namespace
 
 std::string QuantizationConfig::to_json() const {
-  json j = {{"quant_method", quant_method},
-            {"version", version},
-            {"weights", weights},
-            {"activations", activations},
-            {"group_size", group_size},
-            {"symmetric", symmetric},
-            {"modules_to_not_convert", modules_to_not_convert},
+  json j = {{"quant_method", quant_method}, {"version", version},
+            {"weights", weights},           {"activations", activations},
+            {"group_size", group_size},     {"symmetric", symmetric},
+            {"optimizer", optimizer},       {"modules_to_not_convert", modules_to_not_convert},
             {"producer", "quantkit"}};
   return j.dump(2);
 }
@@ -172,6 +171,7 @@ QuantizationConfig QuantizationConfig::from_json(const std::string& text) {
     c.activations = j.value("activations", c.activations);
     c.group_size = j.value("group_size", c.group_size);
     c.symmetric = j.value("symmetric", c.symmetric);
+    c.optimizer = j.value("optimizer", c.optimizer);
     c.modules_to_not_convert = j.value("modules_to_not_convert", c.modules_to_not_convert);
   } catch (const json::exception& e) {
     throw FormatError(std::string("quantization_config: ") + e.what());
@@ -179,6 +179,8 @@ QuantizationConfig QuantizationConfig::from_json(const std::string& text) {
   QK_CHECK(c.version == 1, FormatError, "quantization_config version ", c.version,
            " is newer than this quantkit (1)");
   QK_CHECK(c.group_size >= 0, FormatError, "quantization_config.group_size must be >= 0");
+  QK_CHECK(c.optimizer == "minmax" || c.optimizer == "mse", FormatError,
+           "quantization_config.optimizer '", c.optimizer, "' is not minmax or mse");
   return c;
 }
 

@@ -240,8 +240,12 @@ AffineSpec weight_only_spec(const WeightOnlyConfig& config) {
 }
 
 ModulePtr make_weight_only_linear(const Linear& linear, const WeightOnlyConfig& config) {
-  auto q = std::make_shared<WeightOnlyLinear>(quantize(linear.weight, weight_only_spec(config)),
-                                              linear.bias, config.activations);
+  const AffineSpec spec = weight_only_spec(config);
+  const QTensor weight =
+      config.mse_search && !is_float8(config.weights)
+          ? quantize(linear.weight, spec, choose_qparams_mse(linear.weight, spec))
+          : quantize(linear.weight, spec);
+  auto q = std::make_shared<WeightOnlyLinear>(weight, linear.bias, config.activations);
   q->train(linear.is_training());
   return q;
 }

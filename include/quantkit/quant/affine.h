@@ -114,6 +114,10 @@ QParams choose_qparams(const Tensor& x, const AffineSpec& spec);
 /// dimension, or a single element for per-tensor). Observers use this.
 QParams choose_qparams_from_minmax(const Tensor& min_val, const Tensor& max_val,
                                    const AffineSpec& spec);
+/// choose_qparams with a clipping search: per block, the block's min and max are scaled by
+/// r in {1, 1 - 0.5/steps, ..., 0.5} and the r whose quantize-dequantize round trip has the
+/// smallest squared error wins (steps = 0: plain min/max). Costs steps + 1 quantizations.
+QParams choose_qparams_mse(const Tensor& x, const AffineSpec& spec, int steps = 20);
 /// Per-block minimum and maximum of `x` for the block shape `block_size`.
 std::pair<Tensor, Tensor> block_minmax(const Tensor& x, const Shape& block_size);
 

@@ -21,6 +21,7 @@ struct QuantizationConfig {
   std::string activations = "none";  // none | int8 (linear: calibrated static scale)
   int64_t group_size = 0;            // 0 = per output channel
   bool symmetric = true;
+  std::string optimizer = "minmax";  // weight scales: minmax | mse (per-group clipping search)
   /// Module globs left in float. Default: the output head (tied embeddings stay float too,
   /// since only Linear modules are converted).
   std::vector<std::string> modules_to_not_convert = {"lm_head"};

@@ -50,6 +50,8 @@ struct WeightOnlyConfig {
   int64_t group_size = 0;        // 0 = per output channel
   bool symmetric = true;         // false: asymmetric with a zero point (integers only)
   ActivationQuant activations = ActivationQuant::kNone;
+  /// Per-group clipping search for the weight scales (choose_qparams_mse) instead of min/max.
+  bool mse_search = false;
   /// Module names to include / exclude (glob: '*' and '?'); empty include = every Linear.
   std::vector<std::string> include, exclude;
 };
