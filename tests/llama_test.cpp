@@ -219,7 +219,13 @@ Tensor story_logits(LlamaForCausalLM& model) {
 
 // quantize -> save -> reload gives bit-identical logits, for every built-in method.
 TEST(quantizers, save_and_reload_are_bit_identical) {
-  std::vector<QuantizationConfig> configs(4);
+  std::vector<QuantizationConfig> configs(6);
+  configs[4].quant_method = "xla";
+  configs[4].weights = "int4";
+  configs[4].group_size = 32;  // blockwise needs K % 32 == 0: keep the FFN down projection float
+  configs[4].symmetric = false;
+  configs[4].modules_to_not_convert = {"lm_head", "*.down_proj"};
+  configs[5].quant_method = "xla";
   configs[0].weights = "int4";
   configs[0].group_size = 32;
   configs[1].weights = "int8";
@@ -265,6 +271,17 @@ TEST(quantizers, registry_config_validation_and_corrupt_directories) {
   QuantizationConfig bad;
   bad.weights = "int3";
   EXPECT_THROW(quantize_model(*model, bad), ValueError);
+  QuantizationConfig xla;  // torch_xla blockwise layout cannot hold K = 172 with blocks of 32
+  xla.quant_method = "xla";
+  xla.group_size = 32;
+  try {
+    quantize_model(*model, xla);
+    FAIL();
+  } catch (const ValueError& e) {
+    EXPECT_NE(std::string(e.what()).find("in_features 172, not a multiple of block_size 32"),
+              std::string::npos)
+        << e.what();
+  }
   // A saved directory whose config promises int4 but holds int8 weights.
   QuantizationConfig cfg;
   quantize_model(*model, cfg);

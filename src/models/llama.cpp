@@ -340,6 +340,7 @@ void save_pretrained(LlamaForCausalLM& model, const std::filesystem::path& out_d
     QK_CHECK(quantizer->is_serializable(), ValueError, "method '",
              model.quantization_config->quant_method, "' cannot be saved");
     for (const auto& [name, q] : quantizer->quantized_tensors(model)) writer.add(name, q);
+    for (const auto& [name, t] : quantizer->extra_tensors(model)) writer.add(name, t);
   }
   const auto state = model.state_dict();
   for (const auto& [name, t] : state) {

@@ -10,6 +10,10 @@
 #include "quantkit/workflows/quantize.h"
 
 namespace quantkit {
+
+std::unique_ptr<Quantizer> make_xla_quantizer(
+    const QuantizationConfig& config);  // xla_quantizer.cpp
+
 namespace {
 
 using nlohmann::json;
@@ -140,6 +144,7 @@ std::map<std::string, QuantizerFactory>& registry() {
       {"linear", [](const QuantizationConfig& c) { return std::make_unique<LinearQuantizer>(c); }},
       {"dynamic_int8",
        [](const QuantizationConfig& c) { return std::make_unique<DynamicInt8Quantizer>(c); }},
+      {"xla", make_xla_quantizer},
   };
   return r;
 }

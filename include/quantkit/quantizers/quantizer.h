@@ -17,9 +17,9 @@ namespace quantkit {
 struct QuantizationConfig {
   std::string quant_method = "linear";  // a registered method: linear, dynamic_int8, ...
   int version = 1;
-  std::string weights = "int8";      // int8 | int4 | int2 | fp8_e4m3 | fp8_e5m2
+  std::string weights = "int8";      // int8 | int4 | int2 | fp8_e4m3 | fp8_e5m2 (xla: int8 | int4)
   std::string activations = "none";  // none | int8 (linear: calibrated static scale)
-  int64_t group_size = 0;            // 0 = per output channel
+  int64_t group_size = 0;            // 0 = per output channel (xla: its block_size)
   bool symmetric = true;
   std::string optimizer = "minmax";  // weight scales: minmax | mse (per-group clipping search)
   /// Module globs left in float. Default: the output head (tied embeddings stay float too,
@@ -57,6 +57,9 @@ class Quantizer {
   virtual std::vector<std::string> load_pre_quantized(Module& model, const Checkpoint& ckpt) = 0;
   /// Quantized tensors of the model's quantized modules (name -> QTensor) for saving.
   virtual std::map<std::string, QTensor> quantized_tensors(Module& model) const = 0;
+  /// Plain tensors a method stores in a layout of its own (e.g. torch_xla's int8 weights,
+  /// scales and float zero points), saved beside the QTensors.
+  virtual std::map<std::string, Tensor> extra_tensors(Module&) const { return {}; }
 
  protected:
   /// Names of the modules chosen for conversion by the last process_model_before_weight_loading.
