@@ -300,7 +300,7 @@ std::map<std::string, std::string> quantization_map(Module& model) {
     const std::string type = m->type_name();
     if (type == "QLinear" || type.rfind("Quantized", 0) == 0 ||
         type.rfind("DynamicQuantized", 0) == 0 || type == "Quantize" || type == "DeQuantize" ||
-        type == "QFunctional") {
+        type == "QFunctional" || type.rfind("Xla", 0) == 0) {
       const std::string extra = m->extra_repr();
       out[name] = extra.empty() ? type : type + "(" + extra + ")";
     }
