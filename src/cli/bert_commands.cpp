@@ -22,7 +22,47 @@ int64_t linear_bytes(Module& model) {
   return bytes;
 }
 
+std::vector<std::string> read_sentences(const std::string& file) {
+  std::ifstream in(file);
+  QK_CHECK(in.good(), IoError, "cannot open sentences file ", file);
+  std::vector<std::string> out;
+  for (std::string line; std::getline(in, line);) {
+    if (!line.empty()) out.push_back(line);
+  }
+  QK_CHECK(!out.empty(), ValueError, file, " holds no sentences");
+  return out;
+}
+
 }  // namespace
+
+int run_eval_sentences(const std::string& path, const std::string& reference,
+                       const std::string& sentences_file, const std::string& weights,
+                       int64_t group_size, bool dynamic_int8) {
+  const auto sentences = read_sentences(sentences_file);
+  const auto tok = WordPieceTokenizer::load(std::filesystem::path(path) / "vocab.txt");
+  std::vector<std::vector<int64_t>> ids;
+  for (const auto& s : sentences) ids.push_back(tok.encode(s));
+  auto model = load_bert(path);
+  if (dynamic_int8 || !weights.empty()) {
+    WeightOnlyConfig cfg;
+    if (!weights.empty()) cfg.weights = parse_dtype(weights);
+    cfg.group_size = group_size;
+    if (dynamic_int8) cfg.activations = ActivationQuant::kInt8DynamicPerToken;
+    quantize_weights(*model, cfg);
+  }
+  const Tensor e = model->embed(ids);
+  const Tensor r = load_bert(reference.empty() ? path : reference)->embed(ids);
+  double mean = 0, mn = 1;
+  const int64_t d = e.size(1);
+  for (int64_t s = 0; s < e.size(0); ++s) {
+    double dot = 0;
+    for (int64_t i = 0; i < d; ++i) dot += e.data<float>()[s * d + i] * r.data<float>()[s * d + i];
+    mean += dot / static_cast<double>(e.size(0));
+    mn = std::min(mn, dot);
+  }
+  std::printf("sentences=%zu cosine_mean=%.6f cosine_min=%.6f\n", sentences.size(), mean, mn);
+  return 0;
+}
 
 int run_embed(const std::string& path, const std::vector<std::string>& sentences) {
   auto model = load_bert(path);
@@ -42,13 +82,7 @@ int run_embed(const std::string& path, const std::vector<std::string>& sentences
 }
 
 int run_bench_bert(const std::string& path, const std::string& sentences_file, int batch_size) {
-  std::ifstream in(sentences_file);
-  QK_CHECK(in.good(), IoError, "cannot open sentences file ", sentences_file);
-  std::vector<std::string> sentences;
-  for (std::string line; std::getline(in, line);) {
-    if (!line.empty()) sentences.push_back(line);
-  }
-  QK_CHECK(!sentences.empty(), ValueError, sentences_file, " holds no sentences");
+  const std::vector<std::string> sentences = read_sentences(sentences_file);
   const auto tok = WordPieceTokenizer::load(std::filesystem::path(path) / "vocab.txt");
   std::vector<std::vector<int64_t>> ids;
   for (const auto& s : sentences) ids.push_back(tok.encode(s));

@@ -21,7 +21,7 @@ struct ModelQuantOptions {
 };
 
 struct EvalOptions {
-  std::string model, reference, text, tokenizer;
+  std::string model, reference, text, sentences, tokenizer;
   std::string separator = "<|endoftext|>";
   int64_t max_docs = 0;  // 0 = all
   ModelQuantOptions quant;

@@ -168,7 +168,9 @@ int main(int argc, char** argv) {
   CLI::App* eval = app.add_subcommand(
       "eval", "Perplexity of a Llama model (HF directory or llama2.c .bin) on a text file");
   eval->add_option("model", eval_options.model, "model directory or .bin")->required();
-  eval->add_option("--text", eval_options.text, "text file of documents")->required();
+  eval->add_option("--text", eval_options.text, "text file of documents (Llama models)");
+  eval->add_option("--sentences", eval_options.sentences,
+                   "one sentence per line (BERT models): cosine of the embeddings to --reference");
   eval->add_option("--separator", eval_options.separator, "document separator")
       ->capture_default_str();
   eval->add_option("--max-docs", eval_options.max_docs, "evaluate the first N documents");
@@ -233,7 +235,17 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
   try {
     if (inspect->parsed()) return cli::run_inspect(inspect_path);
-    if (eval->parsed()) return cli::run_eval(eval_options);
+    if (eval->parsed() && !eval_options.sentences.empty()) {
+      return cli::run_eval_sentences(eval_options.model, eval_options.reference,
+                                     eval_options.sentences, eval_options.quant.weights,
+                                     eval_options.quant.group_size,
+                                     eval_options.quant.dynamic_int8);
+    }
+    if (eval->parsed()) {
+      QK_CHECK(!eval_options.text.empty(), ValueError,
+               "eval needs --text FILE or --sentences FILE");
+      return cli::run_eval(eval_options);
+    }
     if (generate->parsed()) return cli::run_generate(gen_options);
     if (bench_llama->parsed()) return cli::run_bench_model(model_bench);
     if (bench_bert->parsed()) return cli::run_bench_bert(bert_model, bert_sentences, bert_batch);
