@@ -1,9 +1,10 @@
 #include "quantkit/io/idx.h"
 
+#include "read_file.h"
+
 #include <zlib.h>
 
 #include <cstring>
-#include <fstream>
 #include <memory>
 #include <vector>
 
@@ -31,20 +32,6 @@ std::vector<uint8_t> gunzip(const std::filesystem::path& path, int64_t max_bytes
              " decompresses to more than ", max_bytes, " bytes");
     out.insert(out.end(), chunk.begin(), chunk.begin() + n);
   }
-  return out;
-}
-
-std::vector<uint8_t> read_all(const std::filesystem::path& path, int64_t max_bytes) {
-  std::ifstream in(path, std::ios::binary);
-  QK_CHECK(in.good(), IoError, "cannot open ", path.string());
-  in.seekg(0, std::ios::end);
-  const auto size = static_cast<int64_t>(in.tellg());
-  QK_CHECK(size >= 0 && size <= max_bytes, FormatError, path.string(), " is larger than ",
-           max_bytes, " bytes");
-  in.seekg(0);
-  std::vector<uint8_t> out(static_cast<size_t>(size));
-  in.read(reinterpret_cast<char*>(out.data()), size);
-  QK_CHECK(in.good() || size == 0, IoError, "short read from ", path.string());
   return out;
 }
 
@@ -81,7 +68,8 @@ Tensor parse_idx(std::span<const uint8_t> bytes) {
 
 Tensor read_idx(const std::filesystem::path& path, int64_t max_bytes) {
   const bool gz = path.extension() == ".gz";
-  const std::vector<uint8_t> bytes = gz ? gunzip(path, max_bytes) : read_all(path, max_bytes);
+  const std::vector<uint8_t> bytes =
+      gz ? gunzip(path, max_bytes) : detail::read_file_bytes(path, max_bytes);
   try {
     return parse_idx(bytes);
   } catch (const FormatError& e) {

@@ -1,7 +1,8 @@
 #include "quantkit/io/npy.h"
 
+#include "read_file.h"
+
 #include <cstring>
-#include <fstream>
 #include <string>
 #include <vector>
 
@@ -100,15 +101,7 @@ Tensor parse_npy(std::span<const uint8_t> bytes) {
 }
 
 Tensor read_npy(const std::filesystem::path& path, int64_t max_bytes) {
-  std::ifstream in(path, std::ios::binary);
-  QK_CHECK(in.good(), IoError, "cannot open ", path.string());
-  in.seekg(0, std::ios::end);
-  const auto size = static_cast<int64_t>(in.tellg());
-  QK_CHECK(size >= 0 && size <= max_bytes, FormatError, path.string(), " is larger than ",
-           max_bytes, " bytes");
-  in.seekg(0);
-  std::vector<uint8_t> bytes(static_cast<size_t>(size));
-  in.read(reinterpret_cast<char*>(bytes.data()), size);
+  const std::vector<uint8_t> bytes = detail::read_file_bytes(path, max_bytes);
   try {
     return parse_npy(bytes);
   } catch (const FormatError& e) {

@@ -325,6 +325,10 @@ std::pair<Tensor, Tensor> PerChannelMinMaxObserver::batch_minmax(const Tensor& x
 }
 
 void PerChannelMinMaxObserver::observe(const Tensor& x) {
+  update(x, false);
+}
+
+void PerChannelMinMaxObserver::update(const Tensor& x, bool moving_average) {
   if (x.numel() == 0) return;
   auto [lo, hi] = batch_minmax(x);
   if (min_val_.numel() == 0) {
@@ -334,8 +338,13 @@ void PerChannelMinMaxObserver::observe(const Tensor& x) {
     QK_CHECK(lo.numel() == min_val_.numel(), ShapeError, type_name(), ": saw ", lo.numel(),
              " channels after ", min_val_.numel());
     for (int64_t c = 0; c < lo.numel(); ++c) {
-      min_val_.data<float>()[c] = nan_min(lo.data<float>()[c], min_val_.data<float>()[c]);
-      max_val_.data<float>()[c] = nan_max(hi.data<float>()[c], max_val_.data<float>()[c]);
+      float& mn = min_val_.data<float>()[c];
+      float& mx = max_val_.data<float>()[c];
+      const float batch_lo = lo.data<float>()[c], batch_hi = hi.data<float>()[c];
+      mn = moving_average ? quantkit::moving_average(mn, batch_lo, options_.averaging_constant)
+                          : nan_min(batch_lo, mn);
+      mx = moving_average ? quantkit::moving_average(mx, batch_hi, options_.averaging_constant)
+                          : nan_max(batch_hi, mx);
     }
   }
   has_data_ = true;
@@ -354,22 +363,7 @@ MovingAveragePerChannelMinMaxObserver::MovingAveragePerChannelMinMaxObserver(
     : PerChannelMinMaxObserver(std::move(options)) {}
 
 void MovingAveragePerChannelMinMaxObserver::observe(const Tensor& x) {
-  if (x.numel() == 0) return;
-  auto [lo, hi] = batch_minmax(x);
-  if (min_val_.numel() == 0) {
-    min_val_ = lo;
-    max_val_ = hi;
-  } else {
-    QK_CHECK(lo.numel() == min_val_.numel(), ShapeError, type_name(), ": saw ", lo.numel(),
-             " channels after ", min_val_.numel());
-    for (int64_t c = 0; c < lo.numel(); ++c) {
-      float& mn = min_val_.data<float>()[c];
-      float& mx = max_val_.data<float>()[c];
-      mn = moving_average(mn, lo.data<float>()[c], options_.averaging_constant);
-      mx = moving_average(mx, hi.data<float>()[c], options_.averaging_constant);
-    }
-  }
-  has_data_ = true;
+  update(x, true);
 }
 
 std::unique_ptr<Observer> MovingAveragePerChannelMinMaxObserver::clone_empty() const {

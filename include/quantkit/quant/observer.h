@@ -115,6 +115,8 @@ class PerChannelMinMaxObserver : public Observer {
  protected:
   /// Per-channel min and max of one batch.
   std::pair<Tensor, Tensor> batch_minmax(const Tensor& x) const;
+  /// Folds a batch into the running statistics: min/max, or their moving averages.
+  void update(const Tensor& x, bool moving_average);
 };
 
 class MovingAveragePerChannelMinMaxObserver : public PerChannelMinMaxObserver {
