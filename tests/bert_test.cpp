@@ -3,7 +3,6 @@
 // tools/minilm_reference.py with Hugging Face tokenizers + numpy), then W8A8 / weight-only.
 #include <gtest/gtest.h>
 
-#include <chrono>
 #include <cmath>
 #include <fstream>
 #include <sstream>
@@ -11,6 +10,7 @@
 #include "quantkit/io/npy.h"
 #include "quantkit/models/bert.h"
 #include "quantkit/workflows/quantize.h"
+#include "test_util.h"
 
 namespace quantkit {
 namespace {
@@ -29,17 +29,7 @@ std::vector<std::string> sentences() {
 }
 
 std::vector<std::vector<int64_t>> reference_ids() {
-  std::ifstream in(kData / "minilm_reference_token_ids.txt");
-  std::vector<std::vector<int64_t>> out;
-  std::string line;
-  while (std::getline(in, line)) {
-    std::istringstream s(line);
-    std::vector<int64_t> ids;
-    int64_t id;
-    while (s >> id) ids.push_back(id);
-    out.push_back(ids);
-  }
-  return out;
+  return testing::read_int_lines(kData / "minilm_reference_token_ids.txt");
 }
 
 std::vector<double> cosines(const Tensor& a, const Tensor& b) {
@@ -64,6 +54,7 @@ TEST(wordpiece, matches_hugging_face_tokenizers_on_the_reference_sentences) {
   const auto text = sentences();
   const auto ids = reference_ids();
   ASSERT_EQ(text.size(), 50u);
+  ASSERT_EQ(ids.size(), 50u);
   for (size_t i = 0; i < text.size(); ++i) EXPECT_EQ(tok.encode(text[i]), ids[i]) << text[i];
   EXPECT_EQ(tok.encode("Hello", 2), (std::vector<int64_t>{101, 102}));
 }
@@ -116,43 +107,6 @@ TEST(bert, minilm_embeddings_match_the_reference_and_quantized_variants_stay_clo
 TEST(bert, rejects_sequences_longer_than_the_positions) {
   auto model = load_bert(kMiniLM);
   EXPECT_THROW(model->embed({std::vector<int64_t>(513, 1000)}), ValueError);
-}
-
-}  // namespace
-}  // namespace quantkit
-
-namespace quantkit {
-namespace {
-
-// Speed at batch 32 (printed, not asserted): float vs W8A8 per-token vs int8 weight-only.
-TEST(bert, minilm_batch32_sentences_per_second) {
-  const auto ids = reference_ids();
-  std::vector<std::vector<int64_t>> batch(ids.begin(), ids.begin() + 32);
-  double float_rate = 0;
-  for (int variant = 0; variant < 3; ++variant) {
-    auto model = load_bert(kMiniLM);
-    if (variant > 0) {
-      WeightOnlyConfig cfg;
-      cfg.activations =
-          variant == 1 ? ActivationQuant::kInt8DynamicPerToken : ActivationQuant::kNone;
-      quantize_weights(*model, cfg);
-    }
-    model->embed(batch);
-    double best = 0;
-    for (int rep = 0; rep < 3; ++rep) {
-      const auto t0 = std::chrono::steady_clock::now();
-      model->embed(batch);
-      best = std::max(
-          best,
-          32.0 / std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
-    }
-    if (variant == 0) float_rate = best;
-    std::printf("%s: %.0f sentences/s (%.2fx float)\n",
-                variant == 0   ? "float"
-                : variant == 1 ? "W8A8 per-token"
-                               : "int8 weight-only",
-                best, best / float_rate);
-  }
 }
 
 }  // namespace

@@ -21,17 +21,8 @@ std::filesystem::path stories_dir() {
 }
 
 std::vector<std::vector<int64_t>> reference_token_lines() {
-  std::ifstream in(stories_dir() / "reference" / "tinystories_first200_stories.tok512.txt");
-  std::vector<std::vector<int64_t>> lines;
-  std::string line;
-  while (std::getline(in, line)) {
-    std::istringstream s(line);
-    std::vector<int64_t> ids;
-    int64_t id;
-    while (s >> id) ids.push_back(id);
-    if (!ids.empty()) lines.push_back(ids);
-  }
-  return lines;
+  return testing::read_int_lines(stories_dir() / "reference" /
+                                 "tinystories_first200_stories.tok512.txt");
 }
 
 double max_abs_diff(const Tensor& a, const Tensor& b) {

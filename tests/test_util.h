@@ -2,6 +2,10 @@
 
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <vector>
 
 #include "quantkit/core/random.h"
 #include "quantkit/core/tensor.h"
@@ -28,6 +32,22 @@ inline std::filesystem::path shared_dir() {
 inline std::filesystem::path temp_path(const std::string& name) {
   return std::filesystem::temp_directory_path() /
          ("quantkit_test_" + std::to_string(::getpid()) + "_" + name);
+}
+
+/// One vector of integers per non-empty line of a text file (reference token ids). Fails the
+/// caller's expectations by returning nothing when the file is missing.
+inline std::vector<std::vector<int64_t>> read_int_lines(const std::filesystem::path& path) {
+  std::ifstream in(path);
+  std::vector<std::vector<int64_t>> lines;
+  std::string line;
+  while (std::getline(in, line)) {
+    std::istringstream s(line);
+    std::vector<int64_t> ids;
+    int64_t id;
+    while (s >> id) ids.push_back(id);
+    if (!ids.empty()) lines.push_back(ids);
+  }
+  return lines;
 }
 
 }  // namespace quantkit::testing
