@@ -30,8 +30,9 @@ struct GemvArgs {
 struct GemvInt8Args {
   const int8_t* xq;  // [m, xq_stride]
   int64_t xq_stride;
-  const float* x_scale;          // [m]
-  const int32_t* xq_group_sums;  // [m, groups]
+  const float* x_scale;              // [m]
+  const int32_t* xq_group_sums;      // [m, groups]
+  const float* xq_group_sums_float;  // the same sums as floats (exact: |sum| < 2^24)
   int64_t m;
   int64_t k;
   const uint8_t* codes;

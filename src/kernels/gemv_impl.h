@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <utility>
 #if defined(__AVX2__)
 #include <immintrin.h>
 #endif
@@ -318,8 +319,76 @@ inline int32_t horizontal_sum_i32(__m256i v) {
 }
 #endif
 
+#if defined(__AVX2__)
+/// W4A8 on unsigned codes: per chunk, maddubs(u, xq) summed into int32 lanes; per group the
+/// lanes become floats scaled by s_g into one of two running totals (alternating, so the total's
+/// FMA latency does not serialise one-chunk groups). qmin and the offsets enter once per row
+/// through the group sums of xq, as in the float kernel.
+inline __m256i dot_w4_chunk(const uint8_t* row, const int8_t* xq, int64_t c) {
+  _mm_prefetch(reinterpret_cast<const char*>(row + c * 16 + kPrefetchBytes), _MM_HINT_T0);
+  const __m128i low4 = _mm_set1_epi8(0x0F);
+  const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(row + c * 16));
+  const __m256i u =
+      _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(b, 4), low4), _mm_and_si128(b, low4));
+  const __m256i x = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq + c * kChunk));
+  return _mm256_madd_epi16(_mm256_maddubs_epi16(u, x), _mm256_set1_epi16(1));
+}
+
+inline void gemv_int8_w4_avx2(const GemvInt8Args& a) {
+  const int64_t chunks = (a.k + kChunk - 1) / kChunk;
+  const int64_t chunks_per_group = a.group_size >= a.k ? chunks : a.group_size / kChunk;
+  for (int64_t r = 0; r < a.m; ++r) {
+    const int8_t* xq = a.xq + r * a.xq_stride;
+    const float* xsums = a.xq_group_sums_float + r * a.groups;
+    for (int64_t n = a.n_begin; n < a.n_end; ++n) {
+      const uint8_t* row = a.codes + n * a.row_bytes;
+      const float* s = a.scales + n * a.groups;
+      __m256 total0 = _mm256_setzero_ps(), total1 = _mm256_setzero_ps();
+      if (chunks_per_group == 1) {  // one chunk per group (group size 32): unrolled pairs
+        int64_t c = 0;
+        for (; c + 2 <= chunks; c += 2) {
+          total0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot_w4_chunk(row, xq, c)),
+                                   _mm256_broadcast_ss(s + c), total0);
+          total1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot_w4_chunk(row, xq, c + 1)),
+                                   _mm256_broadcast_ss(s + c + 1), total1);
+        }
+        if (c < chunks) {
+          total0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot_w4_chunk(row, xq, c)),
+                                   _mm256_broadcast_ss(s + c), total0);
+        }
+      } else {
+        for (int64_t c0 = 0, g = 0; c0 < chunks; c0 += chunks_per_group, ++g) {
+          const int64_t c1 = std::min(chunks, c0 + chunks_per_group);
+          __m256i acc0 = _mm256_setzero_si256(), acc1 = _mm256_setzero_si256();
+          int64_t c = c0;
+          for (; c + 2 <= c1; c += 2) {
+            acc0 = _mm256_add_epi32(acc0, dot_w4_chunk(row, xq, c));
+            acc1 = _mm256_add_epi32(acc1, dot_w4_chunk(row, xq, c + 1));
+          }
+          if (c < c1) acc0 = _mm256_add_epi32(acc0, dot_w4_chunk(row, xq, c));
+          total0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_add_epi32(acc0, acc1)),
+                                   _mm256_broadcast_ss(s + g), total0);
+          std::swap(total0, total1);
+        }
+      }
+      const float out =
+          horizontal_sum(_mm256_add_ps(total0, total1)) +
+          group_bias_term(s, a.offsets != nullptr ? a.offsets + n * a.groups : nullptr,
+                          static_cast<float>(a.code_bias), xsums, a.groups);
+      a.y[r * a.y_stride + n] = out * a.x_scale[r];
+    }
+  }
+}
+#endif
+
 template <int Bits>
 void gemv_int8(const GemvInt8Args& a) {
+#if defined(__AVX2__)
+  if constexpr (Bits == 4) {
+    gemv_int8_w4_avx2(a);
+    return;
+  }
+#endif
   const int64_t chunks = (a.k + kChunk - 1) / kChunk;
   const int64_t chunks_per_group = a.group_size >= a.k ? chunks : a.group_size / kChunk;
   // 8-bit codes become signed inside the dot; 4-bit codes need qmin * sum(x) per group.

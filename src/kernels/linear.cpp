@@ -481,6 +481,7 @@ Tensor linear_dynamic_int8(const Tensor& x, const PackedLinearWeight& p, const T
           t.codes[static_cast<size_t>(r * t.stride + i)];
     }
   }
+  const std::vector<float> sums_float(sums.begin(), sums.end());
   const kernels::GemvKernels& table = kernels::gemv_kernels_for(active_isa());
   const auto kernel = p.dtype == DType::kInt8 ? table.i8_w8 : table.i8_w4;
   const int64_t slices = (p.out_features + 15) / 16;
@@ -490,6 +491,7 @@ Tensor linear_dynamic_int8(const Tensor& x, const PackedLinearWeight& p, const T
                                   t.stride,
                                   t.scales.data(),
                                   sums.data(),
+                                  sums_float.data(),
                                   m,
                                   p.in_features,
                                   p.codes.data<uint8_t>(),
