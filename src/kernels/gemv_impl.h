@@ -381,11 +381,63 @@ inline void gemv_int8_w4_avx2(const GemvInt8Args& a) {
 }
 #endif
 
+#if defined(__AVX2__)
+/// W8A8 for Rows tokens at once: each weight chunk is loaded, made signed and split into
+/// |q| once, then meets every token through sign + maddubs + madd (exact, see dot_chunk_avx2).
+/// Per group the int32 dot is reduced and combined in double, as in the one-row kernel.
+template <int Rows>
+void gemv_int8_w8_rows_avx2(const GemvInt8Args& a, int64_t r0) {
+  const int64_t chunks = (a.k + kChunk - 1) / kChunk;
+  const int64_t chunks_per_group = a.group_size >= a.k ? chunks : a.group_size / kChunk;
+  const __m256i ones16 = _mm256_set1_epi16(1), flip = _mm256_set1_epi8(-128);
+  const int8_t* xq[Rows];
+  for (int r = 0; r < Rows; ++r) xq[r] = a.xq + (r0 + r) * a.xq_stride;
+  for (int64_t n = a.n_begin; n < a.n_end; ++n) {
+    const uint8_t* row = a.codes + n * a.row_bytes;
+    const float* s = a.scales + n * a.groups;
+    double out[Rows] = {};
+    for (int64_t c0 = 0, g = 0; c0 < chunks; c0 += chunks_per_group, ++g) {
+      const int64_t c1 = std::min(chunks, c0 + chunks_per_group);
+      __m256i acc[Rows];
+      for (int r = 0; r < Rows; ++r) acc[r] = _mm256_setzero_si256();
+      for (int64_t c = c0; c < c1; ++c) {
+        _mm_prefetch(reinterpret_cast<const char*>(row + c * 32 + kPrefetchBytes), _MM_HINT_T0);
+        const __m256i q = _mm256_add_epi8(
+            _mm256_loadu_si256(reinterpret_cast<const __m256i*>(row + c * 32)), flip);
+        const __m256i q_abs = _mm256_abs_epi8(q);
+        for (int r = 0; r < Rows; ++r) {
+          const __m256i x =
+              _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq[r] + c * kChunk));
+          acc[r] = _mm256_add_epi32(
+              acc[r],
+              _mm256_madd_epi16(_mm256_maddubs_epi16(q_abs, _mm256_sign_epi8(x, q)), ones16));
+        }
+      }
+      for (int r = 0; r < Rows; ++r) {
+        const int32_t dot = horizontal_sum_i32(acc[r]);
+        out[r] += static_cast<double>(s[g]) * dot;
+        if (a.offsets != nullptr) {
+          out[r] += static_cast<double>(a.offsets[n * a.groups + g]) *
+                    a.xq_group_sums[(r0 + r) * a.groups + g];
+        }
+      }
+    }
+    for (int r = 0; r < Rows; ++r)
+      a.y[(r0 + r) * a.y_stride + n] = static_cast<float>(out[r] * a.x_scale[r0 + r]);
+  }
+}
+#endif
+
 template <int Bits>
 void gemv_int8(const GemvInt8Args& a) {
 #if defined(__AVX2__)
   if constexpr (Bits == 4) {
     gemv_int8_w4_avx2(a);
+    return;
+  } else {
+    int64_t r = 0;
+    for (; r + 4 <= a.m; r += 4) gemv_int8_w8_rows_avx2<4>(a, r);
+    for (; r < a.m; ++r) gemv_int8_w8_rows_avx2<1>(a, r);
     return;
   }
 #endif

@@ -24,7 +24,9 @@ ModulePtr node(const std::string& type, std::vector<std::pair<std::string, Modul
 }
 
 void add_inplace(Tensor& a, const Tensor& b) {
-  for (int64_t i = 0; i < a.numel(); ++i) a.data<float>()[i] += b.data<float>()[i];
+  float* __restrict out = a.data<float>();
+  const float* __restrict in = b.data<float>();
+  for (int64_t i = 0; i < a.numel(); ++i) out[i] += in[i];
 }
 
 }  // namespace
@@ -102,7 +104,9 @@ std::vector<Tensor> BertModel::encode(const std::vector<std::vector<int64_t>>& b
   add_inplace(x, static_cast<Embedding&>(*emb.child("position_embeddings")).lookup(positions));
   const Tensor type0 = static_cast<Embedding&>(*emb.child("token_type_embeddings")).lookup({0});
   for (int64_t r = 0; r < b * t; ++r) {
-    for (int64_t i = 0; i < hsz; ++i) x.data<float>()[r * hsz + i] += type0.data<float>()[i];
+    float* __restrict row = x.data<float>() + r * hsz;
+    const float* __restrict type_row = type0.data<float>();
+    for (int64_t i = 0; i < hsz; ++i) row[i] += type_row[i];
   }
   x = emb.call("LayerNorm", x).to_float();
   auto& layers = static_cast<ModuleList&>(*child("encoder")->child("layer"));

@@ -1,0 +1,131 @@
+// Dynamic W8A8 / W4A8 linear: per-token int8 activations times int8 or 4-bit weights.
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "gemv.h"
+#include "linear_internal.h"
+#include "quantkit/kernels/isa.h"
+
+namespace quantkit {
+namespace {
+
+constexpr int64_t kChunk = 32;
+
+/// Per-row symmetric int8 codes (zero-padded to a multiple of 32) and scales.
+struct TokenQuantized {
+  std::vector<int8_t> codes;
+  std::vector<float> scales;
+  int64_t stride = 0;
+};
+
+TokenQuantized quantize_tokens(const float* x, int64_t m, int64_t k) {
+  TokenQuantized t;
+  t.stride = (k + kChunk - 1) / kChunk * kChunk;
+  t.codes.assign(static_cast<size_t>(m * t.stride), 0);
+  t.scales.resize(static_cast<size_t>(m));
+  for (int64_t r = 0; r < m; ++r) {
+    const float* row = x + r * k;
+    float amax = 0.0f;
+    bool finite = true;  // std::max would silently skip a NaN
+    for (int64_t i = 0; i < k; ++i) {
+      amax = std::max(amax, std::fabs(row[i]));
+      finite = finite && std::isfinite(row[i]);
+    }
+    QK_CHECK(finite, ValueError, "dynamic int8 linear: row ", r,
+             " of the activations holds NaN or Inf; per-token scales need finite inputs");
+    const float inv = amax > 0.0f ? 127.0f / amax : 0.0f;
+    t.scales[static_cast<size_t>(r)] = amax > 0.0f ? amax / 127.0f : 1.0f;
+    for (int64_t i = 0; i < k; ++i) {
+      const float q = std::nearbyint(row[i] * inv);
+      t.codes[static_cast<size_t>(r * t.stride + i)] =
+          static_cast<int8_t>(std::clamp(q, -127.0f, 127.0f));
+    }
+  }
+  return t;
+}
+
+bool has_int8_kernel(const PackedLinearWeight& p) {
+  const bool signed_int8 = p.dtype == DType::kInt8;
+  const bool four_bit = p.dtype == DType::kInt4 || p.dtype == DType::kUInt4;
+  return (signed_int8 || four_bit) && (p.group_size % kChunk == 0 || p.group_size >= p.in_features);
+}
+
+}  // namespace
+
+Tensor fake_quantize_per_token_int8(const Tensor& x) {
+  QK_CHECK(x.defined() && x.dtype() == DType::kFloat32 && x.dim() >= 1, DTypeError,
+           "fake_quantize_per_token_int8: x must be a float32 tensor of rank >= 1");
+  const int64_t k = x.size(-1), m = k ? x.numel() / k : 0;
+  const TokenQuantized t = quantize_tokens(x.data<float>(), m, k);
+  Tensor out = Tensor::empty(x.shape(), DType::kFloat32);
+  for (int64_t r = 0; r < m; ++r) {
+    for (int64_t i = 0; i < k; ++i) {
+      out.data<float>()[r * k + i] =
+          t.scales[static_cast<size_t>(r)] * t.codes[static_cast<size_t>(r * t.stride + i)];
+    }
+  }
+  return out;
+}
+
+Tensor linear_dynamic_int8(const Tensor& x, const PackedLinearWeight& p, const Tensor* bias) {
+  QK_CHECK(x.defined() && x.dtype() == DType::kFloat32, DTypeError,
+           "dynamic int8 linear: x must be float32, got ",
+           x.defined() ? dtype_name(x.dtype()) : "undefined");
+  QK_CHECK(x.dim() >= 1 && x.size(-1) == p.in_features, ShapeError,
+           "dynamic int8 linear: x has shape ", shape_to_string(x.shape()),
+           " but the weight takes ", p.in_features, " input features");
+  check_bias(bias, p);
+  const int64_t rows = x.numel() / std::max<int64_t>(p.in_features, 1);
+  // 4-bit weights at large M: the integer GEMV re-decodes W for every row, while the tiled sgemm
+  // path decodes it once; the activations keep the same per-token int8 numerics either way.
+  const bool large_m_four_bit = rows >= kGemmMinRows && p.dtype != DType::kInt8;
+  if (active_isa() == Isa::kReference || !has_int8_kernel(p) || large_m_four_bit) {
+    return linear_weight_only(fake_quantize_per_token_int8(x), p, bias);
+  }
+  Shape out_shape = x.shape();
+  out_shape.back() = p.out_features;
+  Tensor y = Tensor::empty(out_shape, DType::kFloat32);
+  const int64_t m = x.numel() / std::max<int64_t>(p.in_features, 1);
+  if (m == 0 || p.out_features == 0) return y;
+  const TokenQuantized t = quantize_tokens(x.data<float>(), m, p.in_features);
+  std::vector<int32_t> sums(static_cast<size_t>(m * p.groups), 0);
+  for (int64_t r = 0; r < m; ++r) {
+    for (int64_t i = 0; i < p.in_features; ++i) {
+      sums[static_cast<size_t>(r * p.groups + i / p.group_size)] +=
+          t.codes[static_cast<size_t>(r * t.stride + i)];
+    }
+  }
+  const std::vector<float> sums_float(sums.begin(), sums.end());
+  const kernels::GemvKernels& table = kernels::gemv_kernels_for(active_isa());
+  const auto kernel = p.dtype == DType::kInt8 ? table.i8_w8 : table.i8_w4;
+  const int64_t slices = (p.out_features + 15) / 16;
+#pragma omp parallel for num_threads(num_threads()) schedule(static)
+  for (int64_t s = 0; s < slices; ++s) {
+    const kernels::GemvInt8Args a{t.codes.data(),
+                                  t.stride,
+                                  t.scales.data(),
+                                  sums.data(),
+                                  sums_float.data(),
+                                  m,
+                                  p.in_features,
+                                  p.codes.data<uint8_t>(),
+                                  p.row_bytes,
+                                  p.scales.data<float>(),
+                                  p.has_offsets ? p.offsets.data<float>() : nullptr,
+                                  static_cast<int32_t>(dtype_info(p.dtype).int_min),
+                                  p.groups,
+                                  p.group_size,
+                                  y.data<float>(),
+                                  p.out_features,
+                                  s * 16,
+                                  std::min(p.out_features, s * 16 + 16)};
+    kernel(a);
+  }
+  add_bias(bias, m, y);
+  return y;
+}
+
+}  // namespace quantkit
