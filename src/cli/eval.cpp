@@ -168,24 +168,41 @@ int run_eval(const EvalOptions& o) {
 }
 
 int run_quantize_model(const std::string& path, const std::string& out_dir,
-                       const QuantizationConfig& config, const std::string& calibration_text,
-                       const std::string& tokenizer) {
+                       const QuantizationConfig& config, const CalibrationOptions& calibration) {
   auto model = load_llama(path);
   const int64_t before = model->state_dict().size();
   quantize_model(*model, config);
   if (make_quantizer(config)->requires_calibration()) {
-    QK_CHECK(!calibration_text.empty(), ValueError, "method '", config.quant_method,
-             "' with activations ", config.activations, " needs --calibration-text FILE");
-    const Llama2cTokenizer tok = Llama2cTokenizer::load(find_tokenizer(path, tokenizer));
-    const auto docs = read_documents(calibration_text, "<|endoftext|>", 1);
-    std::vector<int64_t> ids = tok.encode(docs[0]);
-    if (static_cast<int64_t>(ids.size()) > model->config().max_position_embeddings) {
-      ids.resize(static_cast<size_t>(model->config().max_position_embeddings));
-    }
+    QK_CHECK(!calibration.text.empty(), ValueError, "method '", config.quant_method,
+             "' needs calibration data: pass --calibration-text FILE");
+    QK_CHECK(calibration.docs > 0 && calibration.skip >= 0, ValueError,
+             "--calibration-docs must be > 0 and --calibration-skip >= 0");
+    const Llama2cTokenizer tok =
+        Llama2cTokenizer::load(find_tokenizer(path, calibration.tokenizer));
+    const auto docs =
+        read_documents(calibration.text, "<|endoftext|>", calibration.skip + calibration.docs);
+    QK_CHECK(static_cast<int64_t>(docs.size()) > calibration.skip, ValueError, calibration.text,
+             " holds ", docs.size(), " documents; --calibration-skip is ", calibration.skip);
     set_calibration(*model, true);
-    KVCache cache = model->new_cache();
-    model->forward_tokens(ids, cache);
+    int64_t tokens = 0;
+    {
+      ProgressBar bar("calibrate");
+      for (size_t d = static_cast<size_t>(calibration.skip); d < docs.size(); ++d) {
+        bar.update(d - static_cast<size_t>(calibration.skip),
+                   docs.size() - static_cast<size_t>(calibration.skip),
+                   "document " + std::to_string(d));
+        std::vector<int64_t> ids = tok.encode(docs[d]);
+        if (static_cast<int64_t>(ids.size()) > model->config().max_position_embeddings)
+          ids.resize(static_cast<size_t>(model->config().max_position_embeddings));
+        KVCache cache = model->new_cache();
+        model->forward_tokens(ids, cache);
+        tokens += static_cast<int64_t>(ids.size());
+      }
+    }  // the bar clears its line before the summary below
     freeze(*model);
+    std::printf("calibrated on %zu documents, %lld tokens\n",
+                docs.size() - static_cast<size_t>(calibration.skip),
+                static_cast<long long>(tokens));
   }
   save_pretrained(*model, out_dir, path);
   Table table({"module", "became"}, {false, false});

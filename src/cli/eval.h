@@ -38,10 +38,18 @@ struct GenerateOptions {
 };
 int run_generate(const GenerateOptions& options);
 
+/// Which text calibrates a method that needs it: documents [skip, skip + docs) of `text`
+/// (separated by <|endoftext|>), each truncated at the model's context.
+struct CalibrationOptions {
+  std::string text;
+  int64_t docs = 1;
+  int64_t skip = 0;
+  std::string tokenizer;  // llama2.c tokenizer.bin; default: found beside the model
+};
+
 /// `quantkit quantize MODEL -o OUT_DIR --method M ...`: quantize_model + save_pretrained,
-/// calibrating on the first document of `calibration_text` when the method needs it.
+/// running the calibration documents through the model when the method needs them.
 int run_quantize_model(const std::string& model, const std::string& out_dir,
-                       const QuantizationConfig& config, const std::string& calibration_text,
-                       const std::string& tokenizer);
+                       const QuantizationConfig& config, const CalibrationOptions& calibration);
 
 }  // namespace quantkit::cli

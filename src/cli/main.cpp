@@ -119,15 +119,32 @@ int main(int argc, char** argv) {
       "--exclude", options.exclude,
       "keep matching tensors in float: a substring, or a glob such as '*.layer.0.*' (repeatable)");
 
-  std::string method, activations = "none", calibration_text, tokenizer;
+  std::string method, activations = "none";
+  cli::CalibrationOptions calibration;
+  double damp_percent = 0.01;
   quant->add_option("--method", method,
                     "quantize a Llama model (HF directory or llama2.c .bin) with a registered "
-                    "method (linear, dynamic_int8) and save a model directory to -o");
+                    "method (linear, dynamic_int8, gptq, xla) and save a model directory to -o");
   quant->add_option("--activations", activations, "linear: none | int8 | fp8 (calibrated)")
       ->capture_default_str();
-  quant->add_option("--calibration-text", calibration_text,
-                    "text whose first document calibrates activation scales");
-  quant->add_option("--tokenizer", tokenizer, "llama2.c tokenizer.bin (for calibration)");
+  quant->add_option("--calibration-text", calibration.text,
+                    "text (documents separated by <|endoftext|>) for methods that calibrate: "
+                    "activation scales (linear --activations) or Hessians (gptq)");
+  quant->add_option("--calibration-docs", calibration.docs, "documents used for calibration")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 20));
+  quant
+      ->add_option("--calibration-skip", calibration.skip,
+                   "documents skipped first (keep calibration apart from evaluation text)")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{0}, int64_t{1} << 30));
+  quant->add_option("--damp-percent", damp_percent, "gptq: Hessian damping (fraction of mean diag)")
+      ->capture_default_str();
+  bool act_order = false;
+  quant->add_flag("--act-order", act_order,
+                  "gptq: round columns by decreasing Hessian diagonal (static groups)");
+  quant->add_option("--tokenizer", calibration.tokenizer,
+                    "llama2.c tokenizer.bin (for calibration)");
   std::string optimizer = "minmax";
   quant->add_option("--optimizer", optimizer, "--method: weight scales from minmax | mse")
       ->capture_default_str();
@@ -262,8 +279,10 @@ int main(int argc, char** argv) {
       config.group_size = options.group_size;
       config.symmetric = options.symmetric;
       config.optimizer = optimizer;
+      config.damp_percent = damp_percent;
+      config.act_order = act_order;
       if (!options.exclude.empty()) config.modules_to_not_convert = options.exclude;
-      return cli::run_quantize_model(input, output, config, calibration_text, tokenizer);
+      return cli::run_quantize_model(input, output, config, calibration);
     }
     options.weights = parse_dtype(weights);
     return cli::run_quantize(input, output, options);

@@ -1,12 +1,14 @@
 // QuantizationConfig (JSON), the registry, and the built-in methods: "linear" (optimum-quanto's
 // weight-only QLinear, optional static int8 activations) and "dynamic_int8" (W8A8 / W4A8 with
-// activations quantized per token at run time).
+// activations quantized per token at run time) and "gptq" (weights rounded by GPTQ from the
+// Hessians that calibration records; stored like "linear").
 #include "quantkit/quantizers/quantizer.h"
 
 #include <map>
 #include <mutex>
 #include <nlohmann/json.hpp>
 
+#include "quantkit/workflows/gptq.h"
 #include "quantkit/workflows/quantize.h"
 
 namespace quantkit {
@@ -139,11 +141,35 @@ class DynamicInt8Quantizer : public LinearQuantizer {
   }
 };
 
+// GPTQ: process_model_after_weight_loading swaps the selected Linears for Hessian-recording
+// ones; the caller runs calibration batches and freeze() quantizes. Saved and loaded as "linear".
+class GptqQuantizer : public LinearQuantizer {
+ public:
+  using LinearQuantizer::LinearQuantizer;
+  bool requires_calibration() const override { return true; }
+  WeightOnlyConfig weight_only() const override {
+    QK_CHECK(config_.weights == "int8" || config_.weights == "int4" || config_.weights == "int2",
+             ValueError, "method 'gptq' takes int8, int4 or int2 weights; quantization_config.",
+             "weights is ", config_.weights);
+    QK_CHECK(config_.activations == "none", ValueError,
+             "method 'gptq' quantizes weights only; quantization_config.activations is ",
+             config_.activations);
+    return LinearQuantizer::weight_only();
+  }
+  void process_model_after_weight_loading(Module& model) override {
+    GptqOptions options;
+    options.damp_percent = config_.damp_percent;
+    options.act_order = config_.act_order;
+    prepare_gptq(model, selected_, weight_only(), options);
+  }
+};
+
 std::map<std::string, QuantizerFactory>& registry() {
   static std::map<std::string, QuantizerFactory> r = {
       {"linear", [](const QuantizationConfig& c) { return std::make_unique<LinearQuantizer>(c); }},
       {"dynamic_int8",
        [](const QuantizationConfig& c) { return std::make_unique<DynamicInt8Quantizer>(c); }},
+      {"gptq", [](const QuantizationConfig& c) { return std::make_unique<GptqQuantizer>(c); }},
       {"xla", make_xla_quantizer},
   };
   return r;
@@ -155,7 +181,8 @@ std::string QuantizationConfig::to_json() const {
   json j = {{"quant_method", quant_method}, {"version", version},
             {"weights", weights},           {"activations", activations},
             {"group_size", group_size},     {"symmetric", symmetric},
-            {"optimizer", optimizer},       {"modules_to_not_convert", modules_to_not_convert},
+            {"optimizer", optimizer},       {"damp_percent", damp_percent},
+            {"act_order", act_order},       {"modules_to_not_convert", modules_to_not_convert},
             {"producer", "quantkit"}};
   return j.dump(2);
 }
@@ -177,6 +204,8 @@ QuantizationConfig QuantizationConfig::from_json(const std::string& text) {
     c.group_size = j.value("group_size", c.group_size);
     c.symmetric = j.value("symmetric", c.symmetric);
     c.optimizer = j.value("optimizer", c.optimizer);
+    c.damp_percent = j.value("damp_percent", c.damp_percent);
+    c.act_order = j.value("act_order", c.act_order);
     c.modules_to_not_convert = j.value("modules_to_not_convert", c.modules_to_not_convert);
   } catch (const json::exception& e) {
     throw FormatError(std::string("quantization_config: ") + e.what());
@@ -184,6 +213,8 @@ QuantizationConfig QuantizationConfig::from_json(const std::string& text) {
   QK_CHECK(c.version == 1, FormatError, "quantization_config version ", c.version,
            " is newer than this quantkit (1)");
   QK_CHECK(c.group_size >= 0, FormatError, "quantization_config.group_size must be >= 0");
+  QK_CHECK(c.damp_percent >= 0.0 && c.damp_percent < 1e3, FormatError,
+           "quantization_config.damp_percent must be in [0, 1000), got ", c.damp_percent);
   QK_CHECK(c.optimizer == "minmax" || c.optimizer == "mse", FormatError,
            "quantization_config.optimizer '", c.optimizer, "' is not minmax or mse");
   return c;

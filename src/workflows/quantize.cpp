@@ -1,6 +1,8 @@
 // prepare / convert / quantize_dynamic: the module swaps of torch.ao.quantization's eager mode.
 #include "quantkit/workflows/quantize.h"
 
+#include "quantkit/workflows/gptq.h"
+
 #include <mutex>
 
 #include "quantkit/quant/pytorch.h"
@@ -278,6 +280,7 @@ void set_calibration(Module& model, bool on) {
 }
 
 void freeze(Module& model) {
+  convert_gptq(model);
   for (auto& [name, m] : model.named_modules()) {
     if (m->type_name() != "QLinear") continue;
     auto& q = static_cast<WeightOnlyLinear&>(*m);

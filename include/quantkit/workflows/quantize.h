@@ -64,8 +64,9 @@ ModulePtr make_weight_only_linear(const Linear& linear, const WeightOnlyConfig& 
 int64_t quantize_weights(Module& model, const WeightOnlyConfig& config);
 /// Starts (true) or stops (false) recording activation ranges in every QLinear.
 void set_calibration(Module& model, bool on);
-/// Ends calibration: QLinear modules with activation quantization take scale = absmax / qmax
-/// from what they saw (an uncalibrated one raises, naming it).
+/// Ends calibration: GPTQ-observed Linears (workflows/gptq.h) become GPTQ-quantized QLinears;
+/// QLinear modules with activation quantization take scale = absmax / qmax from what they saw
+/// (an uncalibrated one raises, naming it).
 void freeze(Module& model);
 /// Name -> what the module became ("QLinear int4 sym g32, activations none").
 std::map<std::string, std::string> quantization_map(Module& model);
