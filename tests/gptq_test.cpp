@@ -15,7 +15,11 @@ namespace quantkit {
 namespace {
 
 AffineSpec weight_spec(DType dtype, int64_t group, bool symmetric) {
-  return weight_only_spec({.weights = dtype, .group_size = group, .symmetric = symmetric});
+  return weight_only_spec({.weights = dtype,
+                           .group_size = group,
+                           .symmetric = symmetric,
+                           .include = {},
+                           .exclude = {}});
 }
 
 std::vector<double> scaled_identity(int64_t k, double c) {
