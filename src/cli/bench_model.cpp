@@ -68,9 +68,10 @@ int run_bench_model(const BenchModelOptions& o) {
   double float_decode = 0;
   for (const std::string& cfg : o.configs) {
     auto model = build(o);
-    if (cfg == "w8a8") {
-      WeightOnlyConfig w;  // int8 weights, int8 per-token dynamic activations
+    if (cfg == "w8a8" || cfg == "w4a8") {
+      WeightOnlyConfig w;  // int8 (or int4 grouped) weights, int8 per-token dynamic activations
       w.activations = ActivationQuant::kInt8DynamicPerToken;
+      if (cfg == "w4a8") w.weights = DType::kInt4, w.group_size = o.group_size;
       quantize_weights(*model, w);
     } else if (cfg != "float") {
       WeightOnlyConfig w;
@@ -96,7 +97,8 @@ int run_bench_model(const BenchModelOptions& o) {
         std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     if (cfg == "float") float_decode = decode;
     const double gbps = decode * static_cast<double>(bytes) / 1e9;
-    table.add({cfg + (cfg == "int4" || cfg == "int2" ? " g" + std::to_string(o.group_size) : ""),
+    const bool grouped = cfg == "int4" || cfg == "int2" || cfg == "w4a8";
+    table.add({cfg + (grouped ? " g" + std::to_string(o.group_size) : ""),
                format_bytes(bytes), fixed(prefill, 1), fixed(decode, 2), fixed(gbps, 1),
                fixed(100.0 * gbps / dram, 0) + "%",
                float_decode > 0 ? fixed(decode / float_decode, 2) + "x" : "-",

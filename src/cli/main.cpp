@@ -213,7 +213,7 @@ int main(int argc, char** argv) {
   CLI::App* bench_llama = bench->add_subcommand(
       "llama", "Prefill/decode speed of a Llama model (random TinyLlama-1.1B shapes by default)");
   bench_llama->add_option("model", model_bench.model, "model directory or .bin (default: random)");
-  bench_llama->add_option("--configs", model_bench.configs, "float int8 int4 int2 w8a8")
+  bench_llama->add_option("--configs", model_bench.configs, "float int8 int4 int2 w8a8 w4a8")
       ->capture_default_str();
   bench_llama->add_option("--group-size", model_bench.group_size, "int4/int2 group size")
       ->capture_default_str();

@@ -62,6 +62,12 @@ Value Linear::forward(const Value& value) {
 #pragma omp parallel for schedule(static) num_threads(threads) if (parallel)
     for (int64_t n0 = 0; n0 < out_features; n0 += block) {
       const int64_t n = std::min(block, out_features - n0);
+      if (m == 1) {  // decode: sgemv streams W at DRAM speed, sgemm with M = 1 does not
+        cblas_sgemv(CblasRowMajor, CblasNoTrans, static_cast<int>(n), static_cast<int>(in_features),
+                    1.0f, weight.data<float>() + n0 * in_features, static_cast<int>(in_features),
+                    x.data<float>(), 1, bias.defined() ? 1.0f : 0.0f, out + n0, 1);
+        continue;
+      }
       cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(m), static_cast<int>(n),
                   static_cast<int>(in_features), 1.0f, x.data<float>(),
                   static_cast<int>(in_features), weight.data<float>() + n0 * in_features,
