@@ -98,8 +98,8 @@ int run_bench_model(const BenchModelOptions& o) {
     if (cfg == "float") float_decode = decode;
     const double gbps = decode * static_cast<double>(bytes) / 1e9;
     const bool grouped = cfg == "int4" || cfg == "int2" || cfg == "w4a8";
-    table.add({cfg + (grouped ? " g" + std::to_string(o.group_size) : ""),
-               format_bytes(bytes), fixed(prefill, 1), fixed(decode, 2), fixed(gbps, 1),
+    table.add({cfg + (grouped ? " g" + std::to_string(o.group_size) : ""), format_bytes(bytes),
+               fixed(prefill, 1), fixed(decode, 2), fixed(gbps, 1),
                fixed(100.0 * gbps / dram, 0) + "%",
                float_decode > 0 ? fixed(decode / float_decode, 2) + "x" : "-",
                fixed(peak_rss_mib(), 0) + " MiB"});
