@@ -30,9 +30,10 @@ struct GemvArgs {
 struct GemvInt8Args {
   const int8_t* xq;  // [m, xq_stride]
   int64_t xq_stride;
-  const float* x_scale;              // [m]
-  const int32_t* xq_group_sums;      // [m, groups]
-  const float* xq_group_sums_float;  // the same sums as floats (exact: |sum| < 2^24)
+  const float* x_scale;  // [m]
+  // [m, groups]: sums of xq over each group, held as floats (exact: |sum| <= 127 K < 2^24 for
+  // any K below 132,000)
+  const float* xq_group_sums;
   int64_t m;
   int64_t k;
   const uint8_t* codes;

@@ -237,16 +237,14 @@ void gemv_rows_avx2(const GemvArgs& a, int64_t m0) {
     const int64_t tail = a.k - full_chunks * kChunk;
     if (tail > 0) decode_chunk<Bits>(row, full_chunks, u_tail);
     const int64_t odd_chunk = spans * Span;  // a last whole chunk the spans did not cover
+    alignas(32) float u_odd[kChunk];
+    if (odd_chunk < full_chunks) decode_chunk<Bits>(row, odd_chunk, u_odd);
     for (int r = 0; r < Rows; ++r) {
       __m256 sum = total[r][0];
       for (int i = 1; i < Span; ++i) sum = _mm256_add_ps(sum, total[r][i]);
       float out = horizontal_sum(sum);
-      if (odd_chunk < full_chunks) {
-        alignas(32) float u[kChunk];
-        decode_chunk<Bits>(row, odd_chunk, u);
-        for (int j = 0; j < kChunk; ++j)
-          out += xr[r][odd_chunk * kChunk + j] * (u[j] * s[odd_chunk * kChunk / a.group_size]);
-      }
+      for (int64_t j = 0; odd_chunk < full_chunks && j < kChunk; ++j)
+        out += xr[r][odd_chunk * kChunk + j] * (u_odd[j] * s[odd_chunk * kChunk / a.group_size]);
       for (int64_t j = 0; j < tail; ++j)
         out += xr[r][full_chunks * kChunk + j] * (u_tail[j] * s[a.groups - 1]);
       out += group_bias_term(s, off, a.code_bias, a.x_group_sums + (m0 + r) * a.groups, a.groups);
@@ -274,7 +272,7 @@ void gemv_rows_avx2(const GemvArgs& a, int64_t m0) {
 
 /// Integer dot products of int8 activations with 8-bit (signed) or 4-bit codes over whole
 /// 32-element chunks (activations are zero-padded). Portable form: the specification of the
-/// vector version below.
+/// AVX2 kernels gemv_int8_w8_rows_avx2 and gemv_int8_w4_avx2.
 template <int Bits>
 inline int32_t dot_chunk_int(const int8_t* xq, const uint8_t* row, int64_t c, int32_t code_bias) {
   int32_t sum = 0;
@@ -291,26 +289,6 @@ inline int32_t dot_chunk_int(const int8_t* xq, const uint8_t* row, int64_t c, in
 }
 
 #if defined(__AVX2__)
-/// 32 products summed in eight int32 lanes. 8-bit: q = u + qmin may be -128, whose magnitude
-/// fits maddubs' unsigned operand, so |q| * sign(x, q) is exact (activations stay within +-127)
-/// and below saturation (2 * 128 * 127 < 32768). 4-bit: the unsigned code u (0..15)
-/// goes straight into maddubs and qmin * sum(x) is added per group by the caller.
-template <int Bits>
-inline __m256i dot_chunk_avx2(__m256i xq, const uint8_t* row, int64_t c, __m256i ones16) {
-  if constexpr (Bits == 8) {
-    const __m256i q = _mm256_add_epi8(
-        _mm256_loadu_si256(reinterpret_cast<const __m256i*>(row + c * 32)), _mm256_set1_epi8(-128));
-    return _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_abs_epi8(q), _mm256_sign_epi8(xq, q)),
-                             ones16);
-  } else {
-    const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(row + c * 16));
-    const __m128i low4 = _mm_set1_epi8(0x0F);
-    const __m256i u =
-        _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(b, 4), low4), _mm_and_si128(b, low4));
-    return _mm256_madd_epi16(_mm256_maddubs_epi16(u, xq), ones16);
-  }
-}
-
 inline int32_t horizontal_sum_i32(__m256i v) {
   __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
   s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4E));
@@ -339,7 +317,7 @@ inline void gemv_int8_w4_avx2(const GemvInt8Args& a) {
   const int64_t chunks_per_group = a.group_size >= a.k ? chunks : a.group_size / kChunk;
   for (int64_t r = 0; r < a.m; ++r) {
     const int8_t* xq = a.xq + r * a.xq_stride;
-    const float* xsums = a.xq_group_sums_float + r * a.groups;
+    const float* xsums = a.xq_group_sums + r * a.groups;
     for (int64_t n = a.n_begin; n < a.n_end; ++n) {
       const uint8_t* row = a.codes + n * a.row_bytes;
       const float* s = a.scales + n * a.groups;
@@ -382,9 +360,11 @@ inline void gemv_int8_w4_avx2(const GemvInt8Args& a) {
 #endif
 
 #if defined(__AVX2__)
-/// W8A8 for Rows tokens at once: each weight chunk is loaded, made signed and split into
-/// |q| once, then meets every token through sign + maddubs + madd (exact, see dot_chunk_avx2).
-/// Per group the int32 dot is reduced and combined in double, as in the one-row kernel.
+/// W8A8 for Rows tokens at once: each weight chunk is loaded, made signed and split into |q|
+/// once, then meets every token through sign + maddubs + madd. q = u + qmin may be -128, whose
+/// magnitude fits maddubs' unsigned operand, so |q| * sign(x, q) is exact (activations stay
+/// within +-127) and below saturation (2 * 128 * 127 < 32768). Per group the int32 dot is
+/// reduced and combined in double, as in the portable specification (gemv_int8).
 template <int Rows>
 void gemv_int8_w8_rows_avx2(const GemvInt8Args& a, int64_t r0) {
   const int64_t chunks = (a.k + kChunk - 1) / kChunk;
@@ -447,7 +427,7 @@ void gemv_int8(const GemvInt8Args& a) {
   const bool bias_per_group = Bits != 8;
   for (int64_t r = 0; r < a.m; ++r) {
     const int8_t* xq = a.xq + r * a.xq_stride;
-    const int32_t* xsums = a.xq_group_sums + r * a.groups;
+    const float* xsums = a.xq_group_sums + r * a.groups;
     for (int64_t n = a.n_begin; n < a.n_end; ++n) {
       const uint8_t* row = a.codes + n * a.row_bytes;
       const float* s = a.scales + n * a.groups;
@@ -455,19 +435,9 @@ void gemv_int8(const GemvInt8Args& a) {
       for (int64_t c0 = 0, g = 0; c0 < chunks; c0 += chunks_per_group, ++g) {
         const int64_t c1 = std::min(chunks, c0 + chunks_per_group);
         int32_t dot = 0;
-#if defined(__AVX2__)
-        const __m256i ones16 = _mm256_set1_epi16(1);
-        __m256i acc = _mm256_setzero_si256();
-        for (int64_t c = c0; c < c1; ++c) {
-          const __m256i x = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq + c * kChunk));
-          acc = _mm256_add_epi32(acc, dot_chunk_avx2<Bits>(x, row, c, ones16));
-        }
-        dot = horizontal_sum_i32(acc);
-#else
         for (int64_t c = c0; c < c1; ++c)
           dot += dot_chunk_int<Bits>(xq + c * kChunk, row, c, bias_per_group ? 0 : a.code_bias);
-#endif
-        if (bias_per_group) dot += a.code_bias * xsums[g];
+        if (bias_per_group) dot += a.code_bias * static_cast<int32_t>(xsums[g]);
         out += static_cast<double>(s[g]) * dot;
         if (a.offsets != nullptr)
           out += static_cast<double>(a.offsets[n * a.groups + g]) * xsums[g];

@@ -91,14 +91,16 @@ Tensor linear_dynamic_int8(const Tensor& x, const PackedLinearWeight& p, const T
   const int64_t m = x.numel() / std::max<int64_t>(p.in_features, 1);
   if (m == 0 || p.out_features == 0) return y;
   const TokenQuantized t = quantize_tokens(x.data<float>(), m, p.in_features);
-  std::vector<int32_t> sums(static_cast<size_t>(m * p.groups), 0);
+  std::vector<float> sums(static_cast<size_t>(m * p.groups));  // per token and group, exact
   for (int64_t r = 0; r < m; ++r) {
-    for (int64_t i = 0; i < p.in_features; ++i) {
-      sums[static_cast<size_t>(r * p.groups + i / p.group_size)] +=
-          t.codes[static_cast<size_t>(r * t.stride + i)];
+    const int8_t* codes = t.codes.data() + r * t.stride;
+    for (int64_t g = 0; g < p.groups; ++g) {
+      int32_t sum = 0;
+      for (int64_t i = g * p.group_size; i < std::min(p.in_features, (g + 1) * p.group_size); ++i)
+        sum += codes[i];
+      sums[static_cast<size_t>(r * p.groups + g)] = static_cast<float>(sum);
     }
   }
-  const std::vector<float> sums_float(sums.begin(), sums.end());
   const kernels::GemvKernels& table = kernels::gemv_kernels_for(active_isa());
   const auto kernel = p.dtype == DType::kInt8 ? table.i8_w8 : table.i8_w4;
   const int64_t slices = (p.out_features + 15) / 16;
@@ -108,7 +110,6 @@ Tensor linear_dynamic_int8(const Tensor& x, const PackedLinearWeight& p, const T
                                   t.stride,
                                   t.scales.data(),
                                   sums.data(),
-                                  sums_float.data(),
                                   m,
                                   p.in_features,
                                   p.codes.data<uint8_t>(),

@@ -122,7 +122,7 @@ QTensor gptq_quantize(const Tensor& weight, const std::vector<double>& hessian,
   double mean_diag = 0.0;
   for (int64_t i = 0; i < k; ++i) {
     double& d = h[static_cast<size_t>(i * k + i)];
-    if (d == 0.0) {  // a dead input: its weights cannot matter, quantize them as zeros
+    if (d == 0.0) {  // a dead input: its weights cannot matter; round zeros, spread nothing
       d = 1.0;
       for (int64_t r = 0; r < n; ++r) w[static_cast<size_t>(r * k + i)] = 0.0;
     }

@@ -49,7 +49,8 @@ class HessianAccumulator {
 /// Quantizes `weight` [N, K] (float32) with `spec`, which must quantize per output row: per
 /// channel (per_axis(0)) or per group along K (the last group may be partial); any mapping and
 /// zero-point domain of the integer dtypes. `hessian` is K x K (HessianAccumulator::hessian()).
-/// Columns whose Hessian diagonal is 0 (inputs always zero) are quantized as zeros. A group's
+/// Columns whose Hessian diagonal is 0 (inputs always zero) are rounded from zero weights:
+/// whatever they dequantize to is multiplied by zero. A group's
 /// qparams come from the error-updated weights when its first column is reached. With H a
 /// multiple of the identity the result equals quantize(weight, spec).
 /// Throws ShapeError/ValueError for mismatched shapes, float8 dtypes, or an H that is not
