@@ -9,24 +9,14 @@
 #include <cstring>
 
 #include "quantkit/workflows/quantize.h"
+#include "rounding_test_util.h"
 #include "test_util.h"
 
 namespace quantkit {
 namespace {
 
-AffineSpec weight_spec(DType dtype, int64_t group, bool symmetric) {
-  return weight_only_spec({.weights = dtype,
-                           .group_size = group,
-                           .symmetric = symmetric,
-                           .include = {},
-                           .exclude = {}});
-}
-
-std::vector<double> scaled_identity(int64_t k, double c) {
-  std::vector<double> h(static_cast<size_t>(k * k), 0.0);
-  for (int64_t i = 0; i < k; ++i) h[static_cast<size_t>(i * k + i)] = c;
-  return h;
-}
+using testing::scaled_identity;
+using testing::weight_spec;
 
 /// sum over rows of ||x (W - Wq)^T||^2.
 double output_error(const Tensor& x, const Tensor& w, const Tensor& wq) {

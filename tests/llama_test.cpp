@@ -210,7 +210,7 @@ Tensor story_logits(LlamaForCausalLM& model) {
 
 // quantize -> save -> reload gives bit-identical logits, for every built-in method.
 TEST(quantizers, save_and_reload_are_bit_identical) {
-  std::vector<QuantizationConfig> configs(6);
+  std::vector<QuantizationConfig> configs(7);
   configs[4].quant_method = "xla";
   configs[4].weights = "int4";
   configs[4].group_size = 32;  // blockwise needs K % 32 == 0: keep the FFN down projection float
@@ -225,11 +225,16 @@ TEST(quantizers, save_and_reload_are_bit_identical) {
   configs[3].weights = "int2";
   configs[3].group_size = 32;
   configs[3].symmetric = false;
+  configs[6].quant_method = "awq";  // QLinears with input_scale buffers
+  configs[6].weights = "int4";
+  configs[6].group_size = 32;
+  configs[6].symmetric = false;
+  configs[6].rounding = "gptq";
   for (const QuantizationConfig& cfg : configs) {
     SCOPED_TRACE(cfg.to_json());
     auto model = load_llama(stories_dir() / "stories260K.bin");
     quantize_model(*model, cfg);
-    if (cfg.activations != "none") {  // calibration between the hooks
+    if (make_quantizer(cfg)->requires_calibration()) {  // calibration between the hooks
       set_calibration(*model, true);
       story_logits(*model);
       freeze(*model);
@@ -253,7 +258,7 @@ TEST(quantizers, registry_config_validation_and_corrupt_directories) {
                       registered_quantization_methods().end(), "linear"),
             registered_quantization_methods().end());
   QuantizationConfig unknown;
-  unknown.quant_method = "awq";
+  unknown.quant_method = "no_such_method";
   EXPECT_THROW(make_quantizer(unknown), ValueError);
   EXPECT_THROW(QuantizationConfig::from_json("{\"weights\": \"int4\"}"), FormatError);
   EXPECT_THROW(QuantizationConfig::from_json("{\"quant_method\": \"linear\", \"version\": 7}"),

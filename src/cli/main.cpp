@@ -122,14 +122,15 @@ int main(int argc, char** argv) {
   std::string method, activations = "none";
   cli::CalibrationOptions calibration;
   double damp_percent = 0.01;
-  quant->add_option("--method", method,
-                    "quantize a Llama model (HF directory or llama2.c .bin) with a registered "
-                    "method (linear, dynamic_int8, gptq, xla) and save a model directory to -o");
+  quant->add_option(
+      "--method", method,
+      "quantize a Llama model (HF directory or llama2.c .bin) with a registered "
+      "method (linear, dynamic_int8, gptq, awq, xla) and save a model directory to -o");
   quant->add_option("--activations", activations, "linear: none | int8 | fp8 (calibrated)")
       ->capture_default_str();
   quant->add_option("--calibration-text", calibration.text,
                     "text (documents separated by <|endoftext|>) for methods that calibrate: "
-                    "activation scales (linear --activations) or Hessians (gptq)");
+                    "activation scales (linear --activations) or input statistics (gptq, awq)");
   quant->add_option("--calibration-docs", calibration.docs, "documents used for calibration")
       ->capture_default_str()
       ->check(CLI::Range(int64_t{1}, int64_t{1} << 20));
@@ -143,6 +144,9 @@ int main(int argc, char** argv) {
   bool act_order = false;
   quant->add_flag("--act-order", act_order,
                   "gptq: round columns by decreasing Hessian diagonal (static groups)");
+  std::string rounding = "nearest";
+  quant->add_option("--rounding", rounding, "awq: round the scaled weights to nearest | gptq")
+      ->capture_default_str();
   quant->add_option("--tokenizer", calibration.tokenizer,
                     "llama2.c tokenizer.bin (for calibration)");
   std::string optimizer = "minmax";
@@ -281,6 +285,7 @@ int main(int argc, char** argv) {
       config.optimizer = optimizer;
       config.damp_percent = damp_percent;
       config.act_order = act_order;
+      config.rounding = rounding;
       if (!options.exclude.empty()) config.modules_to_not_convert = options.exclude;
       return cli::run_quantize_model(input, output, config, calibration);
     }

@@ -256,6 +256,7 @@ WeightOnlyLinear::WeightOnlyLinear(const QTensor& w, Tensor b, ActivationQuant a
   activation_scale = Tensor::zeros({1}, DType::kFloat32);
   register_parameter("bias", &bias);
   register_buffer("activation_scale", &activation_scale);
+  register_buffer("input_scale", &input_scale);
 }
 
 std::string WeightOnlyLinear::extra_repr() const {
@@ -266,11 +267,34 @@ std::string WeightOnlyLinear::extra_repr() const {
         : activations == ActivationQuant::kInt8                ? "int8"
         : activations == ActivationQuant::kInt8DynamicPerToken ? "int8 per-token dynamic"
                                                                : "fp8_e4m3");
+  if (input_scale.defined()) s << ", input scaled per channel";
   return s.str();
 }
 
+namespace {
+
+Tensor scale_input_channels(const Tensor& x, const Tensor& scale) {
+  const int64_t k = x.size(-1);
+  QK_CHECK(scale.dtype() == DType::kFloat32 && scale.dim() == 1 && scale.size(0) == k, ShapeError,
+           "QLinear: input_scale is ", scale.summary(), ", expected float32 [", k,
+           "] (one per input feature); the saved model is inconsistent");
+  Tensor out = Tensor::empty(x.shape(), DType::kFloat32);
+  const float* s = scale.data<float>();
+  const float* in = x.data<float>();
+  float* o = out.data<float>();
+  for (int64_t r = 0; r < x.numel() / k; ++r) {
+    for (int64_t c = 0; c < k; ++c) o[r * k + c] = in[r * k + c] * s[c];
+  }
+  return out;
+}
+
+}  // namespace
+
 Value WeightOnlyLinear::forward(const Value& value) {
-  const Tensor& x = value.as_float(type_name());
+  const Tensor& input = value.as_float(type_name());
+  QK_CHECK(input.dim() >= 1 && input.size(-1) == packed.in_features, ShapeError, "QLinear: input ",
+           shape_to_string(input.shape()), " does not end in ", packed.in_features, " features");
+  const Tensor x = input_scale.defined() ? scale_input_channels(input, input_scale) : input;
   if (calibrating) {
     for (int64_t i = 0; i < x.numel(); ++i) {
       observed_absmax = std::max(observed_absmax, std::fabs(x.data<float>()[i]));

@@ -10,7 +10,9 @@
 namespace quantkit {
 
 HessianAccumulator::HessianAccumulator(int64_t features)
-    : k_(features), upper_(static_cast<size_t>(features * features), 0.0) {
+    : k_(features),
+      upper_(static_cast<size_t>(features * features), 0.0),
+      abs_sum_(static_cast<size_t>(features), 0.0) {
   QK_CHECK(features > 0, ValueError, "HessianAccumulator: need at least one feature, got ",
            features);
 }
@@ -21,11 +23,14 @@ void HessianAccumulator::add(const float* rows, int64_t count) {
   std::vector<double> block(static_cast<size_t>(std::min(count, kRowsPerBlock) * k_));
   for (int64_t r0 = 0; r0 < count; r0 += kRowsPerBlock) {
     const int64_t rows_here = std::min(kRowsPerBlock, count - r0);
-    for (int64_t i = 0; i < rows_here * k_; ++i) {
-      const float v = rows[r0 * k_ + i];
-      QK_CHECK(std::isfinite(v), ValueError, "GPTQ calibration: input row ", r0 + i / k_,
-               " holds NaN or Inf at feature ", i % k_);
-      block[static_cast<size_t>(i)] = v;
+    for (int64_t r = 0; r < rows_here; ++r) {
+      for (int64_t c = 0; c < k_; ++c) {
+        const float v = rows[(r0 + r) * k_ + c];
+        QK_CHECK(std::isfinite(v), ValueError, "calibration: input row ", r0 + r,
+                 " holds NaN or Inf at feature ", c);
+        block[static_cast<size_t>(r * k_ + c)] = v;
+        abs_sum_[static_cast<size_t>(c)] += std::fabs(v);
+      }
     }
     cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, static_cast<int>(k_),
                 static_cast<int>(rows_here), 1.0, block.data(), static_cast<int>(k_), 1.0,
@@ -46,6 +51,14 @@ std::vector<double> HessianAccumulator::hessian() const {
     }
   }
   return h;
+}
+
+std::vector<double> HessianAccumulator::mean_abs() const {
+  QK_CHECK(samples_ > 0, ValueError,
+           "the layer saw no calibration rows; run calibration batches first");
+  std::vector<double> m(abs_sum_);
+  for (double& v : m) v /= static_cast<double>(samples_);
+  return m;
 }
 
 namespace {

@@ -1,14 +1,16 @@
 // QuantizationConfig (JSON), the registry, and the built-in methods: "linear" (optimum-quanto's
 // weight-only QLinear, optional static int8 activations) and "dynamic_int8" (W8A8 / W4A8 with
-// activations quantized per token at run time) and "gptq" (weights rounded by GPTQ from the
-// Hessians that calibration records; stored like "linear").
+// activations quantized per token at run time), "gptq" (weights rounded by GPTQ from the
+// Hessians that calibration records; stored like "linear") and "awq" (weight columns scaled by
+// searched per-channel factors before rounding; stored like "linear" plus each QLinear's
+// input_scale).
 #include "quantkit/quantizers/quantizer.h"
 
 #include <map>
 #include <mutex>
 #include <nlohmann/json.hpp>
 
-#include "quantkit/workflows/gptq.h"
+#include "quantkit/workflows/gptq_awq.h"
 #include "quantkit/workflows/quantize.h"
 
 namespace quantkit {
@@ -164,12 +166,43 @@ class GptqQuantizer : public LinearQuantizer {
   }
 };
 
+// AWQ: calibrated like GPTQ; each QLinear keeps 1/s as its input_scale buffer, which the
+// pre-quantized path allocates so that loading the state dict checks and fills it.
+class AwqQuantizer : public GptqQuantizer {
+ public:
+  using GptqQuantizer::GptqQuantizer;
+  void validate_environment(Module& model) const override {
+    GptqQuantizer::validate_environment(model);
+    QK_CHECK(config_.rounding == "nearest" || config_.rounding == "gptq", ValueError,
+             "method 'awq': quantization_config.rounding '", config_.rounding,
+             "' is not nearest or gptq");
+  }
+  void process_model_after_weight_loading(Module& model) override {
+    AwqOptions options;
+    options.gptq.damp_percent = config_.damp_percent;
+    options.gptq.act_order = config_.act_order;
+    options.gptq_rounding = config_.rounding == "gptq";
+    prepare_awq(model, selected_, weight_only(), options);
+  }
+  std::vector<std::string> load_pre_quantized(Module& model, const Checkpoint& ckpt) override {
+    std::vector<std::string> used = LinearQuantizer::load_pre_quantized(model, ckpt);
+    for (const auto& name : selected_) {
+      auto& q = static_cast<WeightOnlyLinear&>(model.find(name));
+      q.input_scale =
+          Tensor::from_floats(std::vector<float>(static_cast<size_t>(q.packed.in_features), 1.0f),
+                              {q.packed.in_features});
+    }
+    return used;
+  }
+};
+
 std::map<std::string, QuantizerFactory>& registry() {
   static std::map<std::string, QuantizerFactory> r = {
       {"linear", [](const QuantizationConfig& c) { return std::make_unique<LinearQuantizer>(c); }},
       {"dynamic_int8",
        [](const QuantizationConfig& c) { return std::make_unique<DynamicInt8Quantizer>(c); }},
       {"gptq", [](const QuantizationConfig& c) { return std::make_unique<GptqQuantizer>(c); }},
+      {"awq", [](const QuantizationConfig& c) { return std::make_unique<AwqQuantizer>(c); }},
       {"xla", make_xla_quantizer},
   };
   return r;
@@ -178,11 +211,17 @@ std::map<std::string, QuantizerFactory>& registry() {
 }  // namespace
 
 std::string QuantizationConfig::to_json() const {
-  json j = {{"quant_method", quant_method}, {"version", version},
-            {"weights", weights},           {"activations", activations},
-            {"group_size", group_size},     {"symmetric", symmetric},
-            {"optimizer", optimizer},       {"damp_percent", damp_percent},
-            {"act_order", act_order},       {"modules_to_not_convert", modules_to_not_convert},
+  json j = {{"quant_method", quant_method},
+            {"version", version},
+            {"weights", weights},
+            {"activations", activations},
+            {"group_size", group_size},
+            {"symmetric", symmetric},
+            {"optimizer", optimizer},
+            {"damp_percent", damp_percent},
+            {"act_order", act_order},
+            {"rounding", rounding},
+            {"modules_to_not_convert", modules_to_not_convert},
             {"producer", "quantkit"}};
   return j.dump(2);
 }
@@ -206,6 +245,7 @@ QuantizationConfig QuantizationConfig::from_json(const std::string& text) {
     c.optimizer = j.value("optimizer", c.optimizer);
     c.damp_percent = j.value("damp_percent", c.damp_percent);
     c.act_order = j.value("act_order", c.act_order);
+    c.rounding = j.value("rounding", c.rounding);
     c.modules_to_not_convert = j.value("modules_to_not_convert", c.modules_to_not_convert);
   } catch (const json::exception& e) {
     throw FormatError(std::string("quantization_config: ") + e.what());
@@ -215,6 +255,8 @@ QuantizationConfig QuantizationConfig::from_json(const std::string& text) {
   QK_CHECK(c.group_size >= 0, FormatError, "quantization_config.group_size must be >= 0");
   QK_CHECK(c.damp_percent >= 0.0 && c.damp_percent < 1e3, FormatError,
            "quantization_config.damp_percent must be in [0, 1000), got ", c.damp_percent);
+  QK_CHECK(c.rounding == "nearest" || c.rounding == "gptq", FormatError,
+           "quantization_config.rounding '", c.rounding, "' is not nearest or gptq");
   QK_CHECK(c.optimizer == "minmax" || c.optimizer == "mse", FormatError,
            "quantization_config.optimizer '", c.optimizer, "' is not minmax or mse");
   return c;

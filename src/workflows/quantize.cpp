@@ -1,7 +1,7 @@
 // prepare / convert / quantize_dynamic: the module swaps of torch.ao.quantization's eager mode.
 #include "quantkit/workflows/quantize.h"
 
-#include "quantkit/workflows/gptq.h"
+#include "quantkit/workflows/gptq_awq.h"
 
 #include <mutex>
 
@@ -280,7 +280,7 @@ void set_calibration(Module& model, bool on) {
 }
 
 void freeze(Module& model) {
-  convert_gptq(model);
+  convert_hessian_observed(model);
   for (auto& [name, m] : model.named_modules()) {
     if (m->type_name() != "QLinear") continue;
     auto& q = static_cast<WeightOnlyLinear&>(*m);

@@ -129,6 +129,9 @@ class WeightOnlyLinear : public Module {
   /// float32 [1]: the calibrated activation scale; 0 = not calibrated yet (activations pass
   /// unquantized). A buffer, so it is saved and loaded with the model.
   Tensor activation_scale;
+  /// Undefined, or float32 [in_features] multiplying each input feature before anything else
+  /// (AWQ stores 1/s here and the weight columns times s). A buffer like activation_scale.
+  Tensor input_scale;
   /// While true, forward() records the input's absolute maximum (calibration).
   bool calibrating = false;
   float observed_absmax = 0.0f;

@@ -29,7 +29,8 @@ struct GptqOptions {
   bool act_order = false;
 };
 
-/// Accumulates sum_t x_t x_t^T (double) over the rows of a layer's input.
+/// Accumulates sum_t x_t x_t^T (double) over the rows of a layer's input, and sum_t |x_t| (AWQ's
+/// channel statistic).
 class HessianAccumulator {
  public:
   explicit HessianAccumulator(int64_t features);
@@ -39,11 +40,14 @@ class HessianAccumulator {
   int64_t samples() const { return samples_; }
   /// H = 2 / samples * sum x x^T, K x K row-major (symmetric). Needs samples() > 0.
   std::vector<double> hessian() const;
+  /// mean_t |x_t| per feature [K]. Needs samples() > 0.
+  std::vector<double> mean_abs() const;
 
  private:
   int64_t k_;
   int64_t samples_ = 0;
-  std::vector<double> upper_;  // sum x x^T, upper triangle filled (dsyrk)
+  std::vector<double> upper_;    // sum x x^T, upper triangle filled (dsyrk)
+  std::vector<double> abs_sum_;  // sum |x| per feature
 };
 
 /// Quantizes `weight` [N, K] (float32) with `spec`, which must quantize per output row: per

@@ -15,7 +15,7 @@
 namespace quantkit {
 
 struct QuantizationConfig {
-  std::string quant_method = "linear";  // a registered method: linear, dynamic_int8, gptq, xla
+  std::string quant_method = "linear";  // a registered method: linear, dynamic_int8, gptq, awq, xla
   int version = 1;
   std::string weights = "int8";      // int8 | int4 | int2 | fp8_e4m3 | fp8_e5m2 (xla: int8 | int4)
   std::string activations = "none";  // none | int8 (linear: calibrated static scale)
@@ -24,6 +24,7 @@ struct QuantizationConfig {
   std::string optimizer = "minmax";  // weight scales: minmax | mse (per-group clipping search)
   double damp_percent = 0.01;        // gptq: Hessian damping, a fraction of its mean diagonal
   bool act_order = false;            // gptq: round columns by decreasing Hessian diagonal
+  std::string rounding = "nearest";  // awq: round the scaled weights to nearest | gptq
   /// Module globs left in float. Default: the output head (tied embeddings stay float too,
   /// since only Linear modules are converted).
   std::vector<std::string> modules_to_not_convert = {"lm_head"};

@@ -64,7 +64,7 @@ ModulePtr make_weight_only_linear(const Linear& linear, const WeightOnlyConfig& 
 int64_t quantize_weights(Module& model, const WeightOnlyConfig& config);
 /// Starts (true) or stops (false) recording activation ranges in every QLinear.
 void set_calibration(Module& model, bool on);
-/// Ends calibration: GPTQ-observed Linears (workflows/gptq.h) become GPTQ-quantized QLinears;
+/// Ends calibration: GPTQ/AWQ-observed Linears (workflows/gptq_awq.h) become quantized QLinears;
 /// QLinear modules with activation quantization take scale = absmax / qmax from what they saw
 /// (an uncalibrated one raises, naming it).
 void freeze(Module& model);
