@@ -1,11 +1,13 @@
 // `quantkit bench kernels`: kernel throughput beside anchors measured in the same run (streaming
-// DRAM read, OpenBLAS fp32 sgemv/sgemm), as a table or as JSON records.
+// DRAM read, OpenBLAS fp32 sgemv/sgemm, oneDNN's u8s8 int8 matmul), as a table or as JSON
+// records.
 #include "bench_kernels.h"
 
 #include <cblas.h>
 #include <omp.h>
 
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <functional>
 #include <nlohmann/json.hpp>
@@ -15,6 +17,10 @@
 #include "quantkit/kernels/isa.h"
 #include "quantkit/kernels/linear.h"
 #include "table.h"
+
+#if QUANTKIT_HAVE_ONEDNN
+#include "onednn_anchor.h"
+#endif
 
 namespace quantkit::cli {
 namespace {
@@ -68,6 +74,48 @@ Tensor run(const Tensor& x, const PackedLinearWeight& p, bool dynamic_int8) {
   return dynamic_int8 ? linear_dynamic_int8(x, p) : linear_weight_only(x, p);
 }
 
+/// Distinct copies of `packed` adding up to at least `bytes`, so that cycling through them reads
+/// from DRAM (the L3 here holds a 4096 x 4096 int8 matrix many times over).
+std::vector<PackedLinearWeight> dram_copies(const PackedLinearWeight& packed, int64_t bytes) {
+  std::vector<PackedLinearWeight> copies;
+  for (int64_t total = 0; total < bytes; total += packed.nbytes()) {
+    PackedLinearWeight copy = packed;
+    copy.codes = packed.codes.clone();
+    copy.scales = packed.scales.clone();
+    copy.offsets = packed.offsets.clone();
+    copies.push_back(std::move(copy));
+  }
+  return copies;
+}
+
+std::string rows_label(int64_t m) {
+  return "_m" + std::to_string(m);
+}
+
+#if QUANTKIT_HAVE_ONEDNN
+/// oneDNN u8s8 matmul of m rows: GB/s of weight bytes over DRAM-cycled copies (dram_bytes > 0),
+/// or GOPS on one cache-resident copy.
+double onednn_u8s8(const Tensor& w, int64_t m, int64_t dram_bytes, int threads) {
+  const int64_t n = w.size(0), k = w.size(1);
+  std::vector<int8_t> codes(static_cast<size_t>(n * k));
+  for (size_t i = 0; i < codes.size(); ++i)
+    codes[i] = static_cast<int8_t>(std::lround(w.data<float>()[i] * 2000.0f) % 127);
+  std::vector<uint8_t> x(static_cast<size_t>(m * k));
+  for (size_t i = 0; i < x.size(); ++i) x[i] = static_cast<uint8_t>((i * 37) % 251);
+  std::vector<float> y(static_cast<size_t>(m * n));
+  omp_set_num_threads(threads);
+  OneDnnU8S8Matmul mm(m, k, n);
+  const int64_t copies = dram_bytes > 0 ? (dram_bytes + n * k - 1) / (n * k) : 1;
+  for (int64_t c = 0; c < copies; ++c) mm.add_weights(codes.data());
+  const auto call = [&](int i) { mm.run(x.data(), i % copies, y.data()); };
+  if (dram_bytes > 0) {
+    const double s = mean_seconds(static_cast<int>(copies) * 2, call);
+    return m == 1 ? static_cast<double>(n * k) / s / 1e9 : 2.0 * m * n * k / s / 1e9;
+  }
+  return 2.0 * static_cast<double>(m * n * k) / best_seconds(5, call) / 1e9;
+}
+#endif
+
 }  // namespace
 
 int run_bench_kernels(const BenchKernelOptions& options) {
@@ -105,21 +153,36 @@ int run_bench_kernels(const BenchKernelOptions& options) {
       {"w4a16_perchannel", DType::kInt4, 0, false}, {"w2a16_g32", DType::kInt2, 32, false},
       {"w8a8_pertoken", DType::kInt8, 0, true},     {"w4a8_g32_pertoken", DType::kInt4, 32, true}};
   for (const WeightCase& c : gemv_cases) {
-    const PackedLinearWeight packed = pack(w, c);
-    std::vector<PackedLinearWeight> copies;
-    for (int64_t total = 0; total < dram_bytes; total += packed.nbytes()) {
-      PackedLinearWeight copy = packed;
-      copy.codes = packed.codes.clone();
-      copy.scales = packed.scales.clone();
-      copy.offsets = packed.offsets.clone();
-      copies.push_back(std::move(copy));
-    }
+    const std::vector<PackedLinearWeight> copies = dram_copies(pack(w, c), dram_bytes);
     const double s = mean_seconds(static_cast<int>(copies.size()) * 2, [&](int i) {
       (void)run(x1, copies[static_cast<size_t>(i) % copies.size()], c.dynamic_int8);
     });
     records.push_back({"gemv_" + c.label + "_m1_dram",
-                       static_cast<double>(packed.nbytes()) / s / 1e9, "dram_read_bw", dram,
+                       static_cast<double>(copies[0].nbytes()) / s / 1e9, "dram_read_bw", dram,
                        "GB/s"});
+  }
+  // Integer activations beyond one row with weights still streamed from DRAM: batched decode.
+  for (int64_t m : {int64_t{1}, int64_t{8}, int64_t{32}}) {
+    double anchor = 0.0;
+    std::string anchor_name = "-";
+#if QUANTKIT_HAVE_ONEDNN
+    anchor = onednn_u8s8(w, m, dram_bytes, threads);
+    anchor_name = "onednn_u8s8";
+    records.push_back({(m == 1 ? "gemv_onednn_u8s8" : "gemm_onednn_u8s8") + rows_label(m) + "_dram",
+                       anchor, m == 1 ? "dram_read_bw" : "-", m == 1 ? dram : 0.0,
+                       m == 1 ? "GB/s" : "GOPS"});
+#endif
+    if (m == 1) continue;  // ours at m = 1 is above, in GB/s against the probe
+    const Tensor x = random_normal({m, dim}, 4, 0.02f);
+    for (const WeightCase& c : {gemv_cases[6], gemv_cases[7]}) {
+      const std::vector<PackedLinearWeight> copies = dram_copies(pack(w, c), dram_bytes);
+      const double s = mean_seconds(static_cast<int>(copies.size()) * 2, [&](int i) {
+        (void)run(x, copies[static_cast<size_t>(i) % copies.size()], c.dynamic_int8);
+      });
+      records.push_back({"gemm_" + c.label + rows_label(m) + "_dram",
+                         2.0 * static_cast<double>(m * dim * dim) / s / 1e9, anchor_name, anchor,
+                         "GOPS"});
+    }
   }
   for (int64_t m : options.gemm_rows) {
     const Tensor x = random_normal({m, dim}, 3, 0.02f);
@@ -138,13 +201,25 @@ int run_bench_kernels(const BenchKernelOptions& options) {
                                    static_cast<int>(dim));
                      }) /
         1e9;
-    records.push_back({"gemm_fp32_openblas_m" + std::to_string(m), sgemm, "-", 0.0, "GFLOPS"});
+    records.push_back({"gemm_fp32_openblas" + rows_label(m), sgemm, "-", 0.0, "GFLOPS"});
+    std::string int8_anchor_name = "fp32_sgemm";
+    double int8_anchor = sgemm;
+#if QUANTKIT_HAVE_ONEDNN
+    int8_anchor_name = "onednn_u8s8";
+    int8_anchor = onednn_u8s8(w, m, 0, threads);
+    records.push_back(
+        {"gemm_onednn_u8s8" + rows_label(m), int8_anchor, "fp32_sgemm", sgemm, "GOPS"});
+#endif
     for (const WeightCase& c : {gemv_cases[1], gemv_cases[6], gemv_cases[7]}) {
       const PackedLinearWeight packed = pack(w, c);
       const double ours =
           flops / best_seconds(5, [&](int) { (void)run(x, packed, c.dynamic_int8); }) / 1e9;
-      records.push_back(
-          {"gemm_" + c.label + "_m" + std::to_string(m), ours, "fp32_sgemm", sgemm, "GFLOPS"});
+      if (c.dynamic_int8) {
+        records.push_back(
+            {"gemm_" + c.label + rows_label(m), ours, int8_anchor_name, int8_anchor, "GOPS"});
+      } else {
+        records.push_back({"gemm_" + c.label + rows_label(m), ours, "fp32_sgemm", sgemm, "GFLOPS"});
+      }
     }
   }
 
