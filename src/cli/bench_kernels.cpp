@@ -144,6 +144,7 @@ int run_bench_kernels(const BenchKernelOptions& options) {
                   a.data<float>(), static_cast<int>(dim), x1.data<float>(), 1, 0.0f,
                   y.data<float>(), 1);
     });
+    openblas_set_num_threads(1);
     records.push_back({"gemv_fp32_openblas_m1_dram", static_cast<double>(w.nbytes()) / s / 1e9,
                        "dram_read_bw", dram, "GB/s"});
   }
@@ -201,6 +202,8 @@ int run_bench_kernels(const BenchKernelOptions& options) {
                                    static_cast<int>(dim));
                      }) /
         1e9;
+    // Back to quantkit's setting: its kernels call sgemm from inside their own thread pool.
+    openblas_set_num_threads(1);
     records.push_back({"gemm_fp32_openblas" + rows_label(m), sgemm, "-", 0.0, "GFLOPS"});
     std::string int8_anchor_name = "fp32_sgemm";
     double int8_anchor = sgemm;
