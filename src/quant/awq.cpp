@@ -93,7 +93,7 @@ AwqResult awq_quantize(const Tensor& weight, const std::vector<double>& hessian,
     QTensor q = round_to_nearest(scale_columns(weight, s), spec, options.mse_search);
     const double e = output_error(weight, q, s, hessian);
     if (step == 0) best.error_rtn = e;
-    if (e < best.error) {
+    if (step == 0 || e < best.error) {  // step 0 always counts: a NaN error cannot leave none
       best.error = e;
       best.alpha = alpha;
       best.weight = std::move(q);
