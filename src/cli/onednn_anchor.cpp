@@ -12,7 +12,7 @@ using dt = dnnl::memory::data_type;
 using tag = dnnl::memory::format_tag;
 
 struct OneDnnU8S8Matmul::Impl {
-  int64_t m, k, n;
+  int64_t k, n;
   dnnl::engine engine{dnnl::engine::kind::cpu, 0};
   dnnl::stream stream{engine};
   dnnl::matmul::primitive_desc pd;
@@ -21,7 +21,6 @@ struct OneDnnU8S8Matmul::Impl {
 };
 
 OneDnnU8S8Matmul::OneDnnU8S8Matmul(int64_t m, int64_t k, int64_t n) : impl_(new Impl) {
-  impl_->m = m;
   impl_->k = k;
   impl_->n = n;
   try {
@@ -49,10 +48,6 @@ int64_t OneDnnU8S8Matmul::add_weights(const int8_t* w) {
   impl_->stream.wait();
   impl_->weights.push_back(packed);
   return static_cast<int64_t>(impl_->weights.size()) - 1;
-}
-
-int64_t OneDnnU8S8Matmul::packed_bytes() const {
-  return static_cast<int64_t>(impl_->pd.weights_desc().get_size());
 }
 
 void OneDnnU8S8Matmul::run(const uint8_t* x, int64_t weights, float* y) {

@@ -20,8 +20,6 @@ class OneDnnU8S8Matmul {
 
   /// Prepacks another copy of w [n, k] (row-major int8); returns its index for run().
   int64_t add_weights(const int8_t* w);
-  /// Bytes of one prepacked copy.
-  int64_t packed_bytes() const;
   /// One matmul with prepacked copy `weights`, blocking until done.
   void run(const uint8_t* x, int64_t weights, float* y);
 

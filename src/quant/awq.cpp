@@ -6,6 +6,8 @@
 #include <cmath>
 #include <limits>
 
+#include "rounding_checks.h"
+
 namespace quantkit {
 
 namespace {
@@ -53,15 +55,8 @@ QTensor round_to_nearest(const Tensor& w, const AffineSpec& spec, bool mse) {
 AwqResult awq_quantize(const Tensor& weight, const std::vector<double>& hessian,
                        const std::vector<double>& mean_abs_input, const AffineSpec& spec,
                        const AwqOptions& options) {
-  QK_CHECK(weight.defined() && weight.dtype() == DType::kFloat32 && weight.dim() == 2, ShapeError,
-           "awq_quantize: weight must be a float32 [out_features, in_features] tensor, got ",
-           weight.defined() ? weight.summary() : "undefined");
-  QK_CHECK(is_quantized_int(spec.dtype) && spec.dtype != DType::kInt32, DTypeError,
-           "awq_quantize: AWQ scales columns for an integer grid; ", dtype_name(spec.dtype),
-           " is not an 8-bit-or-narrower integer dtype");
+  check_rounding_args("awq_quantize", weight, hessian, spec);
   const int64_t k = weight.size(1);
-  QK_CHECK(static_cast<int64_t>(hessian.size()) == k * k, ShapeError, "awq_quantize: Hessian has ",
-           hessian.size(), " entries, the weight needs ", k, " x ", k);
   QK_CHECK(static_cast<int64_t>(mean_abs_input.size()) == k, ShapeError,
            "awq_quantize: mean_abs_input has ", mean_abs_input.size(), " entries, the weight has ",
            k, " input features");

@@ -6,6 +6,7 @@
 #include <cmath>
 
 #include "quantkit/core/packing.h"
+#include "rounding_checks.h"
 
 namespace quantkit {
 
@@ -113,15 +114,8 @@ std::vector<double> inverse_hessian_factor(std::vector<double> h, int64_t k) {
 
 QTensor gptq_quantize(const Tensor& weight, const std::vector<double>& hessian,
                       const AffineSpec& spec, const GptqOptions& options) {
-  QK_CHECK(weight.defined() && weight.dtype() == DType::kFloat32 && weight.dim() == 2, ShapeError,
-           "gptq_quantize: weight must be a float32 [out_features, in_features] tensor, got ",
-           weight.defined() ? weight.summary() : "undefined");
-  QK_CHECK(is_quantized_int(spec.dtype) && spec.dtype != DType::kInt32, DTypeError,
-           "gptq_quantize: GPTQ rounds to an integer grid; ", dtype_name(spec.dtype),
-           " is not an 8-bit-or-narrower integer dtype");
+  check_rounding_args("gptq_quantize", weight, hessian, spec);
   const int64_t n = weight.size(0), k = weight.size(1);
-  QK_CHECK(static_cast<int64_t>(hessian.size()) == k * k, ShapeError, "gptq_quantize: Hessian has ",
-           hessian.size(), " entries, the weight needs ", k, " x ", k);
   QK_CHECK(options.damp_percent >= 0.0 && options.block_size > 0, ValueError,
            "gptq_quantize: damp_percent must be >= 0 and block_size > 0");
   const Shape block = spec.granularity.block_size_for(weight.shape());
