@@ -4,6 +4,8 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdio>
+#include <limits>
 
 #include "quantkit/workflows/quantize.h"
 #include "test_util.h"
@@ -152,6 +154,41 @@ TEST(kernels_int8, requantize_matches_the_double_formula_at_every_level) {
       ASSERT_EQ(out[i], static_cast<uint8_t>(std::clamp(q, 0.0, 255.0)))
           << isa_name(isa) << " " << acc[i];
     }
+  }
+}
+
+// GELU at every level against erf in double: the reference uses std::erf (float, ~1 ulp); the
+// vector levels use Abramowitz & Stegun 7.1.26, |erf error| <= 1.5e-7, which moves 0.5 x (1 + erf)
+// by at most 0.75e-7 |x|; evaluating 1 - r t exp(-z^2) and 1 + erf in float adds up to ~3
+// roundings of a value <= 2 (0.5 |x| * 3.6e-7), and the product a final 2 ulp: 2.5e-7 |x| + 2 ulp.
+TEST(nn, gelu_is_within_the_erf_approximation_bound_at_every_level) {
+  testing::IsaGuard guard;
+  const int64_t n = 200003;  // several parallel chunks and a tail of 3
+  Tensor x = Tensor::empty({n}, DType::kFloat32);
+  for (int64_t i = 0; i < n; ++i) x.data<float>()[i] = -12.0f + 24.0f * i / (n - 1);
+  x.data<float>()[0] = std::numeric_limits<float>::quiet_NaN();
+  x.data<float>()[1] = std::numeric_limits<float>::infinity();
+  x.data<float>()[2] = 0.0f;
+  x.data<float>()[n - 1] = 1e-30f;
+  GELU gelu;
+  for (Isa isa : supported_isas()) {
+    set_active_isa(isa);
+    const Tensor y = gelu.forward(Value(x)).as_float("test");
+    EXPECT_TRUE(std::isnan(y.data<float>()[0])) << isa_name(isa);
+    EXPECT_EQ(y.data<float>()[1], std::numeric_limits<float>::infinity()) << isa_name(isa);
+    EXPECT_EQ(y.data<float>()[2], 0.0f) << isa_name(isa);
+    double worst = 0.0;
+    for (int64_t i = 3; i < n; ++i) {
+      const double v = x.data<float>()[i];
+      const double want = 0.5 * v * (1.0 + std::erf(v / std::sqrt(2.0)));
+      const double bound = 2.0 * std::nextafter(static_cast<float>(std::fabs(want)), 1e30f) -
+                           2.0 * std::fabs(static_cast<float>(want)) + 2.5e-7 * std::fabs(v) +
+                           1e-45;
+      const double err = std::fabs(y.data<float>()[i] - want);
+      ASSERT_LE(err, bound) << isa_name(isa) << " x=" << v;
+      worst = std::max(worst, err);
+    }
+    std::printf("%s: max abs error %.3g on [-12, 12]\n", std::string(isa_name(isa)).c_str(), worst);
   }
 }
 

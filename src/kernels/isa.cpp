@@ -4,6 +4,7 @@
 #include <cstdlib>
 #include <string>
 
+#include "activation.h"
 #include "quant_rows.h"
 #include "quantkit/core/error.h"
 
@@ -100,6 +101,14 @@ const QuantRowKernels& quant_row_kernels_for(Isa isa) {
       break;
   }
   return quant_row_kernels_reference();
+}
+
+const ActivationKernels& activation_kernels_for(Isa isa) {
+  return isa == Isa::kReference ? reference::kActivationTable : avx2::kActivationTable;
+}
+
+const ActivationKernels& activation_kernels() {
+  return activation_kernels_for(active_isa());
 }
 
 const QuantRowKernels& quant_row_kernels() {

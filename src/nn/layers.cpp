@@ -1,5 +1,6 @@
 #include "quantkit/nn/layers.h"
 
+#include "../kernels/activation.h"
 #include "quantkit/kernels/linear.h"
 
 #include <cblas.h>
@@ -204,6 +205,16 @@ Value Activation::forward(const Value& value) {
     for (int64_t i = 0; i < n; ++i) dst[i] = src[i] > 0.0f ? src[i] : 0.0f;
     return y;
   }
+  if (kind == ActivationKind::kGELU) {  // erf dominates BERT's FFN: a vector kernel per chunk
+    const auto gelu = kernels::activation_kernels().gelu;
+    constexpr int64_t kChunk = 16384;
+    const int64_t chunks = (n + kChunk - 1) / kChunk;
+#pragma omp parallel for schedule(static) num_threads(num_threads()) if (chunks > 1)
+    for (int64_t c = 0; c < chunks; ++c) {
+      gelu(src + c * kChunk, std::min(kChunk, n - c * kChunk), dst + c * kChunk);
+    }
+    return y;
+  }
 #pragma omp parallel for schedule(static) if (n > 65536)
   for (int64_t i = 0; i < n; ++i) dst[i] = apply_activation(kind, src[i]);
   return y;
@@ -240,7 +251,9 @@ Value LayerNorm::forward(const Value& value) {
            ShapeError, "LayerNorm", shape_to_string(normalized_shape), " got input of shape ",
            shape_to_string(x.shape()));
   Tensor y = Tensor::empty(x.shape(), DType::kFloat32);
-  for (int64_t r = 0; r < leading_rows(x, cols); ++r) {
+  const int64_t rows = leading_rows(x, cols);
+#pragma omp parallel for schedule(static) num_threads(num_threads()) if (rows * cols > 65536)
+  for (int64_t r = 0; r < rows; ++r) {
     const float* src = x.data<float>() + r * cols;
     float* dst = y.data<float>() + r * cols;
     double mean = 0, var = 0;

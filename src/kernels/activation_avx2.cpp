@@ -1,0 +1,4 @@
+// Activation kernels for the avx2 level, which the avx512 level shares (see activation_impl.h;
+// flags in src/CMakeLists.txt).
+#define QK_ISA_NAMESPACE avx2
+#include "activation_impl.h"
