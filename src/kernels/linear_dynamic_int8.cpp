@@ -7,6 +7,7 @@
 
 #include "gemv.h"
 #include "linear_internal.h"
+#include "quant_rows.h"
 #include "quantkit/kernels/isa.h"
 
 namespace quantkit {
@@ -26,24 +27,27 @@ TokenQuantized quantize_tokens(const float* x, int64_t m, int64_t k) {
   t.stride = (k + kChunk - 1) / kChunk * kChunk;
   t.codes.assign(static_cast<size_t>(m * t.stride), 0);
   t.scales.resize(static_cast<size_t>(m));
+  // The row kernels round x * (127 / amax) half-to-even and clamp to +-127 exactly as
+  // nearbyint + clamp would, at the active ISA level.
+  const kernels::QuantRowKernels& rows = kernels::quant_row_kernels();
+  int64_t bad_row = -1;
+#pragma omp parallel for schedule(static) num_threads(num_threads()) if (m * k > 65536)
   for (int64_t r = 0; r < m; ++r) {
-    const float* row = x + r * k;
-    float amax = 0.0f;
-    bool finite = true;  // std::max would silently skip a NaN
-    for (int64_t i = 0; i < k; ++i) {
-      amax = std::max(amax, std::fabs(row[i]));
-      finite = finite && std::isfinite(row[i]);
+    float mn = 0.0f, mx = 0.0f, poison = 0.0f;
+    rows.minmax(x + r * k, k, &mn, &mx, &poison);
+    if (std::isnan(poison)) {
+#pragma omp critical
+      bad_row = bad_row < 0 ? r : std::min(bad_row, r);
+      continue;
     }
-    QK_CHECK(finite, ValueError, "dynamic int8 linear: row ", r,
-             " of the activations holds NaN or Inf; per-token scales need finite inputs");
+    const float amax = std::max(-mn, mx);
     const float inv = amax > 0.0f ? 127.0f / amax : 0.0f;
     t.scales[static_cast<size_t>(r)] = amax > 0.0f ? amax / 127.0f : 1.0f;
-    for (int64_t i = 0; i < k; ++i) {
-      const float q = std::nearbyint(row[i] * inv);
-      t.codes[static_cast<size_t>(r * t.stride + i)] =
-          static_cast<int8_t>(std::clamp(q, -127.0f, 127.0f));
-    }
+    rows.quantize_bytes(x + r * k, k, inv, 0.0f, -127.0f, 127.0f,
+                        reinterpret_cast<uint8_t*>(t.codes.data() + r * t.stride));
   }
+  QK_CHECK(bad_row < 0, ValueError, "dynamic int8 linear: row ", bad_row,
+           " of the activations holds NaN or Inf; per-token scales need finite inputs");
   return t;
 }
 
@@ -92,6 +96,7 @@ Tensor linear_dynamic_int8(const Tensor& x, const PackedLinearWeight& p, const T
   if (m == 0 || p.out_features == 0) return y;
   const TokenQuantized t = quantize_tokens(x.data<float>(), m, p.in_features);
   std::vector<float> sums(static_cast<size_t>(m * p.groups));  // per token and group, exact
+#pragma omp parallel for schedule(static) num_threads(num_threads()) if (m * p.in_features > 65536)
   for (int64_t r = 0; r < m; ++r) {
     const int8_t* codes = t.codes.data() + r * t.stride;
     for (int64_t g = 0; g < p.groups; ++g) {
