@@ -65,11 +65,12 @@ Tensor fake_quantize_per_token_int8(const Tensor& x) {
   const int64_t k = x.size(-1), m = k ? x.numel() / k : 0;
   const TokenQuantized t = quantize_tokens(x.data<float>(), m, k);
   Tensor out = Tensor::empty(x.shape(), DType::kFloat32);
+#pragma omp parallel for schedule(static) num_threads(num_threads()) if (m * k > 65536)
   for (int64_t r = 0; r < m; ++r) {
-    for (int64_t i = 0; i < k; ++i) {
-      out.data<float>()[r * k + i] =
-          t.scales[static_cast<size_t>(r)] * t.codes[static_cast<size_t>(r * t.stride + i)];
-    }
+    const float scale = t.scales[static_cast<size_t>(r)];
+    const int8_t* codes = t.codes.data() + r * t.stride;
+    float* dst = out.data<float>() + r * k;
+    for (int64_t i = 0; i < k; ++i) dst[i] = scale * static_cast<float>(codes[i]);
   }
   return out;
 }
