@@ -312,50 +312,110 @@ inline __m256i dot_w4_chunk(const uint8_t* row, const int8_t* xq, int64_t c) {
   return _mm256_madd_epi16(_mm256_maddubs_epi16(u, x), _mm256_set1_epi16(1));
 }
 
-inline void gemv_int8_w4_avx2(const GemvInt8Args& a) {
+inline void gemv_int8_w4_row_avx2(const GemvInt8Args& a, int64_t r) {
   const int64_t chunks = (a.k + kChunk - 1) / kChunk;
   const int64_t chunks_per_group = a.group_size >= a.k ? chunks : a.group_size / kChunk;
-  for (int64_t r = 0; r < a.m; ++r) {
-    const int8_t* xq = a.xq + r * a.xq_stride;
-    const float* xsums = a.xq_group_sums + r * a.groups;
-    for (int64_t n = a.n_begin; n < a.n_end; ++n) {
-      const uint8_t* row = a.codes + n * a.row_bytes;
-      const float* s = a.scales + n * a.groups;
-      __m256 total0 = _mm256_setzero_ps(), total1 = _mm256_setzero_ps();
-      if (chunks_per_group == 1) {  // one chunk per group (group size 32): unrolled pairs
-        int64_t c = 0;
-        for (; c + 2 <= chunks; c += 2) {
-          total0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot_w4_chunk(row, xq, c)),
-                                   _mm256_broadcast_ss(s + c), total0);
-          total1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot_w4_chunk(row, xq, c + 1)),
-                                   _mm256_broadcast_ss(s + c + 1), total1);
+  const int8_t* xq = a.xq + r * a.xq_stride;
+  const float* xsums = a.xq_group_sums + r * a.groups;
+  for (int64_t n = a.n_begin; n < a.n_end; ++n) {
+    const uint8_t* row = a.codes + n * a.row_bytes;
+    const float* s = a.scales + n * a.groups;
+    __m256 total0 = _mm256_setzero_ps(), total1 = _mm256_setzero_ps();
+    if (chunks_per_group == 1) {  // one chunk per group (group size 32): unrolled pairs
+      int64_t c = 0;
+      for (; c + 2 <= chunks; c += 2) {
+        total0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot_w4_chunk(row, xq, c)),
+                                 _mm256_broadcast_ss(s + c), total0);
+        total1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot_w4_chunk(row, xq, c + 1)),
+                                 _mm256_broadcast_ss(s + c + 1), total1);
+      }
+      if (c < chunks) {
+        total0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot_w4_chunk(row, xq, c)),
+                                 _mm256_broadcast_ss(s + c), total0);
+      }
+    } else {
+      for (int64_t c0 = 0, g = 0; c0 < chunks; c0 += chunks_per_group, ++g) {
+        const int64_t c1 = std::min(chunks, c0 + chunks_per_group);
+        __m256i acc0 = _mm256_setzero_si256(), acc1 = _mm256_setzero_si256();
+        int64_t c = c0;
+        for (; c + 2 <= c1; c += 2) {
+          acc0 = _mm256_add_epi32(acc0, dot_w4_chunk(row, xq, c));
+          acc1 = _mm256_add_epi32(acc1, dot_w4_chunk(row, xq, c + 1));
         }
-        if (c < chunks) {
-          total0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot_w4_chunk(row, xq, c)),
-                                   _mm256_broadcast_ss(s + c), total0);
-        }
-      } else {
-        for (int64_t c0 = 0, g = 0; c0 < chunks; c0 += chunks_per_group, ++g) {
-          const int64_t c1 = std::min(chunks, c0 + chunks_per_group);
-          __m256i acc0 = _mm256_setzero_si256(), acc1 = _mm256_setzero_si256();
-          int64_t c = c0;
-          for (; c + 2 <= c1; c += 2) {
-            acc0 = _mm256_add_epi32(acc0, dot_w4_chunk(row, xq, c));
-            acc1 = _mm256_add_epi32(acc1, dot_w4_chunk(row, xq, c + 1));
-          }
-          if (c < c1) acc0 = _mm256_add_epi32(acc0, dot_w4_chunk(row, xq, c));
-          total0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_add_epi32(acc0, acc1)),
-                                   _mm256_broadcast_ss(s + g), total0);
-          std::swap(total0, total1);
+        if (c < c1) acc0 = _mm256_add_epi32(acc0, dot_w4_chunk(row, xq, c));
+        total0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_add_epi32(acc0, acc1)),
+                                 _mm256_broadcast_ss(s + g), total0);
+        std::swap(total0, total1);
+      }
+    }
+    const float out = horizontal_sum(_mm256_add_ps(total0, total1)) +
+                      group_bias_term(s, a.offsets != nullptr ? a.offsets + n * a.groups : nullptr,
+                                      static_cast<float>(a.code_bias), xsums, a.groups);
+    a.y[r * a.y_stride + n] = out * a.x_scale[r];
+  }
+}
+/// W4A8 for Rows tokens at once (M >= 4): each chunk of codes is split into nibbles once and
+/// meets every token through maddubs + madd (u <= 15, |x| <= 127: no saturation), so the decode
+/// is paid once per Rows tokens instead of once per token.
+template <int Rows>
+void gemv_int8_w4_rows_avx2(const GemvInt8Args& a, int64_t r0) {
+  const int64_t chunks = (a.k + kChunk - 1) / kChunk;
+  const int64_t chunks_per_group = a.group_size >= a.k ? chunks : a.group_size / kChunk;
+  const __m128i low4 = _mm_set1_epi8(0x0F);
+  const __m256i ones16 = _mm256_set1_epi16(1);
+  for (int64_t n = a.n_begin; n < a.n_end; ++n) {
+    const uint8_t* row = a.codes + n * a.row_bytes;
+    const float* s = a.scales + n * a.groups;
+    __m256 total[Rows];
+    for (auto& t : total) t = _mm256_setzero_ps();
+    if (chunks_per_group == 1) {  // group size 32: a flat loop keeps the totals in registers
+      for (int64_t c = 0; c < chunks; ++c) {
+        _mm_prefetch(reinterpret_cast<const char*>(row + c * 16 + kPrefetchBytes), _MM_HINT_T0);
+        const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(row + c * 16));
+        const __m256i u =
+            _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(b, 4), low4), _mm_and_si128(b, low4));
+        const __m256 scale = _mm256_broadcast_ss(s + c);
+        for (int r = 0; r < Rows; ++r) {
+          const __m256i x = _mm256_loadu_si256(
+              reinterpret_cast<const __m256i*>(a.xq + (r0 + r) * a.xq_stride + c * kChunk));
+          const __m256i d = _mm256_madd_epi16(_mm256_maddubs_epi16(u, x), ones16);
+          total[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d), scale, total[r]);
         }
       }
-      const float out =
-          horizontal_sum(_mm256_add_ps(total0, total1)) +
-          group_bias_term(s, a.offsets != nullptr ? a.offsets + n * a.groups : nullptr,
-                          static_cast<float>(a.code_bias), xsums, a.groups);
-      a.y[r * a.y_stride + n] = out * a.x_scale[r];
+    }
+    for (int64_t c0 = 0, g = 0; chunks_per_group > 1 && c0 < chunks; c0 += chunks_per_group, ++g) {
+      const int64_t c1 = std::min(chunks, c0 + chunks_per_group);
+      __m256i acc[Rows];
+      for (auto& v : acc) v = _mm256_setzero_si256();
+      for (int64_t c = c0; c < c1; ++c) {
+        _mm_prefetch(reinterpret_cast<const char*>(row + c * 16 + kPrefetchBytes), _MM_HINT_T0);
+        const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(row + c * 16));
+        const __m256i u =
+            _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(b, 4), low4), _mm_and_si128(b, low4));
+        for (int r = 0; r < Rows; ++r) {
+          const __m256i x = _mm256_loadu_si256(
+              reinterpret_cast<const __m256i*>(a.xq + (r0 + r) * a.xq_stride + c * kChunk));
+          acc[r] = _mm256_add_epi32(acc[r], _mm256_madd_epi16(_mm256_maddubs_epi16(u, x), ones16));
+        }
+      }
+      const __m256 scale = _mm256_broadcast_ss(s + g);
+      for (int r = 0; r < Rows; ++r)
+        total[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc[r]), scale, total[r]);
+    }
+    const float* off = a.offsets != nullptr ? a.offsets + n * a.groups : nullptr;
+    for (int r = 0; r < Rows; ++r) {
+      const float out = horizontal_sum(total[r]) +
+                        group_bias_term(s, off, static_cast<float>(a.code_bias),
+                                        a.xq_group_sums + (r0 + r) * a.groups, a.groups);
+      a.y[(r0 + r) * a.y_stride + n] = out * a.x_scale[r0 + r];
     }
   }
+}
+
+inline void gemv_int8_w4_avx2(const GemvInt8Args& a) {
+  int64_t r = 0;
+  for (; r + 4 <= a.m; r += 4) gemv_int8_w4_rows_avx2<4>(a, r);
+  for (; r < a.m; ++r) gemv_int8_w4_row_avx2(a, r);
 }
 #endif
 
