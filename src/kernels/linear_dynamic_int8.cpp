@@ -83,11 +83,7 @@ Tensor linear_dynamic_int8(const Tensor& x, const PackedLinearWeight& p, const T
            "dynamic int8 linear: x has shape ", shape_to_string(x.shape()),
            " but the weight takes ", p.in_features, " input features");
   check_bias(bias, p);
-  const int64_t rows = x.numel() / std::max<int64_t>(p.in_features, 1);
-  // 4-bit weights at large M: the integer GEMV re-decodes W for every row, while the tiled sgemm
-  // path decodes it once; the activations keep the same per-token int8 numerics either way.
-  const bool large_m_four_bit = rows >= kGemmMinRows && p.dtype != DType::kInt8;
-  if (active_isa() == Isa::kReference || !has_int8_kernel(p) || large_m_four_bit) {
+  if (active_isa() == Isa::kReference || !has_int8_kernel(p)) {
     return linear_weight_only(fake_quantize_per_token_int8(x), p, bias);
   }
   Shape out_shape = x.shape();
