@@ -302,12 +302,17 @@ inline int32_t horizontal_sum_i32(__m256i v) {
 /// lanes become floats scaled by s_g into one of two running totals (alternating, so the total's
 /// FMA latency does not serialise one-chunk groups). qmin and the offsets enter once per row
 /// through the group sums of xq, as in the float kernel.
-inline __m256i dot_w4_chunk(const uint8_t* row, const int8_t* xq, int64_t c) {
+/// The 32 unsigned 4-bit codes of chunk c as bytes in element order (low nibbles are elements
+/// 0..15, high nibbles 16..31), prefetching further along the row.
+inline __m256i nibbles_w4_chunk(const uint8_t* row, int64_t c) {
   _mm_prefetch(reinterpret_cast<const char*>(row + c * 16 + kPrefetchBytes), _MM_HINT_T0);
   const __m128i low4 = _mm_set1_epi8(0x0F);
   const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(row + c * 16));
-  const __m256i u =
-      _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(b, 4), low4), _mm_and_si128(b, low4));
+  return _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(b, 4), low4), _mm_and_si128(b, low4));
+}
+
+inline __m256i dot_w4_chunk(const uint8_t* row, const int8_t* xq, int64_t c) {
+  const __m256i u = nibbles_w4_chunk(row, c);
   const __m256i x = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq + c * kChunk));
   return _mm256_madd_epi16(_mm256_maddubs_epi16(u, x), _mm256_set1_epi16(1));
 }
@@ -361,7 +366,6 @@ template <int Rows>
 void gemv_int8_w4_rows_avx2(const GemvInt8Args& a, int64_t r0) {
   const int64_t chunks = (a.k + kChunk - 1) / kChunk;
   const int64_t chunks_per_group = a.group_size >= a.k ? chunks : a.group_size / kChunk;
-  const __m128i low4 = _mm_set1_epi8(0x0F);
   const __m256i ones16 = _mm256_set1_epi16(1);
   for (int64_t n = a.n_begin; n < a.n_end; ++n) {
     const uint8_t* row = a.codes + n * a.row_bytes;
@@ -370,10 +374,7 @@ void gemv_int8_w4_rows_avx2(const GemvInt8Args& a, int64_t r0) {
     for (auto& t : total) t = _mm256_setzero_ps();
     if (chunks_per_group == 1) {  // group size 32: a flat loop keeps the totals in registers
       for (int64_t c = 0; c < chunks; ++c) {
-        _mm_prefetch(reinterpret_cast<const char*>(row + c * 16 + kPrefetchBytes), _MM_HINT_T0);
-        const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(row + c * 16));
-        const __m256i u =
-            _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(b, 4), low4), _mm_and_si128(b, low4));
+        const __m256i u = nibbles_w4_chunk(row, c);
         const __m256 scale = _mm256_broadcast_ss(s + c);
         for (int r = 0; r < Rows; ++r) {
           const __m256i x = _mm256_loadu_si256(
@@ -388,10 +389,7 @@ void gemv_int8_w4_rows_avx2(const GemvInt8Args& a, int64_t r0) {
       __m256i acc[Rows];
       for (auto& v : acc) v = _mm256_setzero_si256();
       for (int64_t c = c0; c < c1; ++c) {
-        _mm_prefetch(reinterpret_cast<const char*>(row + c * 16 + kPrefetchBytes), _MM_HINT_T0);
-        const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(row + c * 16));
-        const __m256i u =
-            _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(b, 4), low4), _mm_and_si128(b, low4));
+        const __m256i u = nibbles_w4_chunk(row, c);
         for (int r = 0; r < Rows; ++r) {
           const __m256i x = _mm256_loadu_si256(
               reinterpret_cast<const __m256i*>(a.xq + (r0 + r) * a.xq_stride + c * kChunk));
