@@ -11,7 +11,7 @@ struct ActivationKernels {
   /// y[i] = 0.5 x (1 + erf(x / sqrt(2))), PyTorch's exact (not tanh) GELU. The reference calls
   /// std::erf; the vector levels use Abramowitz & Stegun 7.1.26 (|erf error| <= 1.5e-7, the
   /// same approximation PyTorch's vectorised CPU GELU uses), so they agree with the reference
-  /// within 2.5e-7 * |x| + 1 ulp. x and y may alias; NaN stays NaN.
+  /// within 2.5e-7 * |x| + 2 ulp. x and y may alias; NaN stays NaN.
   void (*gelu)(const float* x, int64_t n, float* y);
 };
 

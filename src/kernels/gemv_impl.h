@@ -298,10 +298,6 @@ inline int32_t horizontal_sum_i32(__m256i v) {
 #endif
 
 #if defined(__AVX2__)
-/// W4A8 on unsigned codes: per chunk, maddubs(u, xq) summed into int32 lanes; per group the
-/// lanes become floats scaled by s_g into one of two running totals (alternating, so the total's
-/// FMA latency does not serialise one-chunk groups). qmin and the offsets enter once per row
-/// through the group sums of xq, as in the float kernel.
 /// The 32 unsigned 4-bit codes of chunk c as bytes in element order (low nibbles are elements
 /// 0..15, high nibbles 16..31), prefetching further along the row.
 inline __m256i nibbles_w4_chunk(const uint8_t* row, int64_t c) {
@@ -317,6 +313,10 @@ inline __m256i dot_w4_chunk(const uint8_t* row, const int8_t* xq, int64_t c) {
   return _mm256_madd_epi16(_mm256_maddubs_epi16(u, x), _mm256_set1_epi16(1));
 }
 
+/// W4A8 for one token on unsigned codes: per chunk, maddubs(u, xq) summed into int32 lanes; per
+/// group the lanes become floats scaled by s_g into one of two running totals (alternating, so
+/// the total's FMA latency does not serialise one-chunk groups). qmin and the offsets enter once
+/// per row through the group sums of xq, as in the float kernel.
 inline void gemv_int8_w4_row_avx2(const GemvInt8Args& a, int64_t r) {
   const int64_t chunks = (a.k + kChunk - 1) / kChunk;
   const int64_t chunks_per_group = a.group_size >= a.k ? chunks : a.group_size / kChunk;
@@ -359,6 +359,7 @@ inline void gemv_int8_w4_row_avx2(const GemvInt8Args& a, int64_t r) {
     a.y[r * a.y_stride + n] = out * a.x_scale[r];
   }
 }
+
 /// W4A8 for Rows tokens at once (M >= 4): each chunk of codes is split into nibbles once and
 /// meets every token through maddubs + madd (u <= 15, |x| <= 127: no saturation), so the decode
 /// is paid once per Rows tokens instead of once per token.
@@ -383,22 +384,24 @@ void gemv_int8_w4_rows_avx2(const GemvInt8Args& a, int64_t r0) {
           total[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d), scale, total[r]);
         }
       }
-    }
-    for (int64_t c0 = 0, g = 0; chunks_per_group > 1 && c0 < chunks; c0 += chunks_per_group, ++g) {
-      const int64_t c1 = std::min(chunks, c0 + chunks_per_group);
-      __m256i acc[Rows];
-      for (auto& v : acc) v = _mm256_setzero_si256();
-      for (int64_t c = c0; c < c1; ++c) {
-        const __m256i u = nibbles_w4_chunk(row, c);
-        for (int r = 0; r < Rows; ++r) {
-          const __m256i x = _mm256_loadu_si256(
-              reinterpret_cast<const __m256i*>(a.xq + (r0 + r) * a.xq_stride + c * kChunk));
-          acc[r] = _mm256_add_epi32(acc[r], _mm256_madd_epi16(_mm256_maddubs_epi16(u, x), ones16));
+    } else {
+      for (int64_t c0 = 0, g = 0; c0 < chunks; c0 += chunks_per_group, ++g) {
+        const int64_t c1 = std::min(chunks, c0 + chunks_per_group);
+        __m256i acc[Rows];
+        for (auto& v : acc) v = _mm256_setzero_si256();
+        for (int64_t c = c0; c < c1; ++c) {
+          const __m256i u = nibbles_w4_chunk(row, c);
+          for (int r = 0; r < Rows; ++r) {
+            const __m256i x = _mm256_loadu_si256(
+                reinterpret_cast<const __m256i*>(a.xq + (r0 + r) * a.xq_stride + c * kChunk));
+            acc[r] =
+                _mm256_add_epi32(acc[r], _mm256_madd_epi16(_mm256_maddubs_epi16(u, x), ones16));
+          }
         }
+        const __m256 scale = _mm256_broadcast_ss(s + g);
+        for (int r = 0; r < Rows; ++r)
+          total[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc[r]), scale, total[r]);
       }
-      const __m256 scale = _mm256_broadcast_ss(s + g);
-      for (int r = 0; r < Rows; ++r)
-        total[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc[r]), scale, total[r]);
     }
     const float* off = a.offsets != nullptr ? a.offsets + n * a.groups : nullptr;
     for (int r = 0; r < Rows; ++r) {

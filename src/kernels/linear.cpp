@@ -309,7 +309,7 @@ void dequantize_fast(const PackedLinearWeight& p, int64_t n, float* out) {
 
 /// Rows of W per tile: at most kGemmMaxTileRows, and a tile count that is a multiple of the
 /// thread count, so that N = 384 on 2 threads is 2 x 192 rows rather than 256 + 128 (one thread
-/// idle a third of the time: 107 -> 170 GFLOPS at M = 448, K = 384).
+/// idle a third of the time: 107 -> 140 GFLOPS at M = 448, K = 384).
 int64_t gemm_tile_rows(int64_t n, int threads) {
   int64_t tiles = (n + kGemmMaxTileRows - 1) / kGemmMaxTileRows;
   tiles = (tiles + threads - 1) / threads * threads;
