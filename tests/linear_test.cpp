@@ -3,6 +3,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <vector>
 
 #include "quantkit/kernels/isa.h"
 #include "quantkit/kernels/linear.h"
@@ -66,6 +67,18 @@ TEST(LinearPacking, UnpackGivesBackTheExactCodes) {
   }
 }
 
+/// Largest |x| of the 32-element chunk holding each element of row r (the int16 GEMV's scale).
+std::vector<double> chunk_maxima(const Tensor& x, int64_t r, int64_t k) {
+  std::vector<double> out(static_cast<size_t>(k));
+  for (int64_t c0 = 0; c0 < k; c0 += 32) {
+    double amax = 0.0;
+    for (int64_t i = c0; i < std::min(k, c0 + 32); ++i)
+      amax = std::max(amax, std::fabs(static_cast<double>(x.data<float>()[r * k + i])));
+    for (int64_t i = c0; i < std::min(k, c0 + 32); ++i) out[static_cast<size_t>(i)] = amax;
+  }
+  return out;
+}
+
 TEST(Linear, EveryIsaMatchesTheReference) {
   IsaGuard guard;
   int compared = 0;
@@ -82,23 +95,33 @@ TEST(Linear, EveryIsaMatchesTheReference) {
           const Tensor want = linear_weight_only(x, p);
           for (Isa isa : supported_isas()) {
             set_active_isa(isa);
-            const Tensor got = linear_weight_only(x, p);
-            for (int64_t r = 0; r < m; ++r) {
-              for (int64_t o = 0; o < n; ++o) {
-                // Float32 accumulation in another order: bounded by 64 ulp of sum |x_k W_nk|.
-                double magnitude = 0.0;
-                for (int64_t i = 0; i < k; ++i) {
-                  magnitude += std::fabs(x.data<float>()[r * k + i] * wf.data<float>()[o * k + i]);
+            for (GemvActivations mode : {GemvActivations::kFloat32, GemvActivations::kInt16}) {
+              const Tensor got = linear_weight_only(x, p, nullptr, mode);
+              for (int64_t r = 0; r < m; ++r) {
+                const std::vector<double> amax = chunk_maxima(x, r, k);
+                for (int64_t o = 0; o < n; ++o) {
+                  // Float32 accumulation in another order: bounded by 64 ulp of sum |x_k W_nk|.
+                  // Int16 activations add sum |W_nk| |x'_k - x_k| with |x'_k - x_k| <= amax / 65534
+                  // (1 + 2^-8 for the float32 scale): 65000 covers both.
+                  double magnitude = 0.0, rounding = 0.0;
+                  for (int64_t i = 0; i < k; ++i) {
+                    const double wi = std::fabs(wf.data<float>()[o * k + i]);
+                    magnitude += std::fabs(x.data<float>()[r * k + i]) * wi;
+                    rounding += wi * amax[static_cast<size_t>(i)] / 65000.0;
+                  }
+                  const double err =
+                      std::fabs(got.data<float>()[r * n + o] - want.data<float>()[r * n + o]);
+                  const double bound = 64 * 1.1920929e-7 * magnitude + 1e-30 +
+                                       (mode == GemvActivations::kInt16 ? rounding : 0.0);
+                  ASSERT_LE(err, bound)
+                      << isa_name(isa) << " " << w.summary() << " m=" << m << " k=" << k
+                      << " int16=" << (mode == GemvActivations::kInt16);
+                  if (mode == GemvActivations::kFloat32)
+                    worst = std::max(worst, err / (magnitude + 1e-30));
                 }
-                const double err =
-                    std::fabs(got.data<float>()[r * n + o] - want.data<float>()[r * n + o]);
-                const double bound = 64 * 1.1920929e-7 * magnitude + 1e-30;
-                ASSERT_LE(err, bound)
-                    << isa_name(isa) << " " << w.summary() << " m=" << m << " k=" << k;
-                worst = std::max(worst, err / (magnitude + 1e-30));
               }
+              ++compared;
             }
-            ++compared;
           }
           // The reference itself: y equals x times the dequantized weight.
           double max_err = 0.0;
@@ -113,8 +136,72 @@ TEST(Linear, EveryIsaMatchesTheReference) {
       }
     }
   }
-  std::printf("compared %d cases; worst |error| / sum|x w| = %.3g (bound %.3g)\n", compared, worst,
-              64 * 1.1920929e-7);
+  std::printf("compared %d cases; worst float32 |error| / sum|x w| = %.3g (bound %.3g)\n", compared,
+              worst, 64 * 1.1920929e-7);
+}
+
+TEST(Linear, Int16ActivationsRoundEachChunkOnItsOwnScale) {
+  // W = 1 everywhere (int8, scale 1). Chunk 0 holds 1.0 and 1e-6: 1e-6 is below its step
+  // (1 / 32767) and rounds to 0. Chunk 1 holds only 1e-6 and 3e-6: its own scale keeps them.
+  // x[2] = 0.7 rounds to 22937 / 32767. The expected sums are exact in double.
+  IsaGuard guard;
+  const int64_t k = 64;
+  std::vector<float> xs(static_cast<size_t>(k), 0.0f);
+  xs[0] = 1.0f, xs[1] = 1e-6f, xs[2] = 0.7f, xs[32] = 1e-6f, xs[33] = 3e-6f;
+  const Tensor x = Tensor::from_floats(xs, {1, k});
+  const Tensor ones =
+      Tensor::from_floats(std::vector<float>(static_cast<size_t>(2 * k), 1.0f), {2, k});
+  const QTensor wq = quantize(ones, AffineSpec::for_dtype(DType::kInt8, Granularity::per_axis(0)));
+  const PackedLinearWeight p = pack_linear_weight(wq);
+  const double w1 = wq.dequantize().data<float>()[0];
+  const double chunk0 = static_cast<double>(static_cast<float>(1.0 / 32767.0)) * (32767 + 22937);
+  const double chunk1 = static_cast<double>(static_cast<float>(3e-6f / 32767.0)) *
+                        (std::nearbyint(1e-6f * (32767.0 / 3e-6f)) + 32767);
+  const double want = w1 * (chunk0 + chunk1);
+  for (Isa isa : supported_isas()) {
+    if (isa == Isa::kReference) continue;  // the reference level computes in double, unrounded
+    set_active_isa(isa);
+    const Tensor y = linear_weight_only(x, p, nullptr, GemvActivations::kInt16);
+    EXPECT_NEAR(y.data<float>()[0], want, 1e-6 * want) << isa_name(isa);
+    EXPECT_NEAR(y.data<float>()[1], want, 1e-6 * want) << isa_name(isa);
+    const Tensor exact = linear_weight_only(x, p, nullptr, GemvActivations::kFloat32);
+    EXPECT_NEAR(exact.data<float>()[0], w1 * (1.7 + 5e-6), 1e-6) << isa_name(isa);
+    EXPECT_GT(std::fabs(y.data<float>()[0] - exact.data<float>()[0]), 5e-7) << isa_name(isa);
+  }
+}
+
+TEST(Linear, Int16ActivationsCarryNaNAndInfThroughTheFloatPath) {
+  IsaGuard guard;
+  const QTensor w = make_weight(16, 64, {DType::kInt4, ZeroPointDomain::kNone, 32}, 1);
+  const PackedLinearWeight p = pack_linear_weight(w);
+  for (float bad : {std::nanf(""), INFINITY}) {
+    Tensor x = testing::random_tensor({2, 64}, 3);
+    x.data<float>()[70] = bad;  // row 1
+    for (Isa isa : supported_isas()) {
+      set_active_isa(isa);
+      const Tensor y = linear_weight_only(x, p, nullptr, GemvActivations::kInt16);
+      const Tensor ref = linear_weight_only(x, p, nullptr, GemvActivations::kFloat32);
+      for (int64_t o = 0; o < 16; ++o) {
+        EXPECT_TRUE(std::isfinite(y.data<float>()[o])) << isa_name(isa);
+        EXPECT_FALSE(std::isfinite(y.data<float>()[16 + o])) << isa_name(isa);
+        EXPECT_EQ(y.data<float>()[o], ref.data<float>()[o]) << isa_name(isa);
+      }
+    }
+  }
+}
+
+TEST(Linear, GemvActivationsSettingIsUsed) {
+  const GemvActivations saved = gemv_activations();
+  const PackedLinearWeight p =
+      pack_linear_weight(make_weight(16, 96, {DType::kInt8, ZeroPointDomain::kNone, 0}, 4));
+  const Tensor x = testing::random_tensor({3, 96}, 5);
+  for (GemvActivations mode : {GemvActivations::kFloat32, GemvActivations::kInt16}) {
+    set_gemv_activations(mode);
+    EXPECT_EQ(gemv_activations(), mode);
+    const Tensor a = linear_weight_only(x, p), b = linear_weight_only(x, p, nullptr, mode);
+    EXPECT_EQ(0, std::memcmp(a.bytes(), b.bytes(), static_cast<size_t>(a.nbytes())));
+  }
+  set_gemv_activations(saved);
 }
 
 TEST(Linear, BiasBatchDimsAndBadInput) {

@@ -7,23 +7,29 @@
 
 namespace quantkit::kernels {
 
-/// One problem slice: rows [n_begin, n_end) of W against `m` activation rows.
-struct GemvArgs {
-  const float* x;  // [m, x_stride], K valid elements per row
-  int64_t x_stride;
-  int64_t m;
+/// The packed weight (layout in linear.h) and the slice of it one kernel call computes: rows
+/// [n_begin, n_end) of W, written to columns n_begin..n_end of y [m, y_stride].
+struct GemvWeights {
   int64_t k;
-  const uint8_t* codes;  // packed rows, see linear.h
+  const uint8_t* codes;
   int64_t row_bytes;
   const float* scales;   // [N, groups]
   const float* offsets;  // [N, groups], or nullptr when every offset is zero
   float code_bias;       // qmin: the signed code is u + code_bias, exact in float
   int64_t groups;
-  int64_t group_size;         // a multiple of 32 (the chunk), or >= K
-  const float* x_group_sums;  // [m, groups]: sum of x over each group
-  float* y;                   // [m, y_stride]
+  int64_t group_size;  // a multiple of 32 (the chunk), or >= K
+  float* y;
   int64_t y_stride;
   int64_t n_begin, n_end;
+};
+
+/// Float32 activations.
+struct GemvArgs {
+  const float* x;  // [m, x_stride], K valid elements per row
+  int64_t x_stride;
+  int64_t m;
+  const float* x_group_sums;  // [m, groups]: sum of x over each group
+  GemvWeights w;
 };
 
 /// Dynamic int8 activations: x ~ x_scale[r] * xq[r, :], xq zero-padded to a multiple of 32.
@@ -35,17 +41,20 @@ struct GemvInt8Args {
   // any K below 132,000)
   const float* xq_group_sums;
   int64_t m;
-  int64_t k;
-  const uint8_t* codes;
-  int64_t row_bytes;
-  const float* scales;   // [N, groups]
-  const float* offsets;  // [N, groups] or nullptr
-  int32_t code_bias;     // qmin
-  int64_t groups;
-  int64_t group_size;  // a multiple of 32, or >= K
-  float* y;
-  int64_t y_stride;
-  int64_t n_begin, n_end;
+  GemvWeights w;
+};
+
+/// Int16 activations for the weight-only GEMV: x ~ chunk_scale[r, c] * xh[r, 32 c + j], each
+/// 32-element chunk rounded to nearest on its own scale (max |x| / 32767), zero-padded to whole
+/// chunks. The kernels compute (dequantized W) . (that rounded x) up to float32 rounding.
+struct GemvInt16Args {
+  const int16_t* xh;  // [m, xh_stride]
+  int64_t xh_stride;
+  const float* chunk_scales;  // [m, chunks]
+  int64_t chunks;
+  const float* xh_group_sums;  // [m, groups]: sum of the rounded x over each group
+  int64_t m;
+  GemvWeights w;
 };
 
 struct GemvKernels {
@@ -60,6 +69,9 @@ struct GemvKernels {
   /// Integer-dot kernels for int8 activations (signed int8 weights; 4-bit weights of any sign).
   void (*i8_w8)(const GemvInt8Args&);
   void (*i8_w4)(const GemvInt8Args&);
+  /// Int16-activation kernels (8- and 4-bit codes) of the weight-only GEMV.
+  void (*i16_u8)(const GemvInt16Args&);
+  void (*i16_u4)(const GemvInt16Args&);
 };
 
 const GemvKernels& gemv_kernels_for(Isa isa);

@@ -55,6 +55,11 @@ int& thread_setting() {
   return threads;
 }
 
+/// The packed codes are u = q - qmin; kernels add qmin back (exactly, in float).
+float code_bias(const PackedLinearWeight& p) {
+  return is_float8(p.dtype) ? 0.0f : static_cast<float>(dtype_info(p.dtype).int_min);
+}
+
 /// Byte position of element k inside a packed row, and its bit shift (layout in linear.h).
 void element_slot(int64_t k, int bits, int64_t* byte, int* shift) {
   const int64_t chunk = k / kChunk, j = k % kChunk;
@@ -78,6 +83,26 @@ int num_threads() {
 void set_num_threads(int threads) {
   QK_CHECK(threads > 0, ValueError, "set_num_threads: need at least one thread, got ", threads);
   thread_setting() = threads;
+}
+
+namespace {
+GemvActivations& gemv_activations_setting() {
+  static GemvActivations mode = [] {
+    const char* env = std::getenv("QUANTKIT_GEMV_ACTIVATIONS");
+    if (env == nullptr || std::strcmp(env, "int16") == 0) return GemvActivations::kInt16;
+    QK_CHECK(std::strcmp(env, "float32") == 0, ValueError,
+             "QUANTKIT_GEMV_ACTIVATIONS must be int16 or float32, got '", env, "'");
+    return GemvActivations::kFloat32;
+  }();
+  return mode;
+}
+}  // namespace
+
+GemvActivations gemv_activations() {
+  return gemv_activations_setting();
+}
+void set_gemv_activations(GemvActivations mode) {
+  gemv_activations_setting() = mode;
 }
 
 int64_t PackedLinearWeight::nbytes() const {
@@ -227,7 +252,20 @@ QTensor PackedLinearWeight::unpack() const {
   return QTensor(data, s.clone(), zero_point, scheme);
 }
 
-namespace {}  // namespace
+kernels::GemvWeights gemv_weights(const PackedLinearWeight& p, float* y) {
+  return {p.in_features,
+          p.codes.data<uint8_t>(),
+          p.row_bytes,
+          p.scales.data<float>(),
+          p.has_offsets ? p.offsets.data<float>() : nullptr,
+          code_bias(p),
+          p.groups,
+          p.group_size,
+          y,
+          p.out_features,
+          0,
+          p.out_features};
+}
 
 void check_bias(const Tensor* bias, const PackedLinearWeight& p) {
   QK_CHECK(bias == nullptr || (bias->dtype() == DType::kFloat32 && bias->numel() == p.out_features),
@@ -246,11 +284,6 @@ void add_bias(const Tensor* bias, int64_t rows, Tensor& y) {
 }
 
 namespace {
-
-/// The packed codes are u = q - qmin; kernels add qmin back (exactly, in float).
-float code_bias(const PackedLinearWeight& p) {
-  return is_float8(p.dtype) ? 0.0f : static_cast<float>(dtype_info(p.dtype).int_min);
-}
 
 /// Dequantizes rows [n0, n1) of the packed weight into `w` ([n1 - n0, K] float32).
 void dequantize_rows(const PackedLinearWeight& p, int64_t n0, int64_t n1, float* w) {
@@ -341,7 +374,73 @@ bool has_gemv_kernel(const PackedLinearWeight& p) {
   return !is_float8(p.dtype) && (p.group_size % kChunk == 0 || p.group_size >= p.in_features);
 }
 
-void linear_gemv(const float* x, int64_t m, const PackedLinearWeight& p, float* y, int threads) {
+/// x rounded to int16 per 32-element chunk (GemvInt16Args). False when x holds NaN or Inf, which
+/// only the float kernels carry through to y.
+struct Int16Activations {
+  std::vector<int16_t> codes;
+  std::vector<float> chunk_scales, group_sums;
+  int64_t chunks = 0;
+};
+
+bool round_to_int16_chunks(const float* x, int64_t m, const PackedLinearWeight& p,
+                           Int16Activations* out) {
+  const int64_t k = p.in_features, chunks = (k + kChunk - 1) / kChunk;
+  out->chunks = chunks;
+  out->codes.assign(static_cast<size_t>(m * chunks * kChunk), 0);
+  out->chunk_scales.assign(static_cast<size_t>(m * chunks), 0.0f);
+  out->group_sums.assign(static_cast<size_t>(m * p.groups), 0.0f);
+  for (int64_t r = 0; r < m; ++r) {
+    std::vector<double> sums(static_cast<size_t>(p.groups), 0.0);
+    for (int64_t c = 0; c < chunks; ++c) {
+      const float* xc = x + r * k + c * kChunk;
+      const int64_t len = std::min(kChunk, k - c * kChunk);
+      float amax = 0.0f;
+      bool finite = true;
+      for (int64_t j = 0; j < len; ++j) {
+        finite = finite && std::isfinite(xc[j]);
+        amax = std::max(amax, std::fabs(xc[j]));
+      }
+      if (!finite) return false;
+      if (amax == 0.0f) continue;
+      // In double: 32767 / amax overflows float for amax below 1e-34.
+      const double inv = 32767.0 / amax, scale = amax / 32767.0;
+      int16_t* q = out->codes.data() + (r * chunks + c) * kChunk;
+      int64_t sum = 0;
+      for (int64_t j = 0; j < len; ++j) {
+        q[j] = static_cast<int16_t>(std::clamp(std::nearbyint(xc[j] * inv), -32767.0, 32767.0));
+        sum += q[j];
+      }
+      out->chunk_scales[static_cast<size_t>(r * chunks + c)] = static_cast<float>(scale);
+      // The float scale is the one the kernels multiply by: sum with exactly that.
+      sums[static_cast<size_t>(c * kChunk / p.group_size)] +=
+          static_cast<double>(out->chunk_scales[static_cast<size_t>(r * chunks + c)]) * sum;
+    }
+    for (int64_t g = 0; g < p.groups; ++g)
+      out->group_sums[static_cast<size_t>(r * p.groups + g)] = static_cast<float>(sums[g]);
+  }
+  return true;
+}
+
+/// The GEMV on int16 activations; false (nothing written) when x is not finite.
+bool linear_gemv_int16(const float* x, int64_t m, const PackedLinearWeight& p, float* y,
+                       int threads) {
+  Int16Activations act;
+  if (!round_to_int16_chunks(x, m, p, &act)) return false;
+  const kernels::GemvKernels& table = kernels::gemv_kernels_for(active_isa());
+  run_row_slices(
+      kernels::GemvInt16Args{act.codes.data(), act.chunks * kChunk, act.chunk_scales.data(),
+                             act.chunks, act.group_sums.data(), m, gemv_weights(p, y)},
+      dtype_bits(p.dtype) == 8 ? table.i16_u8 : table.i16_u4, threads);
+  return true;
+}
+
+void linear_gemv(const float* x, int64_t m, const PackedLinearWeight& p, float* y, int threads,
+                 GemvActivations activations) {
+  const int bits = dtype_bits(p.dtype);
+  if (activations == GemvActivations::kInt16 && (bits == 8 || bits == 4) &&
+      linear_gemv_int16(x, m, p, y, threads)) {
+    return;
+  }
   // Group sums of x carry the offsets: sum_k x_k (s u_k + off) = s (x . u) + off * sum_k x_k.
   std::vector<float> sums(static_cast<size_t>(m * p.groups), 0.0f);
   for (int64_t r = 0; r < m; ++r) {
@@ -353,35 +452,21 @@ void linear_gemv(const float* x, int64_t m, const PackedLinearWeight& p, float* 
     }
   }
   const kernels::GemvKernels& table = kernels::gemv_kernels_for(active_isa());
-  const int bits = dtype_bits(p.dtype);
-  const auto kernel = bits == 8 ? table.u8 : bits == 4 ? table.u4 : table.u2;
-  // Slices of 16 rows keep each thread's writes to y on separate cache lines.
-  const int64_t slices = (p.out_features + 15) / 16;
-#pragma omp parallel for num_threads(threads) schedule(static)
-  for (int64_t s = 0; s < slices; ++s) {
-    kernels::GemvArgs a{x,
-                        p.in_features,
-                        m,
-                        p.in_features,
-                        p.codes.data<uint8_t>(),
-                        p.row_bytes,
-                        p.scales.data<float>(),
-                        p.has_offsets ? p.offsets.data<float>() : nullptr,
-                        code_bias(p),
-                        p.groups,
-                        p.group_size,
-                        sums.data(),
-                        y,
-                        p.out_features,
-                        s * 16,
-                        std::min(p.out_features, s * 16 + 16)};
-    kernel(a);
-  }
+  run_row_slices(kernels::GemvArgs{x, p.in_features, m, sums.data(), gemv_weights(p, y)},
+                 bits == 8   ? table.u8
+                 : bits == 4 ? table.u4
+                             : table.u2,
+                 threads);
 }
 
 }  // namespace
 
 Tensor linear_weight_only(const Tensor& x, const PackedLinearWeight& p, const Tensor* bias) {
+  return linear_weight_only(x, p, bias, gemv_activations());
+}
+
+Tensor linear_weight_only(const Tensor& x, const PackedLinearWeight& p, const Tensor* bias,
+                          GemvActivations activations) {
   QK_CHECK(x.defined() && x.dtype() == DType::kFloat32, DTypeError,
            "linear: x must be float32, got ", x.defined() ? dtype_name(x.dtype()) : "undefined",
            " (a quantized tensor must be dequantized first)");
@@ -399,7 +484,7 @@ Tensor linear_weight_only(const Tensor& x, const PackedLinearWeight& p, const Te
   } else if (m >= kGemmMinRows || !has_gemv_kernel(p)) {
     linear_gemm(x.data<float>(), m, p, y.data<float>(), threads);
   } else {
-    linear_gemv(x.data<float>(), m, p, y.data<float>(), threads);
+    linear_gemv(x.data<float>(), m, p, y.data<float>(), threads, activations);
   }
   add_bias(bias, m, y);
   return y;

@@ -84,7 +84,8 @@ Tensor linear_dynamic_int8(const Tensor& x, const PackedLinearWeight& p, const T
            " but the weight takes ", p.in_features, " input features");
   check_bias(bias, p);
   if (active_isa() == Isa::kReference || !has_int8_kernel(p)) {
-    return linear_weight_only(fake_quantize_per_token_int8(x), p, bias);
+    // int8 codes times the token scale are exact in float32: keep them so.
+    return linear_weight_only(fake_quantize_per_token_int8(x), p, bias, GemvActivations::kFloat32);
   }
   Shape out_shape = x.shape();
   out_shape.back() = p.out_features;
@@ -104,29 +105,9 @@ Tensor linear_dynamic_int8(const Tensor& x, const PackedLinearWeight& p, const T
     }
   }
   const kernels::GemvKernels& table = kernels::gemv_kernels_for(active_isa());
-  const auto kernel = p.dtype == DType::kInt8 ? table.i8_w8 : table.i8_w4;
-  const int64_t slices = (p.out_features + 15) / 16;
-#pragma omp parallel for num_threads(num_threads()) schedule(static)
-  for (int64_t s = 0; s < slices; ++s) {
-    const kernels::GemvInt8Args a{t.codes.data(),
-                                  t.stride,
-                                  t.scales.data(),
-                                  sums.data(),
-                                  m,
-                                  p.in_features,
-                                  p.codes.data<uint8_t>(),
-                                  p.row_bytes,
-                                  p.scales.data<float>(),
-                                  p.has_offsets ? p.offsets.data<float>() : nullptr,
-                                  static_cast<int32_t>(dtype_info(p.dtype).int_min),
-                                  p.groups,
-                                  p.group_size,
-                                  y.data<float>(),
-                                  p.out_features,
-                                  s * 16,
-                                  std::min(p.out_features, s * 16 + 16)};
-    kernel(a);
-  }
+  run_row_slices(kernels::GemvInt8Args{t.codes.data(), t.stride, t.scales.data(), sums.data(), m,
+                                       gemv_weights(p, y.data<float>())},
+                 p.dtype == DType::kInt8 ? table.i8_w8 : table.i8_w4, num_threads());
   add_bias(bias, m, y);
   return y;
 }

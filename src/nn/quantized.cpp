@@ -318,7 +318,8 @@ Value WeightOnlyLinear::forward(const Value& value) {
   const Shape grid(static_cast<size_t>(x.dim()), 1);
   QParams qp{Tensor::from_floats({a_scale}, {}).reshape(grid), Tensor()};
   const Tensor xq = fake_quantize(x, spec, qp).output;
-  return linear_weight_only(xq, packed, bias.defined() ? &bias : nullptr);
+  return linear_weight_only(xq, packed, bias.defined() ? &bias : nullptr,
+                            GemvActivations::kFloat32);
 }
 
 // --- quantized activations ---------------------------------------------------------------------

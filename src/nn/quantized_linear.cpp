@@ -87,7 +87,8 @@ Tensor quantized_matmul(const Tensor& x, const Tensor& w, const Tensor& scale,
   int64_t k = 0;
   const PackedLinearWeight p = pack_xla(w, scale, zero_point, block_size, int4_weight, &k);
   const Tensor xf = as_float(x);
-  return quantize_activation ? linear_dynamic_int8(xf, p) : linear_weight_only(xf, p);
+  return quantize_activation ? linear_dynamic_int8(xf, p)
+                             : linear_weight_only(xf, p, nullptr, GemvActivations::kFloat32);
 }
 
 QuantizedLinear::QuantizedLinear(int64_t in_features, int64_t out_features, bool bias,
@@ -132,7 +133,7 @@ Tensor QuantizedLinear::forward(const Tensor& x) const {
   const Tensor xf = as_float(x);
   const Tensor* bias = has_bias_ ? &bias_ : nullptr;
   return quantize_activation_ ? linear_dynamic_int8(xf, packed_, bias)
-                              : linear_weight_only(xf, packed_, bias);
+                              : linear_weight_only(xf, packed_, bias, GemvActivations::kFloat32);
 }
 
 }  // namespace quantkit

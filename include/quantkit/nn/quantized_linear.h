@@ -14,7 +14,9 @@ namespace quantkit {
 ///   blockwise (block_size = B):     w int8 [K/B, B, N], scale/zero_point float32 [K/B, N].
 /// int4_weight: w holds int4 values in [-8, 7] (unpacked, one per byte). quantize_activation:
 /// x is quantized per row to symmetric int8 first (W8A8; per-channel only, as torch_xla).
-/// x is float32 or bfloat16 [..., K]; the result is float32 [..., N].
+/// x is float32 or bfloat16 [..., K]; the result is float32 [..., N]. Without
+/// quantize_activation the activations stay float32 (torch_xla's numerics), whatever
+/// gemv_activations() says.
 Tensor quantized_matmul(const Tensor& x, const Tensor& w, const Tensor& scale,
                         const Tensor& zero_point = Tensor(), int64_t block_size = -1,
                         bool int4_weight = false, bool quantize_activation = false);
