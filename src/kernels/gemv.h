@@ -47,8 +47,10 @@ struct GemvInt8Args {
 /// Int16 activations for the weight-only GEMV: x ~ chunk_scale[r, c] * xh[r, 32 c + j], each
 /// 32-element chunk rounded to nearest on its own scale (max |x| / 32767), zero-padded to whole
 /// chunks. The kernels compute (dequantized W) . (that rounded x) up to float32 rounding.
+/// For 2-bit codes the chunks are stored in pairs, interleaved by 8 (int16_activation_slot): the
+/// order in which one 16-byte load of two chunks of 2-bit codes widens into int16 lanes.
 struct GemvInt16Args {
-  const int16_t* xh;  // [m, xh_stride]
+  const int16_t* xh;  // [m, xh_stride], xh_stride >= 32 * chunks rounded up to even
   int64_t xh_stride;
   const float* chunk_scales;  // [m, chunks]
   int64_t chunks;
@@ -56,6 +58,12 @@ struct GemvInt16Args {
   int64_t m;
   GemvWeights w;
 };
+
+/// Where element j of chunk c sits in a row of int16 activations for codes of `bits` bits.
+inline int64_t int16_activation_slot(int bits, int64_t c, int64_t j) {
+  if (bits != 2) return c * 32 + j;
+  return (c / 2) * 64 + (j / 8) * 16 + (c % 2) * 8 + j % 8;
+}
 
 struct GemvKernels {
   void (*u8)(const GemvArgs&);
@@ -69,9 +77,10 @@ struct GemvKernels {
   /// Integer-dot kernels for int8 activations (signed int8 weights; 4-bit weights of any sign).
   void (*i8_w8)(const GemvInt8Args&);
   void (*i8_w4)(const GemvInt8Args&);
-  /// Int16-activation kernels (8- and 4-bit codes) of the weight-only GEMV.
+  /// Int16-activation kernels of the weight-only GEMV.
   void (*i16_u8)(const GemvInt16Args&);
   void (*i16_u4)(const GemvInt16Args&);
+  void (*i16_u2)(const GemvInt16Args&);
 };
 
 const GemvKernels& gemv_kernels_for(Isa isa);

@@ -513,18 +513,52 @@ void gemv_int8(const GemvInt8Args& a) {
   }
 }
 
-/// Integer dot of 32 int16 activations with chunk c of unsigned 8- or 4-bit codes: the
-/// portable specification of the int16 AVX2 kernels.
+/// Integer dot of chunk c of unsigned 8-, 4- or 2-bit codes with its 32 int16 activations (xh is
+/// the token's whole row, in int16_activation_slot order): the specification of the int16 AVX2
+/// kernels.
 template <int Bits>
 inline int64_t dot_chunk_i16(const int16_t* xh, const uint8_t* row, int64_t c) {
   int64_t sum = 0;
   for (int j = 0; j < 32; ++j) {
-    const int32_t u =
-        Bits == 8 ? row[c * 32 + j] : (row[c * 16 + j % 16] >> (j < 16 ? 0 : 4)) & 0x0F;
-    sum += static_cast<int64_t>(xh[j]) * u;
+    int32_t u = 0;
+    if constexpr (Bits == 8) u = row[c * 32 + j];
+    if constexpr (Bits == 4) u = (row[c * 16 + j % 16] >> (j < 16 ? 0 : 4)) & 0x0F;
+    if constexpr (Bits == 2) u = (row[c * 8 + j % 8] >> (2 * (j / 8))) & 3;
+    sum += static_cast<int64_t>(xh[int16_activation_slot(Bits, c, j)]) * u;
   }
   return sum;
 }
+
+#if defined(__AVX2__)
+/// Where the int16 kernels read each of Rows tokens: activations and chunk scales.
+template <int Rows>
+struct Int16Tokens {
+  const int16_t* xh[Rows];
+  const float* sx[Rows];
+  Int16Tokens(const GemvInt16Args& a, int64_t r0) {
+    for (int r = 0; r < Rows; ++r) {
+      xh[r] = a.xh + (r0 + r) * a.xh_stride;
+      sx[r] = a.chunk_scales + (r0 + r) * a.chunks;
+    }
+  }
+};
+
+/// y[r0 + r, n] from the running totals (one token: two, the second in `spare`), plus what qmin
+/// and the offsets add through the group sums of the rounded x.
+template <int Rows, bool PerChannel>
+inline void store_int16_totals(const GemvInt16Args& a, int64_t r0, int64_t n,
+                               const __m256 (&total)[Rows], __m256 spare) {
+  const float* s = a.w.scales + n * a.w.groups;
+  const float* off = a.w.offsets != nullptr ? a.w.offsets + n * a.w.groups : nullptr;
+  for (int r = 0; r < Rows; ++r) {
+    __m256 sum = Rows == 1 ? _mm256_add_ps(total[r], spare) : total[r];
+    if constexpr (PerChannel) sum = _mm256_mul_ps(sum, _mm256_broadcast_ss(s));
+    a.w.y[(r0 + r) * a.w.y_stride + n] =
+        horizontal_sum(sum) +
+        group_bias_term(s, off, a.w.code_bias, a.xh_group_sums + (r0 + r) * a.w.groups, a.w.groups);
+  }
+}
+#endif
 
 #if defined(__AVX2__)
 /// Chunk c of unsigned codes as two vectors of 16 int16 lanes (elements 0..15 and 16..31).
@@ -562,12 +596,7 @@ template <int Bits, int Rows, bool PerChannel>
 void gemv_int16_rows_avx2(const GemvInt16Args& a, int64_t r0) {
   const int64_t chunks = a.chunks;
   const int64_t chunks_per_group = a.w.group_size >= a.w.k ? chunks : a.w.group_size / kChunk;
-  const int16_t* xh[Rows];
-  const float* sx[Rows];
-  for (int r = 0; r < Rows; ++r) {
-    xh[r] = a.xh + (r0 + r) * a.xh_stride;
-    sx[r] = a.chunk_scales + (r0 + r) * chunks;
-  }
+  const Int16Tokens<Rows> tokens(a, r0);
   for (int64_t n = a.w.n_begin; n < a.w.n_end; ++n) {
     const uint8_t* row = a.w.codes + n * a.w.row_bytes;
     const float* s = a.w.scales + n * a.w.groups;
@@ -580,33 +609,94 @@ void gemv_int16_rows_avx2(const GemvInt16Args& a, int64_t r0) {
       codes_i16_chunk<Bits>(row, c, &w0, &w1);
       const __m256 gs = _mm256_broadcast_ss(group_scale);
       for (int r = 0; r < Rows; ++r) {
-        __m256 scale = _mm256_broadcast_ss(sx[r] + c);
+        __m256 scale = _mm256_broadcast_ss(tokens.sx[r] + c);
         if constexpr (!PerChannel) scale = _mm256_mul_ps(scale, gs);
-        total[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot_i16(w0, w1, xh[r] + c * kChunk)), scale,
-                                   total[r]);
+        total[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot_i16(w0, w1, tokens.xh[r] + c * kChunk)),
+                                   scale, total[r]);
       }
       if constexpr (Rows == 1) std::swap(total[0], spare);
       if (--left_in_group == 0) left_in_group = chunks_per_group, ++group_scale;
     }
-    const float* off = a.w.offsets != nullptr ? a.w.offsets + n * a.w.groups : nullptr;
-    for (int r = 0; r < Rows; ++r) {
-      __m256 sum = Rows == 1 ? _mm256_add_ps(total[r], spare) : total[r];
-      if constexpr (PerChannel) sum = _mm256_mul_ps(sum, _mm256_broadcast_ss(s));
-      a.w.y[(r0 + r) * a.w.y_stride + n] =
-          horizontal_sum(sum) + group_bias_term(s, off, a.w.code_bias,
-                                                a.xh_group_sums + (r0 + r) * a.w.groups,
-                                                a.w.groups);
+    store_int16_totals<Rows, PerChannel>(a, r0, n, total, spare);
+  }
+}
+
+/// Chunks c and c + 1 of 2-bit codes widened by one 16-byte load: vector i holds elements
+/// 8i..8i+7 of chunk c, then of chunk c + 1 (the activations' order for 2-bit codes).
+inline void codes_i16_pair_w2(const uint8_t* row, int64_t c, __m256i w[4]) {
+  _mm_prefetch(reinterpret_cast<const char*>(row + c * 8 + kPrefetchBytes), _MM_HINT_T0);
+  const __m256i b =
+      _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(row + c * 8)));
+  const __m256i three = _mm256_set1_epi16(3);
+  w[0] = _mm256_and_si256(b, three);
+  w[1] = _mm256_and_si256(_mm256_srli_epi16(b, 2), three);
+  w[2] = _mm256_and_si256(_mm256_srli_epi16(b, 4), three);
+  w[3] = _mm256_srli_epi16(b, 6);
+}
+
+/// 2-bit codes: a pair of chunks per step, int32 lanes 0..3 from chunk c and 4..7 from c + 1, so
+/// the scales are per half: (scale of c) x 4, (scale of c + 1) x 4.
+template <int Rows, bool PerChannel>
+void gemv_int16_w2_rows_avx2(const GemvInt16Args& a, int64_t r0) {
+  const int64_t chunks = a.chunks;
+  const int64_t chunks_per_group = a.w.group_size >= a.w.k ? chunks : a.w.group_size / kChunk;
+  auto halves = [](const float* lo, const float* hi) {
+    return _mm256_set_m128(_mm_broadcast_ss(hi), _mm_broadcast_ss(lo));
+  };
+  const Int16Tokens<Rows> tokens(a, r0);
+  for (int64_t n = a.w.n_begin; n < a.w.n_end; ++n) {
+    const uint8_t* row = a.w.codes + n * a.w.row_bytes;
+    const float* s = a.w.scales + n * a.w.groups;
+    __m256 total[Rows], spare = _mm256_setzero_ps();
+    for (auto& t : total) t = _mm256_setzero_ps();
+    const float* group_scale = s;
+    int64_t left_in_group = chunks_per_group;
+    auto next_chunk = [&] {
+      if (--left_in_group == 0) left_in_group = chunks_per_group, ++group_scale;
+    };
+    for (int64_t c = 0; c < chunks; c += 2) {
+      __m256i w[4];
+      codes_i16_pair_w2(row, c, w);
+      const bool pair = c + 1 < chunks;  // an odd last chunk pairs with zero padding
+      __m256 ws = _mm256_setzero_ps();
+      if constexpr (!PerChannel) {
+        const float* s0 = group_scale;
+        next_chunk();
+        ws = halves(s0, pair ? group_scale : s0);
+        if (pair) next_chunk();
+      }
+      for (int r = 0; r < Rows; ++r) {
+        const int16_t* x = tokens.xh[r] + c * kChunk;
+        auto madd = [&](int i) {
+          return _mm256_madd_epi16(
+              w[i], _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + 16 * i)));
+        };
+        const __m256i d = _mm256_add_epi32(_mm256_add_epi32(madd(0), madd(1)),
+                                           _mm256_add_epi32(madd(2), madd(3)));
+        __m256 scale = halves(tokens.sx[r] + c, tokens.sx[r] + c + (pair ? 1 : 0));
+        if constexpr (!PerChannel) scale = _mm256_mul_ps(scale, ws);
+        total[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d), scale, total[r]);
+      }
+      if constexpr (Rows == 1) std::swap(total[0], spare);
     }
+    store_int16_totals<Rows, PerChannel>(a, r0, n, total, spare);
   }
 }
 
 template <int Bits, bool PerChannel>
 void gemv_int16_avx2(const GemvInt16Args& a) {
   int64_t m = 0;
-  for (; m + 4 <= a.m; m += 4) gemv_int16_rows_avx2<Bits, 4, PerChannel>(a, m);
-  if (a.m - m == 3) gemv_int16_rows_avx2<Bits, 3, PerChannel>(a, m);
-  if (a.m - m == 2) gemv_int16_rows_avx2<Bits, 2, PerChannel>(a, m);
-  if (a.m - m == 1) gemv_int16_rows_avx2<Bits, 1, PerChannel>(a, m);
+  if constexpr (Bits == 2) {
+    for (; m + 4 <= a.m; m += 4) gemv_int16_w2_rows_avx2<4, PerChannel>(a, m);
+    if (a.m - m == 3) gemv_int16_w2_rows_avx2<3, PerChannel>(a, m);
+    if (a.m - m == 2) gemv_int16_w2_rows_avx2<2, PerChannel>(a, m);
+    if (a.m - m == 1) gemv_int16_w2_rows_avx2<1, PerChannel>(a, m);
+  } else {
+    for (; m + 4 <= a.m; m += 4) gemv_int16_rows_avx2<Bits, 4, PerChannel>(a, m);
+    if (a.m - m == 3) gemv_int16_rows_avx2<Bits, 3, PerChannel>(a, m);
+    if (a.m - m == 2) gemv_int16_rows_avx2<Bits, 2, PerChannel>(a, m);
+    if (a.m - m == 1) gemv_int16_rows_avx2<Bits, 1, PerChannel>(a, m);
+  }
 }
 #endif
 
@@ -630,7 +720,7 @@ void gemv_int16(const GemvInt16Args& a) {
       for (int64_t c0 = 0, g = 0; c0 < a.chunks; c0 += chunks_per_group, ++g) {
         double group = 0.0;
         for (int64_t c = c0; c < std::min(a.chunks, c0 + chunks_per_group); ++c)
-          group += static_cast<double>(sx[c]) * dot_chunk_i16<Bits>(xh + c * kChunk, row, c);
+          group += static_cast<double>(sx[c]) * dot_chunk_i16<Bits>(xh, row, c);
         const double off = a.w.offsets != nullptr ? a.w.offsets[n * a.w.groups + g] : 0.0;
         out += s[g] * group + (a.w.code_bias * static_cast<double>(s[g]) + off) * sums[g];
       }
@@ -664,8 +754,9 @@ void gemv(const GemvArgs& a) {
 #undef QK_GEMV_ROWS
 }
 
-inline const GemvKernels kGemvTable = {
-    gemv<8>,           gemv<4>,      gemv<2>,      dequantize_row<8>, dequantize_row<4>,
-    dequantize_row<2>, gemv_int8<8>, gemv_int8<4>, gemv_int16<8>,     gemv_int16<4>};
+inline const GemvKernels kGemvTable = {gemv<8>,           gemv<4>,           gemv<2>,
+                                       dequantize_row<8>, dequantize_row<4>, dequantize_row<2>,
+                                       gemv_int8<8>,      gemv_int8<4>,      gemv_int16<8>,
+                                       gemv_int16<4>,     gemv_int16<2>};
 
 }  // namespace quantkit::kernels::QK_ISA_NAMESPACE

@@ -379,14 +379,16 @@ bool has_gemv_kernel(const PackedLinearWeight& p) {
 struct Int16Activations {
   std::vector<int16_t> codes;
   std::vector<float> chunk_scales, group_sums;
-  int64_t chunks = 0;
+  int64_t chunks = 0, stride = 0;
 };
 
 bool round_to_int16_chunks(const float* x, int64_t m, const PackedLinearWeight& p,
                            Int16Activations* out) {
   const int64_t k = p.in_features, chunks = (k + kChunk - 1) / kChunk;
   out->chunks = chunks;
-  out->codes.assign(static_cast<size_t>(m * chunks * kChunk), 0);
+  const int bits = dtype_bits(p.dtype);
+  out->stride = (chunks + 1) / 2 * 2 * kChunk;  // whole pairs of chunks for 2-bit codes
+  out->codes.assign(static_cast<size_t>(m * out->stride), 0);
   out->chunk_scales.assign(static_cast<size_t>(m * chunks), 0.0f);
   out->group_sums.assign(static_cast<size_t>(m * p.groups), 0.0f);
   for (int64_t r = 0; r < m; ++r) {
@@ -404,11 +406,13 @@ bool round_to_int16_chunks(const float* x, int64_t m, const PackedLinearWeight& 
       if (amax == 0.0f) continue;
       // In double: 32767 / amax overflows float for amax below 1e-34.
       const double inv = 32767.0 / amax, scale = amax / 32767.0;
-      int16_t* q = out->codes.data() + (r * chunks + c) * kChunk;
+      int16_t* q = out->codes.data() + r * out->stride;
       int64_t sum = 0;
       for (int64_t j = 0; j < len; ++j) {
-        q[j] = static_cast<int16_t>(std::clamp(std::nearbyint(xc[j] * inv), -32767.0, 32767.0));
-        sum += q[j];
+        const auto v =
+            static_cast<int16_t>(std::clamp(std::nearbyint(xc[j] * inv), -32767.0, 32767.0));
+        q[kernels::int16_activation_slot(bits, c, j)] = v;
+        sum += v;
       }
       out->chunk_scales[static_cast<size_t>(r * chunks + c)] = static_cast<float>(scale);
       // The float scale is the one the kernels multiply by: sum with exactly that.
@@ -427,17 +431,20 @@ bool linear_gemv_int16(const float* x, int64_t m, const PackedLinearWeight& p, f
   Int16Activations act;
   if (!round_to_int16_chunks(x, m, p, &act)) return false;
   const kernels::GemvKernels& table = kernels::gemv_kernels_for(active_isa());
-  run_row_slices(
-      kernels::GemvInt16Args{act.codes.data(), act.chunks * kChunk, act.chunk_scales.data(),
-                             act.chunks, act.group_sums.data(), m, gemv_weights(p, y)},
-      dtype_bits(p.dtype) == 8 ? table.i16_u8 : table.i16_u4, threads);
+  const int bits = dtype_bits(p.dtype);
+  run_row_slices(kernels::GemvInt16Args{act.codes.data(), act.stride, act.chunk_scales.data(),
+                                        act.chunks, act.group_sums.data(), m, gemv_weights(p, y)},
+                 bits == 8   ? table.i16_u8
+                 : bits == 4 ? table.i16_u4
+                             : table.i16_u2,
+                 threads);
   return true;
 }
 
 void linear_gemv(const float* x, int64_t m, const PackedLinearWeight& p, float* y, int threads,
                  GemvActivations activations) {
   const int bits = dtype_bits(p.dtype);
-  if (activations == GemvActivations::kInt16 && (bits == 8 || bits == 4) &&
+  if (activations == GemvActivations::kInt16 && !is_float8(p.dtype) &&
       linear_gemv_int16(x, m, p, y, threads)) {
     return;
   }
