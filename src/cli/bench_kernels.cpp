@@ -60,6 +60,7 @@ struct WeightCase {
   DType dtype;
   int64_t group;
   bool dynamic_int8;
+  GemvActivations gemv = GemvActivations::kInt16;  // weight-only GEMV: int16 (default) or fp32 x
 };
 
 PackedLinearWeight pack(const Tensor& w, const WeightCase& c) {
@@ -70,8 +71,8 @@ PackedLinearWeight pack(const Tensor& w, const WeightCase& c) {
   return pack_linear_weight(quantize(w, spec));
 }
 
-Tensor run(const Tensor& x, const PackedLinearWeight& p, bool dynamic_int8) {
-  return dynamic_int8 ? linear_dynamic_int8(x, p) : linear_weight_only(x, p);
+Tensor run(const Tensor& x, const PackedLinearWeight& p, const WeightCase& c) {
+  return c.dynamic_int8 ? linear_dynamic_int8(x, p) : linear_weight_only(x, p, nullptr, c.gemv);
 }
 
 /// Distinct copies of `packed` adding up to at least `bytes`, so that cycling through them reads
@@ -149,14 +150,22 @@ int run_bench_kernels(const BenchKernelOptions& options) {
                        "dram_read_bw", dram, "GB/s"});
   }
   const std::vector<WeightCase> gemv_cases = {
-      {"w8a16_perchannel", DType::kInt8, 0, false}, {"w4a16_g32", DType::kInt4, 32, false},
-      {"w4a16_g64", DType::kInt4, 64, false},       {"w4a16_g128", DType::kInt4, 128, false},
-      {"w4a16_perchannel", DType::kInt4, 0, false}, {"w2a16_g32", DType::kInt2, 32, false},
-      {"w8a8_pertoken", DType::kInt8, 0, true},     {"w4a8_g32_pertoken", DType::kInt4, 32, true}};
+      {"w8a16_perchannel", DType::kInt8, 0, false},
+      {"w4a16_g32", DType::kInt4, 32, false},
+      {"w4a16_g64", DType::kInt4, 64, false},
+      {"w4a16_g128", DType::kInt4, 128, false},
+      {"w4a16_perchannel", DType::kInt4, 0, false},
+      {"w2a16_g32", DType::kInt2, 32, false},
+      {"w8a8_pertoken", DType::kInt8, 0, true},
+      {"w4a8_g32_pertoken", DType::kInt4, 32, true},
+      // The same weight-only kernels on float32 activations (set_gemv_activations(kFloat32)).
+      {"w8a16_perchannel_fp32act", DType::kInt8, 0, false, GemvActivations::kFloat32},
+      {"w4a16_g32_fp32act", DType::kInt4, 32, false, GemvActivations::kFloat32},
+      {"w4a16_perchannel_fp32act", DType::kInt4, 0, false, GemvActivations::kFloat32}};
   for (const WeightCase& c : gemv_cases) {
     const std::vector<PackedLinearWeight> copies = dram_copies(pack(w, c), dram_bytes);
     const double s = mean_seconds(static_cast<int>(copies.size()) * 2, [&](int i) {
-      (void)run(x1, copies[static_cast<size_t>(i) % copies.size()], c.dynamic_int8);
+      (void)run(x1, copies[static_cast<size_t>(i) % copies.size()], c);
     });
     records.push_back({"gemv_" + c.label + "_m1_dram",
                        static_cast<double>(copies[0].nbytes()) / s / 1e9, "dram_read_bw", dram,
@@ -178,7 +187,7 @@ int run_bench_kernels(const BenchKernelOptions& options) {
     for (const WeightCase& c : {gemv_cases[6], gemv_cases[7]}) {
       const std::vector<PackedLinearWeight> copies = dram_copies(pack(w, c), dram_bytes);
       const double s = mean_seconds(static_cast<int>(copies.size()) * 2, [&](int i) {
-        (void)run(x, copies[static_cast<size_t>(i) % copies.size()], c.dynamic_int8);
+        (void)run(x, copies[static_cast<size_t>(i) % copies.size()], c);
       });
       records.push_back({"gemm_" + c.label + rows_label(m) + "_dram",
                          2.0 * static_cast<double>(m * dim * dim) / s / 1e9, anchor_name, anchor,
@@ -215,8 +224,7 @@ int run_bench_kernels(const BenchKernelOptions& options) {
 #endif
     for (const WeightCase& c : {gemv_cases[1], gemv_cases[6], gemv_cases[7]}) {
       const PackedLinearWeight packed = pack(w, c);
-      const double ours =
-          flops / best_seconds(5, [&](int) { (void)run(x, packed, c.dynamic_int8); }) / 1e9;
+      const double ours = flops / best_seconds(5, [&](int) { (void)run(x, packed, c); }) / 1e9;
       if (c.dynamic_int8) {
         records.push_back(
             {"gemm_" + c.label + rows_label(m), ours, int8_anchor_name, int8_anchor, "GOPS"});
