@@ -543,20 +543,17 @@ struct Int16Tokens {
   }
 };
 
-/// y[r0 + r, n] from the running totals (one token: two, the second in `spare`), plus what qmin
-/// and the offsets add through the group sums of the rounded x.
-template <int Rows, bool PerChannel>
-inline void store_int16_totals(const GemvInt16Args& a, int64_t r0, int64_t n,
-                               const __m256 (&total)[Rows], __m256 spare) {
+/// y[t, n] from a token's running total, plus what qmin and the offsets add through the group
+/// sums of its rounded x. Callers unroll their loop over the tokens: a rolled loop indexing the
+/// totals kept them in memory, with a store per token and chunk.
+template <bool PerChannel>
+inline void store_int16_total(const GemvInt16Args& a, int64_t t, int64_t n, __m256 sum) {
   const float* s = a.w.scales + n * a.w.groups;
   const float* off = a.w.offsets != nullptr ? a.w.offsets + n * a.w.groups : nullptr;
-  for (int r = 0; r < Rows; ++r) {
-    __m256 sum = Rows == 1 ? _mm256_add_ps(total[r], spare) : total[r];
-    if constexpr (PerChannel) sum = _mm256_mul_ps(sum, _mm256_broadcast_ss(s));
-    a.w.y[(r0 + r) * a.w.y_stride + n] =
-        horizontal_sum(sum) +
-        group_bias_term(s, off, a.w.code_bias, a.xh_group_sums + (r0 + r) * a.w.groups, a.w.groups);
-  }
+  if constexpr (PerChannel) sum = _mm256_mul_ps(sum, _mm256_broadcast_ss(s));
+  a.w.y[t * a.w.y_stride + n] =
+      horizontal_sum(sum) +
+      group_bias_term(s, off, a.w.code_bias, a.xh_group_sums + t * a.w.groups, a.w.groups);
 }
 #endif
 
@@ -617,7 +614,10 @@ void gemv_int16_rows_avx2(const GemvInt16Args& a, int64_t r0) {
       if constexpr (Rows == 1) std::swap(total[0], spare);
       if (--left_in_group == 0) left_in_group = chunks_per_group, ++group_scale;
     }
-    store_int16_totals<Rows, PerChannel>(a, r0, n, total, spare);
+#pragma GCC unroll 4
+    for (int r = 0; r < Rows; ++r)
+      store_int16_total<PerChannel>(a, r0 + r, n,
+                                    Rows == 1 ? _mm256_add_ps(total[r], spare) : total[r]);
   }
 }
 
@@ -679,7 +679,10 @@ void gemv_int16_w2_rows_avx2(const GemvInt16Args& a, int64_t r0) {
       }
       if constexpr (Rows == 1) std::swap(total[0], spare);
     }
-    store_int16_totals<Rows, PerChannel>(a, r0, n, total, spare);
+#pragma GCC unroll 4
+    for (int r = 0; r < Rows; ++r)
+      store_int16_total<PerChannel>(a, r0 + r, n,
+                                    Rows == 1 ? _mm256_add_ps(total[r], spare) : total[r]);
   }
 }
 
