@@ -73,6 +73,15 @@ void BM_GemvDram(benchmark::State& state, DType dtype, int64_t group, bool dynam
   state.counters["dram_GBps"] = dram_read_gbps(threads);
 }
 
+/// The weight-only GEMV on float32 activations (set_gemv_activations(kFloat32)), for comparison
+/// with the default int16 activations of BM_GemvDram.
+void BM_GemvDramFloatActivations(benchmark::State& state, DType dtype, int64_t group) {
+  const GemvActivations saved = gemv_activations();
+  set_gemv_activations(GemvActivations::kFloat32);
+  BM_GemvDram(state, dtype, group, false);
+  set_gemv_activations(saved);
+}
+
 void BM_SgemvDram(benchmark::State& state) {
   const int threads = static_cast<int>(state.range(0));
   openblas_set_num_threads(threads);
@@ -140,6 +149,14 @@ BENCHMARK_CAPTURE(BM_GemvDram, w4a16_perchannel, DType::kInt4, 0, false)
     ->UseRealTime()
     ->Unit(benchmark::kMicrosecond);
 BENCHMARK_CAPTURE(BM_GemvDram, w2a16_g32, DType::kInt2, 32, false)
+    ->Arg(2)
+    ->UseRealTime()
+    ->Unit(benchmark::kMicrosecond);
+BENCHMARK_CAPTURE(BM_GemvDramFloatActivations, w4a16_g32_fp32act, DType::kInt4, 32)
+    ->Arg(2)
+    ->UseRealTime()
+    ->Unit(benchmark::kMicrosecond);
+BENCHMARK_CAPTURE(BM_GemvDramFloatActivations, w4a16_perchannel_fp32act, DType::kInt4, 0)
     ->Arg(2)
     ->UseRealTime()
     ->Unit(benchmark::kMicrosecond);
