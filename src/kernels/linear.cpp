@@ -382,31 +382,29 @@ struct Int16Activations {
   int64_t chunks = 0, stride = 0;
 };
 
-bool round_to_int16_chunks(const float* x, int64_t m, const PackedLinearWeight& p,
-                           Int16Activations* out) {
-  const int64_t k = p.in_features, chunks = (k + kChunk - 1) / kChunk;
-  out->chunks = chunks;
+/// Rounds row r of x (K elements) into `out`; false when the row holds NaN or Inf.
+bool round_row_to_int16(const float* xr, int64_t r, const PackedLinearWeight& p,
+                        Int16Activations* out) {
+  const int64_t k = p.in_features, chunks = out->chunks;
   const int bits = dtype_bits(p.dtype);
-  out->stride = (chunks + 1) / 2 * 2 * kChunk;  // whole pairs of chunks for 2-bit codes
-  out->codes.assign(static_cast<size_t>(m * out->stride), 0);
-  out->chunk_scales.assign(static_cast<size_t>(m * chunks), 0.0f);
-  out->group_sums.assign(static_cast<size_t>(m * p.groups), 0.0f);
-  for (int64_t r = 0; r < m; ++r) {
-    std::vector<double> sums(static_cast<size_t>(p.groups), 0.0);
-    for (int64_t c = 0; c < chunks; ++c) {
-      const float* xc = x + r * k + c * kChunk;
-      const int64_t len = std::min(kChunk, k - c * kChunk);
-      float amax = 0.0f;
-      bool finite = true;
-      for (int64_t j = 0; j < len; ++j) {
-        finite = finite && std::isfinite(xc[j]);
-        amax = std::max(amax, std::fabs(xc[j]));
-      }
-      if (!finite) return false;
-      if (amax == 0.0f) continue;
+  int16_t* q = out->codes.data() + r * out->stride;
+  float* scales = out->chunk_scales.data() + r * chunks;
+  float* group_sums = out->group_sums.data() + r * p.groups;
+  double group_sum = 0.0;
+  for (int64_t c = 0; c < chunks; ++c) {
+    const float* xc = xr + c * kChunk;
+    const int64_t len = std::min(kChunk, k - c * kChunk);
+    float amax = 0.0f;
+    bool finite = true;
+    for (int64_t j = 0; j < len; ++j) {
+      finite = finite && std::isfinite(xc[j]);
+      amax = std::max(amax, std::fabs(xc[j]));
+    }
+    if (!finite) return false;
+    if (amax > 0.0f) {
       // In double: 32767 / amax overflows float for amax below 1e-34.
-      const double inv = 32767.0 / amax, scale = amax / 32767.0;
-      int16_t* q = out->codes.data() + r * out->stride;
+      const double inv = 32767.0 / amax;
+      scales[c] = static_cast<float>(amax / 32767.0);
       int64_t sum = 0;
       for (int64_t j = 0; j < len; ++j) {
         const auto v =
@@ -414,22 +412,39 @@ bool round_to_int16_chunks(const float* x, int64_t m, const PackedLinearWeight& 
         q[kernels::int16_activation_slot(bits, c, j)] = v;
         sum += v;
       }
-      out->chunk_scales[static_cast<size_t>(r * chunks + c)] = static_cast<float>(scale);
-      // The float scale is the one the kernels multiply by: sum with exactly that.
-      sums[static_cast<size_t>(c * kChunk / p.group_size)] +=
-          static_cast<double>(out->chunk_scales[static_cast<size_t>(r * chunks + c)]) * sum;
+      // Summed with the float scale the kernels multiply by.
+      group_sum += static_cast<double>(scales[c]) * static_cast<double>(sum);
     }
-    for (int64_t g = 0; g < p.groups; ++g)
-      out->group_sums[static_cast<size_t>(r * p.groups + g)] = static_cast<float>(sums[g]);
+    const bool group_ends = (c + 1) * kChunk % p.group_size == 0 || c + 1 == chunks;
+    if (group_ends) {
+      group_sums[c * kChunk / p.group_size] = static_cast<float>(group_sum);
+      group_sum = 0.0;
+    }
   }
   return true;
+}
+
+/// x rounded to int16 per chunk, rows in parallel; false when x holds NaN or Inf.
+bool round_to_int16_chunks(const float* x, int64_t m, const PackedLinearWeight& p, int threads,
+                           Int16Activations* out) {
+  out->chunks = (p.in_features + kChunk - 1) / kChunk;
+  out->stride = (out->chunks + 1) / 2 * 2 * kChunk;  // whole pairs of chunks for 2-bit codes
+  out->codes.assign(static_cast<size_t>(m * out->stride), 0);
+  out->chunk_scales.assign(static_cast<size_t>(m * out->chunks), 0.0f);
+  out->group_sums.assign(static_cast<size_t>(m * p.groups), 0.0f);
+  bool finite = true;
+#pragma omp parallel for num_threads(threads) schedule(static) reduction(&& : finite) \
+    if (m * p.in_features > 65536)
+  for (int64_t r = 0; r < m; ++r)
+    finite = round_row_to_int16(x + r * p.in_features, r, p, out) && finite;
+  return finite;
 }
 
 /// The GEMV on int16 activations; false (nothing written) when x is not finite.
 bool linear_gemv_int16(const float* x, int64_t m, const PackedLinearWeight& p, float* y,
                        int threads) {
   Int16Activations act;
-  if (!round_to_int16_chunks(x, m, p, &act)) return false;
+  if (!round_to_int16_chunks(x, m, p, threads, &act)) return false;
   const kernels::GemvKernels& table = kernels::gemv_kernels_for(active_isa());
   const int bits = dtype_bits(p.dtype);
   run_row_slices(kernels::GemvInt16Args{act.codes.data(), act.stride, act.chunk_scales.data(),

@@ -11,7 +11,8 @@
 
 namespace quantkit {
 
-// Above this many activation rows, dequantizing tiles of W and calling sgemm beats the GEMV.
+// Above this many activation rows, dequantizing tiles of W and calling sgemm beats the GEMV on
+// float32 activations (the int16 GEMV holds out longer: gemm_min_rows in linear.cpp).
 constexpr int64_t kGemmMinRows = 64;
 
 /// The kernels' view of `p` writing y [m, N] (all rows; run_row_slices narrows it).

@@ -63,15 +63,16 @@ Tensor linear_dynamic_int8(const Tensor& x, const PackedLinearWeight& weight,
 /// The per-row int8 quantization of linear_dynamic_int8, returned dequantized (float32).
 Tensor fake_quantize_per_token_int8(const Tensor& x);
 
-/// How the weight-only GEMV (fewer than 64 rows of x: decode) multiplies the activations.
+/// How the weight-only GEMV (decode and small batches: fewer than 160 rows of x, 64 with float32
+/// activations; more rows go to dequantized tiles + sgemm on float32) multiplies the activations.
 ///   kInt16 (default): each 32-element chunk of x is rounded to int16 on its own scale
-///     (max |chunk| / 32767), and integer dot products run against the codes. The result is
-///     dequant(W) . x' up to float32 rounding, where |x' - x| <= max |chunk| / 65534 elementwise:
-///     finer than bf16 for every element within 2^7 of its chunk's maximum. It takes 8 vector
-///     operations per 32 weights against 14-16 on float x, which is what lets 4-bit weights
-///     stream at the DRAM rate. x holding NaN or Inf takes the float32 path (NaN propagates).
+///     (max |chunk| / 32767), and integer dot products (vpmaddwd) run against the codes. The
+///     result is dequant(W) . x' up to float32 rounding, where |x' - x| <= max |chunk| / 65534
+///     elementwise: finer than bf16 for every element within 2^7 of its chunk's maximum. It takes
+///     8-10 vector operations per 32 weights against 14-17 on float x, which is what lets 4- and
+///     2-bit weights stream at the DRAM rate. x holding NaN or Inf takes the float32 path (NaN
+///     propagates). Float8 weights always use float32 activations.
 ///   kFloat32: the activations stay float32 (the decoded weights are converted to float).
-/// 2-bit, float8 and the sgemm path (64 rows and more) always use float32 activations.
 /// Default from QUANTKIT_GEMV_ACTIVATIONS=int16|float32.
 enum class GemvActivations { kInt16, kFloat32 };
 GemvActivations gemv_activations();
