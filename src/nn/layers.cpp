@@ -243,6 +243,21 @@ std::string LayerNorm::extra_repr() const {
   return s.str();
 }
 
+namespace {
+/// sum_i f(x_i) in double over 8 independent partial sums: one running sum is a chain of
+/// dependent adds (4 cycles each) that made LayerNorm 7 % of a MiniLM forward.
+template <class F>
+double lane_sum(const float* x, int64_t n, F f) {
+  double part[8] = {};
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    for (int j = 0; j < 8; ++j) part[j] += f(static_cast<double>(x[i + j]));
+  }
+  for (; i < n; ++i) part[0] += f(static_cast<double>(x[i]));
+  return ((part[0] + part[1]) + (part[2] + part[3])) + ((part[4] + part[5]) + (part[6] + part[7]));
+}
+}  // namespace
+
 Value LayerNorm::forward(const Value& value) {
   const Tensor& x = value.as_float(type_name());
   const int64_t cols = shape_numel(normalized_shape);
@@ -252,19 +267,19 @@ Value LayerNorm::forward(const Value& value) {
            shape_to_string(x.shape()));
   Tensor y = Tensor::empty(x.shape(), DType::kFloat32);
   const int64_t rows = leading_rows(x, cols);
+  const float* w = weight.defined() ? weight.data<float>() : nullptr;
+  const float* b = weight.defined() ? bias.data<float>() : nullptr;
 #pragma omp parallel for schedule(static) num_threads(num_threads()) if (rows * cols > 65536)
   for (int64_t r = 0; r < rows; ++r) {
     const float* src = x.data<float>() + r * cols;
     float* dst = y.data<float>() + r * cols;
-    double mean = 0, var = 0;
-    for (int64_t i = 0; i < cols; ++i) mean += src[i];
-    mean /= static_cast<double>(cols);
-    for (int64_t i = 0; i < cols; ++i) var += (src[i] - mean) * (src[i] - mean);
-    var /= static_cast<double>(cols);
+    const double mean = lane_sum(src, cols, [](double v) { return v; }) / static_cast<double>(cols);
+    const double var = lane_sum(src, cols, [mean](double v) { return (v - mean) * (v - mean); }) /
+                       static_cast<double>(cols);
     const double inv = 1.0 / std::sqrt(var + eps);
     for (int64_t i = 0; i < cols; ++i) {
       double v = (src[i] - mean) * inv;
-      if (weight.defined()) v = v * weight.data<float>()[i] + bias.data<float>()[i];
+      if (w != nullptr) v = v * w[i] + b[i];
       dst[i] = static_cast<float>(v);
     }
   }
