@@ -80,6 +80,20 @@ Value BertModel::forward(const Value&) {
   throw ValueError("BertModel takes token ids: call encode(batch) or embed(batch)");
 }
 
+namespace {
+/// a . b over 8 independent partial sums, which the compiler turns into vector lanes: a single
+/// running sum (a chain of dependent adds) made the attention scores a quarter of a forward.
+float dot_lanes(const float* a, const float* b, int64_t n) {
+  float part[8] = {};
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    for (int j = 0; j < 8; ++j) part[j] += a[i + j] * b[i + j];
+  }
+  for (; i < n; ++i) part[0] += a[i] * b[i];
+  return ((part[0] + part[1]) + (part[2] + part[3])) + ((part[4] + part[5]) + (part[6] + part[7]));
+}
+}  // namespace
+
 std::vector<Tensor> BertModel::encode(const std::vector<std::vector<int64_t>>& batch) {
   QK_CHECK(!batch.empty(), ValueError, "BertModel::encode needs at least one sequence");
   const int64_t hsz = config_.hidden_size, heads = config_.num_attention_heads;
@@ -128,9 +142,7 @@ std::vector<Tensor> BertModel::encode(const std::vector<std::vector<int64_t>>& b
           float mx = -INFINITY;
           for (int64_t j = 0; j < len; ++j) {  // padded keys are masked out
             const float* kj = k.data<float>() + (s * t + j) * hsz + h * hd;
-            float dot = 0;
-            for (int64_t e = 0; e < hd; ++e) dot += qi[e] * kj[e];
-            scores[j] = dot * scale;
+            scores[j] = dot_lanes(qi, kj, hd) * scale;
             mx = std::max(mx, scores[j]);
           }
           float sum = 0;
