@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <limits>
 #include <vector>
 
 #include "gemv.h"
@@ -395,23 +396,29 @@ bool round_row_to_int16(const float* xr, int64_t r, const PackedLinearWeight& p,
     const float* xc = xr + c * kChunk;
     const int64_t len = std::min(kChunk, k - c * kChunk);
     float amax = 0.0f;
-    bool finite = true;
+    int non_finite = 0;  // bitwise, not &&: keeps the loop vectorisable
     for (int64_t j = 0; j < len; ++j) {
-      finite = finite && std::isfinite(xc[j]);
-      amax = std::max(amax, std::fabs(xc[j]));
+      const float a = std::fabs(xc[j]);
+      non_finite |= !(a <= std::numeric_limits<float>::max());
+      amax = amax < a ? a : amax;
     }
-    if (!finite) return false;
+    if (non_finite != 0) return false;
     if (amax > 0.0f) {
-      // In double: 32767 / amax overflows float for amax below 1e-34.
-      const double inv = 32767.0 / amax;
+      // In double (32767 / amax overflows float below 1e-34). Adding and subtracting 1.5 * 2^52
+      // rounds half to even exactly (|v| <= 32767.5 here), in vector lanes: nearbyint is a libm
+      // call per element at this file's baseline ISA.
+      const double inv = 32767.0 / amax, magic = 6755399441055744.0;
       scales[c] = static_cast<float>(amax / 32767.0);
+      int16_t rounded[kChunk] = {};
       int64_t sum = 0;
       for (int64_t j = 0; j < len; ++j) {
-        const auto v =
-            static_cast<int16_t>(std::clamp(std::nearbyint(xc[j] * inv), -32767.0, 32767.0));
-        q[kernels::int16_activation_slot(bits, c, j)] = v;
-        sum += v;
+        const double v = (static_cast<double>(xc[j]) * inv + magic) - magic;
+        rounded[j] = static_cast<int16_t>(std::clamp(v, -32767.0, 32767.0));
+        sum += rounded[j];
       }
+      // Runs of 8 stay contiguous in every layout (int16_activation_slot).
+      for (int j = 0; j < kChunk; j += 8)
+        std::copy_n(rounded + j, 8, q + kernels::int16_activation_slot(bits, c, j));
       // Summed with the float scale the kernels multiply by.
       group_sum += static_cast<double>(scales[c]) * static_cast<double>(sum);
     }
