@@ -179,6 +179,18 @@ inline float group_bias_term(const float* s, const float* off, float qmin, const
   return out;
 }
 
+/// Walks a row's group scales in steps (chunks or spans) with a countdown to the next group,
+/// so the hot loops carry no division or per-group loop nest.
+struct GroupScaleCursor {
+  const float* scale;
+  int64_t steps_per_group, left;
+  GroupScaleCursor(const float* scales, int64_t steps)
+      : scale(scales), steps_per_group(steps), left(steps) {}
+  void step() {
+    if (--left == 0) left = steps_per_group, ++scale;
+  }
+};
+
 /// Register-resident gemv_rows on unsigned codes: W = s (u + qmin) + off, so
 /// x . W = sum_g s_g (x . u)_g + sum_g (qmin s_g + off_g) xsum_g. The first sum runs in two
 /// accumulators per activation row over spans of Span (1 or 2) chunks inside a group, then is
@@ -201,8 +213,7 @@ void gemv_rows_avx2(const GemvArgs& a, int64_t m0) {
     for (int r = 0; r < Rows; ++r) {
       for (int i = 0; i < Span; ++i) total[r][i] = _mm256_setzero_ps();
     }
-    const float* group_scale = s;
-    int64_t left_in_group = spans_per_group;
+    GroupScaleCursor group(s, spans_per_group);
     for (int64_t sp = 0; sp < spans; ++sp) {
       __m256 acc[Rows][2];
       for (int i = 0; i < Span; ++i) {
@@ -229,10 +240,10 @@ void gemv_rows_avx2(const GemvArgs& a, int64_t m0) {
         }
       }
       if constexpr (!ChunkGroups) {
-        const __m256 scale = _mm256_broadcast_ss(group_scale);
+        const __m256 scale = _mm256_broadcast_ss(group.scale);
         for (int r = 0; r < Rows; ++r)
           total[r][0] = _mm256_fmadd_ps(_mm256_add_ps(acc[r][0], acc[r][1]), scale, total[r][0]);
-        if (--left_in_group == 0) left_in_group = spans_per_group, ++group_scale;
+        group.step();
       }
     }
     alignas(32) float u_tail[kChunk];
@@ -599,12 +610,11 @@ void gemv_int16_rows_avx2(const GemvInt16Args& a, int64_t r0) {
     const float* s = a.w.scales + n * a.w.groups;
     __m256 total[Rows], spare = _mm256_setzero_ps();
     for (auto& t : total) t = _mm256_setzero_ps();
-    const float* group_scale = s;
-    int64_t left_in_group = chunks_per_group;
+    GroupScaleCursor group(s, chunks_per_group);
     for (int64_t c = 0; c < chunks; ++c) {
       __m256i w0, w1;
       codes_i16_chunk<Bits>(row, c, &w0, &w1);
-      const __m256 gs = _mm256_broadcast_ss(group_scale);
+      const __m256 gs = _mm256_broadcast_ss(group.scale);
       for (int r = 0; r < Rows; ++r) {
         __m256 scale = _mm256_broadcast_ss(tokens.sx[r] + c);
         if constexpr (!PerChannel) scale = _mm256_mul_ps(scale, gs);
@@ -612,7 +622,7 @@ void gemv_int16_rows_avx2(const GemvInt16Args& a, int64_t r0) {
                                    scale, total[r]);
       }
       if constexpr (Rows == 1) std::swap(total[0], spare);
-      if (--left_in_group == 0) left_in_group = chunks_per_group, ++group_scale;
+      group.step();
     }
 #pragma GCC unroll 4
     for (int r = 0; r < Rows; ++r)
@@ -649,21 +659,17 @@ void gemv_int16_w2_rows_avx2(const GemvInt16Args& a, int64_t r0) {
     const float* s = a.w.scales + n * a.w.groups;
     __m256 total[Rows], spare = _mm256_setzero_ps();
     for (auto& t : total) t = _mm256_setzero_ps();
-    const float* group_scale = s;
-    int64_t left_in_group = chunks_per_group;
-    auto next_chunk = [&] {
-      if (--left_in_group == 0) left_in_group = chunks_per_group, ++group_scale;
-    };
+    GroupScaleCursor group(s, chunks_per_group);
     for (int64_t c = 0; c < chunks; c += 2) {
       __m256i w[4];
       codes_i16_pair_w2(row, c, w);
       const bool pair = c + 1 < chunks;  // an odd last chunk pairs with zero padding
       __m256 ws = _mm256_setzero_ps();
       if constexpr (!PerChannel) {
-        const float* s0 = group_scale;
-        next_chunk();
-        ws = halves(s0, pair ? group_scale : s0);
-        if (pair) next_chunk();
+        const float* s0 = group.scale;
+        group.step();
+        ws = halves(s0, pair ? group.scale : s0);
+        if (pair) group.step();
       }
       for (int r = 0; r < Rows; ++r) {
         const int16_t* x = tokens.xh[r] + c * kChunk;
