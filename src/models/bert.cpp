@@ -1,5 +1,7 @@
 #include "quantkit/models/bert.h"
 
+#include "../nn/attention.h"
+
 #include <cmath>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -80,20 +82,6 @@ Value BertModel::forward(const Value&) {
   throw ValueError("BertModel takes token ids: call encode(batch) or embed(batch)");
 }
 
-namespace {
-/// a . b over 8 independent partial sums, which the compiler turns into vector lanes: a single
-/// running sum (a chain of dependent adds) made the attention scores a quarter of a forward.
-float dot_lanes(const float* a, const float* b, int64_t n) {
-  float part[8] = {};
-  int64_t i = 0;
-  for (; i + 8 <= n; i += 8) {
-    for (int j = 0; j < 8; ++j) part[j] += a[i + j] * b[i + j];
-  }
-  for (; i < n; ++i) part[0] += a[i] * b[i];
-  return ((part[0] + part[1]) + (part[2] + part[3])) + ((part[4] + part[5]) + (part[6] + part[7]));
-}
-}  // namespace
-
 std::vector<Tensor> BertModel::encode(const std::vector<std::vector<int64_t>>& batch) {
   QK_CHECK(!batch.empty(), ValueError, "BertModel::encode needs at least one sequence");
   const int64_t hsz = config_.hidden_size, heads = config_.num_attention_heads;
@@ -137,22 +125,13 @@ std::vector<Tensor> BertModel::encode(const std::vector<std::vector<int64_t>>& b
       for (int64_t h = 0; h < heads; ++h) {
         const auto len = static_cast<int64_t>(batch[static_cast<size_t>(s)].size());
         std::vector<float> scores(static_cast<size_t>(len));
+        // Padded keys (positions >= len) are masked out by not passing them.
+        const HeadRows keys{k.data<float>() + s * t * hsz + h * hd, hsz};
+        const HeadRows values{v.data<float>() + s * t * hsz + h * hd, hsz};
         for (int64_t i = 0; i < len; ++i) {
-          const float* qi = q.data<float>() + (s * t + i) * hsz + h * hd;
-          float mx = -INFINITY;
-          for (int64_t j = 0; j < len; ++j) {  // padded keys are masked out
-            const float* kj = k.data<float>() + (s * t + j) * hsz + h * hd;
-            scores[j] = dot_lanes(qi, kj, hd) * scale;
-            mx = std::max(mx, scores[j]);
-          }
-          float sum = 0;
-          for (int64_t j = 0; j < len; ++j) sum += (scores[j] = std::exp(scores[j] - mx));
-          float* out = ctx.data<float>() + (s * t + i) * hsz + h * hd;
-          for (int64_t j = 0; j < len; ++j) {
-            const float w = scores[j] / sum;
-            const float* vj = v.data<float>() + (s * t + j) * hsz + h * hd;
-            for (int64_t e = 0; e < hd; ++e) out[e] += w * vj[e];
-          }
+          const int64_t row = (s * t + i) * hsz + h * hd;
+          attend_one_head(q.data<float>() + row, keys, values, len, hd, scale, scores.data(),
+                          ctx.data<float>() + row);
         }
       }
     }

@@ -1,5 +1,7 @@
 #include "quantkit/models/llama.h"
 
+#include "../nn/attention.h"
+
 #include <algorithm>
 #include <cmath>
 #include <fstream>
@@ -162,14 +164,15 @@ Tensor LlamaForCausalLM::attention(int64_t layer, const Tensor& x, KVCache& cach
   Tensor q = attn.call("q_proj", x).to_float().clone();
   const Tensor k = attn.call("k_proj", x).to_float();
   const Tensor v = attn.call("v_proj", x).to_float();
-  auto rope = [&](float* row, int64_t nheads, int64_t pos) {
-    const int64_t half = hd / 2;
+  // One cos/sin table per position serves every query and key head.
+  const int64_t half = hd / 2;
+  std::vector<float> cos_table(static_cast<size_t>(half)), sin_table(static_cast<size_t>(half));
+  auto rope = [&](float* row, int64_t nheads) {
     for (int64_t h = 0; h < nheads; ++h) {
       float* p = row + h * hd;
       for (int64_t i = 0; i < half; ++i) {
-        const float angle = static_cast<float>(pos) * inv_freq_[static_cast<size_t>(i)];
-        const float c = std::cos(angle), s = std::sin(angle);
         const float a = p[i], b = p[i + half];
+        const float c = cos_table[static_cast<size_t>(i)], s = sin_table[static_cast<size_t>(i)];
         p[i] = a * c - b * s;
         p[i + half] = b * c + a * s;
       }
@@ -178,10 +181,15 @@ Tensor LlamaForCausalLM::attention(int64_t layer, const Tensor& x, KVCache& cach
   float* keys = cache.keys[static_cast<size_t>(layer)].data<float>();
   float* values = cache.values[static_cast<size_t>(layer)].data<float>();
   for (int64_t r = 0; r < t; ++r) {
-    rope(q.data<float>() + r * config_.hidden_size, heads, start + r);
+    for (int64_t i = 0; i < half; ++i) {
+      const float angle = static_cast<float>(start + r) * inv_freq_[static_cast<size_t>(i)];
+      cos_table[static_cast<size_t>(i)] = std::cos(angle);
+      sin_table[static_cast<size_t>(i)] = std::sin(angle);
+    }
+    rope(q.data<float>() + r * config_.hidden_size, heads);
     std::copy_n(k.data<float>() + r * kv, kv, keys + (start + r) * kv);
     std::copy_n(v.data<float>() + r * kv, kv, values + (start + r) * kv);
-    rope(keys + (start + r) * kv, kv_heads, start + r);
+    rope(keys + (start + r) * kv, kv_heads);
   }
   Tensor out = Tensor::zeros({t, config_.hidden_size}, DType::kFloat32);
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
@@ -192,24 +200,11 @@ Tensor LlamaForCausalLM::attention(int64_t layer, const Tensor& x, KVCache& cach
 #pragma omp for collapse(2) schedule(static)
     for (int64_t r = 0; r < t; ++r) {
       for (int64_t h = 0; h < heads; ++h) {
-        const int64_t pos = start + r, kvh = h / group;
-        const float* qh = q.data<float>() + r * config_.hidden_size + h * hd;
-        float mx = -INFINITY;
-        for (int64_t j = 0; j <= pos; ++j) {
-          const float* kj = keys + j * kv + kvh * hd;
-          float dot = 0.0f;
-          for (int64_t i = 0; i < hd; ++i) dot += qh[i] * kj[i];
-          scores[j] = dot * scale;
-          mx = std::max(mx, scores[j]);
-        }
-        float sum = 0.0f;
-        for (int64_t j = 0; j <= pos; ++j) sum += (scores[j] = std::exp(scores[j] - mx));
-        float* oh = out.data<float>() + r * config_.hidden_size + h * hd;
-        for (int64_t j = 0; j <= pos; ++j) {
-          const float w = scores[j] / sum;
-          const float* vj = values + j * kv + kvh * hd;
-          for (int64_t i = 0; i < hd; ++i) oh[i] += w * vj[i];
-        }
+        const int64_t kv_offset = (h / group) * hd, row = r * config_.hidden_size + h * hd;
+        // Causal: query r sees positions [0, start + r].
+        attend_one_head(q.data<float>() + row, HeadRows{keys + kv_offset, kv},
+                        HeadRows{values + kv_offset, kv}, start + r + 1, hd, scale, scores.data(),
+                        out.data<float>() + row);
       }
     }
   }
