@@ -49,8 +49,10 @@ const std::vector<WeightCase> kCases = {
 
 TEST(LinearPacking, UnpackGivesBackTheExactCodes) {
   for (const WeightCase& c : kCases) {
-    for (int64_t k : {1, 31, 32, 100, 257}) {
-      const QTensor w = make_weight(5, k, c, 3);
+    // 300 rows: packing runs rows in parallel (unpacking too where rows start on whole bytes).
+    for (auto [n, k] : std::vector<std::pair<int64_t, int64_t>>{
+             {5, 1}, {5, 31}, {5, 32}, {5, 100}, {5, 257}, {300, 256}, {300, 257}, {300, 258}}) {
+      const QTensor w = make_weight(n, k, c, 3);
       const PackedLinearWeight p = pack_linear_weight(w);
       EXPECT_EQ(p.row_bytes % 64, 0);
       const QTensor back = p.unpack();
