@@ -19,11 +19,14 @@ constexpr int64_t kGemmMinRows = 64;
 kernels::GemvWeights gemv_weights(const PackedLinearWeight& p, float* y);
 
 /// Calls kernel(args) with args.w narrowed to slices of 16 rows of W on `threads` threads; 16
-/// rows keep each thread's writes to y on separate cache lines.
+/// rows keep each thread's writes to y on separate cache lines. Threads take 4 slices at a time
+/// as they finish: on this shared machine one core often runs slower for a while, and with a
+/// static split the other waited at every barrier (8-layer decode: 12 % -> 8 % of samples
+/// spinning in libgomp, 42 -> 46 tokens/s; W4A16 g32 GEMV 15-17 -> 22-24 GB/s, interleaved runs).
 template <class Args, class Kernel>
 void run_row_slices(Args args, Kernel kernel, int threads) {
   const int64_t n = args.w.n_end, slices = (n + 15) / 16;
-#pragma omp parallel for num_threads(threads) schedule(static) firstprivate(args)
+#pragma omp parallel for num_threads(threads) schedule(dynamic, 4) firstprivate(args)
   for (int64_t s = 0; s < slices; ++s) {
     args.w.n_begin = s * 16;
     args.w.n_end = std::min(n, s * 16 + 16);
