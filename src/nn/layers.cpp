@@ -56,11 +56,13 @@ Value Linear::forward(const Value& value) {
   }
   if (m > 0) {
     // Blocks of output features in parallel, each a single-threaded sgemm (quantkit's one
-    // thread pool; see num_threads()).
+    // thread pool; see num_threads()). Decode takes 64 rows at a time as threads finish, as the
+    // quantized GEMV does (run_row_slices): a core slowed by the host does not stall the other.
     const int threads = num_threads();
-    const int64_t block = std::max<int64_t>(16, (out_features + threads - 1) / threads);
+    const int64_t block =
+        m == 1 ? 64 : std::max<int64_t>(16, (out_features + threads - 1) / threads);
     const bool parallel = threads > 1 && m * in_features * out_features >= (int64_t{1} << 18);
-#pragma omp parallel for schedule(static) num_threads(threads) if (parallel)
+#pragma omp parallel for schedule(dynamic) num_threads(threads) if (parallel)
     for (int64_t n0 = 0; n0 < out_features; n0 += block) {
       const int64_t n = std::min(block, out_features - n0);
       if (m == 1) {  // decode: sgemv streams W at DRAM speed, sgemm with M = 1 does not
