@@ -5,6 +5,7 @@
 #include <string>
 
 #include "activation.h"
+#include "attention.h"
 #include "quant_rows.h"
 #include "quantkit/core/error.h"
 
@@ -105,6 +106,14 @@ const QuantRowKernels& quant_row_kernels_for(Isa isa) {
 
 const ActivationKernels& activation_kernels_for(Isa isa) {
   return isa == Isa::kReference ? reference::kActivationTable : avx2::kActivationTable;
+}
+
+const AttentionKernels& attention_kernels_for(Isa isa) {
+  return isa == Isa::kReference ? reference::kAttentionTable : avx2::kAttentionTable;
+}
+
+const AttentionKernels& attention_kernels() {
+  return attention_kernels_for(active_isa());
 }
 
 const ActivationKernels& activation_kernels() {

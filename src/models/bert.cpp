@@ -1,6 +1,6 @@
 #include "quantkit/models/bert.h"
 
-#include "../nn/attention.h"
+#include "../kernels/attention.h"
 
 #include <cmath>
 #include <fstream>
@@ -120,19 +120,17 @@ std::vector<Tensor> BertModel::encode(const std::vector<std::vector<int64_t>>& b
     const Tensor k = self.call("key", x).to_float();
     const Tensor v = self.call("value", x).to_float();
     Tensor ctx = Tensor::zeros({b * t, hsz}, DType::kFloat32);
-#pragma omp parallel for collapse(2) schedule(static) num_threads(num_threads())
+    const auto attend = kernels::attention_kernels().attend;
+#pragma omp parallel for collapse(2) schedule(dynamic) num_threads(num_threads())
     for (int64_t s = 0; s < b; ++s) {
       for (int64_t h = 0; h < heads; ++h) {
+        // Every query row of sequence s and head h against its len keys: padded positions
+        // (>= len) are masked out by not passing them.
         const auto len = static_cast<int64_t>(batch[static_cast<size_t>(s)].size());
-        std::vector<float> scores(static_cast<size_t>(len));
-        // Padded keys (positions >= len) are masked out by not passing them.
-        const HeadRows keys{k.data<float>() + s * t * hsz + h * hd, hsz};
-        const HeadRows values{v.data<float>() + s * t * hsz + h * hd, hsz};
-        for (int64_t i = 0; i < len; ++i) {
-          const int64_t row = (s * t + i) * hsz + h * hd;
-          attend_one_head(q.data<float>() + row, keys, values, len, hd, scale, scores.data(),
-                          ctx.data<float>() + row);
-        }
+        std::vector<float> scores(static_cast<size_t>(len * len));
+        const int64_t first = s * t * hsz + h * hd;
+        attend({q.data<float>() + first, hsz, len, k.data<float>() + first, v.data<float>() + first,
+                hsz, len, hd, scale, ctx.data<float>() + first, hsz, scores.data()});
       }
     }
     Module& attn_out = *layer.child("attention")->child("output");

@@ -1,6 +1,6 @@
 #include "quantkit/models/llama.h"
 
-#include "../nn/attention.h"
+#include "../kernels/attention.h"
 
 #include <algorithm>
 #include <cmath>
@@ -194,17 +194,17 @@ Tensor LlamaForCausalLM::attention(int64_t layer, const Tensor& x, KVCache& cach
   Tensor out = Tensor::zeros({t, config_.hidden_size}, DType::kFloat32);
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
   const int threads = t * heads * (start + t) * hd > (1 << 16) ? num_threads() : 1;
+  const auto attend = kernels::attention_kernels().attend;
 #pragma omp parallel num_threads(threads) if (threads > 1)
   {
-    std::vector<float> scores(static_cast<size_t>(start + t));
+    std::vector<float> scores(static_cast<size_t>(group * (start + t)));
 #pragma omp for collapse(2) schedule(static)
     for (int64_t r = 0; r < t; ++r) {
-      for (int64_t h = 0; h < heads; ++h) {
-        const int64_t kv_offset = (h / group) * hd, row = r * config_.hidden_size + h * hd;
-        // Causal: query r sees positions [0, start + r].
-        attend_one_head(q.data<float>() + row, HeadRows{keys + kv_offset, kv},
-                        HeadRows{values + kv_offset, kv}, start + r + 1, hd, scale, scores.data(),
-                        out.data<float>() + row);
+      for (int64_t h = 0; h < kv_heads; ++h) {
+        // The `group` query heads of KV head h; query r sees positions [0, start + r] (causal).
+        const int64_t row = r * config_.hidden_size + h * group * hd;
+        attend({q.data<float>() + row, hd, group, keys + h * hd, values + h * hd, kv, start + r + 1,
+                hd, scale, out.data<float>() + row, hd, scores.data()});
       }
     }
   }
