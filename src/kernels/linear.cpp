@@ -132,6 +132,8 @@ void add_bias(const Tensor* bias, int64_t rows, Tensor& y) {
   const int64_t n = bias->numel();
   const float* __restrict b = bias->data<float>();  // hoisted: lets the loop vectorise
   float* __restrict out = y.data<float>();
+  // Rows in parallel: serial, this was 1.2 % of a MiniLM W8A8 forward with the other core idle.
+#pragma omp parallel for schedule(static) num_threads(num_threads()) if (rows * n > 65536)
   for (int64_t r = 0; r < rows; ++r) {
     for (int64_t o = 0; o < n; ++o) out[r * n + o] += b[o];
   }
