@@ -198,7 +198,8 @@ Tensor LlamaForCausalLM::attention(int64_t layer, const Tensor& x, KVCache& cach
 #pragma omp parallel num_threads(threads) if (threads > 1)
   {
     std::vector<float> scores(static_cast<size_t>(group * (start + t)));
-#pragma omp for collapse(2) schedule(static)
+    // Dynamic: in a causal prefill, later rows attend over more positions.
+#pragma omp for collapse(2) schedule(dynamic)
     for (int64_t r = 0; r < t; ++r) {
       for (int64_t h = 0; h < kv_heads; ++h) {
         // The `group` query heads of KV head h; query r sees positions [0, start + r] (causal).
