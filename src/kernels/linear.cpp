@@ -13,7 +13,6 @@
 #include "gemv.h"
 #include "linear_internal.h"
 #include "quantkit/core/float_convert.h"
-#include "quantkit/core/packing.h"
 
 namespace quantkit {
 namespace kernels {
