@@ -11,6 +11,7 @@
 #endif
 
 #include "gemv.h"
+#include "gemv_int8_w4_tiles.h"
 
 namespace quantkit::kernels::QK_ISA_NAMESPACE {
 
@@ -375,74 +376,25 @@ inline void gemv_int8_w4_row_avx2(const GemvInt8Args& a, int64_t r) {
   }
 }
 
-/// W4A8 for Rows tokens at once (M >= 4): each chunk of codes is split into nibbles once and
-/// meets every token through maddubs + madd (u <= 15, |x| <= 127: no saturation), so the decode
-/// is paid once per Rows tokens instead of once per token.
-template <int Rows>
-void gemv_int8_w4_rows_avx2(const GemvInt8Args& a, int64_t r0) {
-  const int64_t chunks = (a.w.k + kChunk - 1) / kChunk;
-  const int64_t chunks_per_group = a.w.group_size >= a.w.k ? chunks : a.w.group_size / kChunk;
-  const __m256i ones16 = _mm256_set1_epi16(1);
-  for (int64_t n = a.w.n_begin; n < a.w.n_end; ++n) {
-    const uint8_t* row = a.w.codes + n * a.w.row_bytes;
-    const float* s = a.w.scales + n * a.w.groups;
-    __m256 total[Rows];
-    for (auto& t : total) t = _mm256_setzero_ps();
-    if (chunks_per_group == 1) {  // group size 32: a flat loop keeps the totals in registers
-      for (int64_t c = 0; c < chunks; ++c) {
-        const __m256i u = nibbles_w4_chunk(row, c);
-        const __m256 scale = _mm256_broadcast_ss(s + c);
-        for (int r = 0; r < Rows; ++r) {
-          const __m256i x = _mm256_loadu_si256(
-              reinterpret_cast<const __m256i*>(a.xq + (r0 + r) * a.xq_stride + c * kChunk));
-          const __m256i d = _mm256_madd_epi16(_mm256_maddubs_epi16(u, x), ones16);
-          total[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d), scale, total[r]);
-        }
-      }
-    } else {
-      for (int64_t c0 = 0, g = 0; c0 < chunks; c0 += chunks_per_group, ++g) {
-        const int64_t c1 = std::min(chunks, c0 + chunks_per_group);
-        __m256i acc[Rows];
-        for (auto& v : acc) v = _mm256_setzero_si256();
-        for (int64_t c = c0; c < c1; ++c) {
-          const __m256i u = nibbles_w4_chunk(row, c);
-          for (int r = 0; r < Rows; ++r) {
-            const __m256i x = _mm256_loadu_si256(
-                reinterpret_cast<const __m256i*>(a.xq + (r0 + r) * a.xq_stride + c * kChunk));
-            acc[r] =
-                _mm256_add_epi32(acc[r], _mm256_madd_epi16(_mm256_maddubs_epi16(u, x), ones16));
-          }
-        }
-        const __m256 scale = _mm256_broadcast_ss(s + g);
-        for (int r = 0; r < Rows; ++r)
-          total[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc[r]), scale, total[r]);
-      }
-    }
-    const float* off = a.w.offsets != nullptr ? a.w.offsets + n * a.w.groups : nullptr;
-    for (int r = 0; r < Rows; ++r) {
-      const float out = horizontal_sum(total[r]) +
-                        group_bias_term(s, off, a.w.code_bias,
-                                        a.xq_group_sums + (r0 + r) * a.w.groups, a.w.groups);
-      a.w.y[(r0 + r) * a.w.y_stride + n] = out * a.x_scale[r0 + r];
-    }
-  }
-}
-
+/// W4A8: from kW4TileMinTokens tokens on, channel tiles (gemv_int8_w4_tiles.h: 1.3-1.8x the
+/// per-row kernel with 4 tokens per decoded chunk that it replaced, 1 thread, M = 8..512);
+/// below, one token at a time along the rows, which streams the weights once with no regrouping.
 inline void gemv_int8_w4_avx2(const GemvInt8Args& a) {
-  int64_t r = 0;
-  for (; r + 4 <= a.m; r += 4) gemv_int8_w4_rows_avx2<4>(a, r);
-  for (; r < a.m; ++r) gemv_int8_w4_row_avx2(a, r);
+  if (a.m >= kW4TileMinTokens) {
+    gemv_int8_w4_tiled_avx2(a);
+    return;
+  }
+  for (int64_t r = 0; r < a.m; ++r) gemv_int8_w4_row_avx2(a, r);
 }
 #endif
-
 #if defined(__AVX2__)
-/// W8A8 for Rows tokens at once: each weight chunk is loaded, made signed and split into |q|
-/// once, then meets every token through sign + maddubs + madd. q = u + qmin may be -128, whose
-/// magnitude fits maddubs' unsigned operand, so |q| * sign(x, q) is exact (activations stay
-/// within +-127) and below saturation (2 * 128 * 127 < 32768). Per group the int32 dot is
-/// reduced and combined in double, as in the portable specification (gemv_int8).
-template <int Rows>
-void gemv_int8_w8_rows_avx2(const GemvInt8Args& a, int64_t r0) {
+    /// W8A8 for Rows tokens at once: each weight chunk is loaded, made signed and split into |q|
+    /// once, then meets every token through sign + maddubs + madd. q = u + qmin may be -128, whose
+    /// magnitude fits maddubs' unsigned operand, so |q| * sign(x, q) is exact (activations stay
+    /// within +-127) and below saturation (2 * 128 * 127 < 32768). Per group the int32 dot is
+    /// reduced and combined in double, as in the portable specification (gemv_int8).
+    template <
+    int Rows> void gemv_int8_w8_rows_avx2(const GemvInt8Args& a, int64_t r0) {
   const int64_t chunks = (a.w.k + kChunk - 1) / kChunk;
   const int64_t chunks_per_group = a.w.group_size >= a.w.k ? chunks : a.w.group_size / kChunk;
   const __m256i ones16 = _mm256_set1_epi16(1), flip = _mm256_set1_epi8(-128);
