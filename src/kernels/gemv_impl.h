@@ -387,14 +387,15 @@ inline void gemv_int8_w4_avx2(const GemvInt8Args& a) {
   for (int64_t r = 0; r < a.m; ++r) gemv_int8_w4_row_avx2(a, r);
 }
 #endif
+
 #if defined(__AVX2__)
-    /// W8A8 for Rows tokens at once: each weight chunk is loaded, made signed and split into |q|
-    /// once, then meets every token through sign + maddubs + madd. q = u + qmin may be -128, whose
-    /// magnitude fits maddubs' unsigned operand, so |q| * sign(x, q) is exact (activations stay
-    /// within +-127) and below saturation (2 * 128 * 127 < 32768). Per group the int32 dot is
-    /// reduced and combined in double, as in the portable specification (gemv_int8).
-    template <
-    int Rows> void gemv_int8_w8_rows_avx2(const GemvInt8Args& a, int64_t r0) {
+/// W8A8 for Rows tokens at once: each weight chunk is loaded, made signed and split into |q|
+/// once, then meets every token through sign + maddubs + madd. q = u + qmin may be -128, whose
+/// magnitude fits maddubs' unsigned operand, so |q| * sign(x, q) is exact (activations stay
+/// within +-127) and below saturation (2 * 128 * 127 < 32768). Per group the int32 dot is
+/// reduced and combined in double, as in the portable specification (gemv_int8).
+template <int Rows>
+void gemv_int8_w8_rows_avx2(const GemvInt8Args& a, int64_t r0) {
   const int64_t chunks = (a.w.k + kChunk - 1) / kChunk;
   const int64_t chunks_per_group = a.w.group_size >= a.w.k ? chunks : a.w.group_size / kChunk;
   const __m256i ones16 = _mm256_set1_epi16(1), flip = _mm256_set1_epi8(-128);
