@@ -11,7 +11,7 @@
 #endif
 
 #include "gemv.h"
-#include "gemv_int8_w4_tiles.h"
+#include "gemv_int8_tiles.h"
 
 namespace quantkit::kernels::QK_ISA_NAMESPACE {
 
@@ -376,12 +376,12 @@ inline void gemv_int8_w4_row_avx2(const GemvInt8Args& a, int64_t r) {
   }
 }
 
-/// W4A8: from kW4TileMinTokens tokens on, channel tiles (gemv_int8_w4_tiles.h: 1.3-1.8x the
+/// W4A8: from kTileMinTokens[0] tokens on, channel tiles (gemv_int8_tiles.h: 1.3-1.8x the
 /// per-row kernel with 4 tokens per decoded chunk that it replaced, 1 thread, M = 8..512);
 /// below, one token at a time along the rows, which streams the weights once with no regrouping.
 inline void gemv_int8_w4_avx2(const GemvInt8Args& a) {
-  if (a.m >= kW4TileMinTokens) {
-    gemv_int8_w4_tiled_avx2(a);
+  if (a.m >= kTileMinTokens[0]) {
+    gemv_int8_tiled_avx2<4>(a);
     return;
   }
   for (int64_t r = 0; r < a.m; ++r) gemv_int8_w4_row_avx2(a, r);
@@ -444,6 +444,10 @@ void gemv_int8(const GemvInt8Args& a) {
     gemv_int8_w4_avx2(a);
     return;
   } else {
+    if (a.m >= kTileMinTokens[1]) {
+      gemv_int8_tiled_avx2<8>(a);
+      return;
+    }
     int64_t r = 0;
     for (; r + 4 <= a.m; r += 4) gemv_int8_w8_rows_avx2<4>(a, r);
     for (; r < a.m; ++r) gemv_int8_w8_rows_avx2<1>(a, r);

@@ -1,0 +1,233 @@
+// W4A8 / W8A8 for many tokens (AVX2): output channels in the vector lanes.
+// Part of gemv_impl.h's per-ISA instantiation (QK_ISA_NAMESPACE names it).
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+#include <vector>
+#if defined(__AVX2__)
+#include <immintrin.h>
+#endif
+
+#include "gemv.h"
+
+namespace quantkit::kernels::QK_ISA_NAMESPACE {
+
+#if defined(__AVX2__)
+/// Token counts from which linear_dynamic_int8 uses the tiles (1 thread, interleaved A/B).
+/// - 4-bit: at 4 tokens they already match the per-row kernel (group 32) or beat it by 1.2-1.3x
+///   (group 128); 1.3-1.8x at 8..512.
+/// - 8-bit: against the per-row kernel (4 tokens per chunk) they save the per-row horizontal sums
+///   but not a multiply: K = 2048: 0.64x at 4 tokens, 1.01x at 32, 1.07-1.09x at 128-512;
+///   K = 384 (MiniLM): 1.24x at 32, 1.31-1.36x at 128-512.
+constexpr int64_t kTileMinTokens[2] = {4, 32};
+
+/// Eight rows of codes regrouped so that one 32-byte load feeds eight output channels:
+/// quads[c][q][ch] is dword q of chunk c of row ch.
+/// - 4-bit: a packed chunk is 16 bytes (byte j: element j in the low nibble, element 16 + j in
+///   the high one), so dword q (of 4) carries elements 4q..4q+3 and 16+4q..16+4q+3: masking
+///   the low nibbles gives the codes of 4 consecutive elements for all 8 channels, the shifted
+///   high nibbles the 4 elements 16 further on.
+/// - 8-bit: dword q (of 8) is elements 4q..4q+3, stored signed (u + qmin = u ^ 0x80).
+/// Group scales and biases (what the offsets, and for unsigned 4-bit codes qmin s, add per unit
+/// of sum x) are stored per group as 8 lanes. Rows past N are zero-scaled and never stored.
+struct ChannelTile {
+  std::vector<uint32_t> quads;  // [chunks][Bits][8]
+  std::vector<float> scales;    // [groups][8]
+  std::vector<float> biases;    // [groups][8]
+};
+
+inline void transpose_4x4_epi32(const __m128i* r, __m128i* out) {
+  const __m128i a = _mm_unpacklo_epi32(r[0], r[1]), b = _mm_unpackhi_epi32(r[0], r[1]);
+  const __m128i c = _mm_unpacklo_epi32(r[2], r[3]), d = _mm_unpackhi_epi32(r[2], r[3]);
+  out[0] = _mm_unpacklo_epi64(a, c);
+  out[1] = _mm_unpackhi_epi64(a, c);
+  out[2] = _mm_unpacklo_epi64(b, d);
+  out[3] = _mm_unpackhi_epi64(b, d);
+}
+
+template <int Bits>
+void fill_channel_tile(const GemvWeights& w, int64_t n0, ChannelTile& t) {
+  constexpr int kChunkBytes = 4 * Bits, kQuads = Bits;
+  const int64_t chunks = (w.k + 31) / 32;
+  const int64_t rows = std::min<int64_t>(8, w.n_end - n0);
+  t.quads.resize(static_cast<size_t>(chunks * kQuads * 8));
+  t.scales.assign(static_cast<size_t>(w.groups * 8), 0.0f);
+  t.biases.assign(static_cast<size_t>(w.groups * 8), 0.0f);
+  static const uint8_t kZeroChunk[32] = {};
+  for (int64_t ch = 0; ch < rows; ++ch) {
+    for (int64_t g = 0; g < w.groups; ++g) {
+      const float s = w.scales[(n0 + ch) * w.groups + g];
+      const float off = w.offsets != nullptr ? w.offsets[(n0 + ch) * w.groups + g] : 0.0f;
+      t.scales[static_cast<size_t>(g * 8 + ch)] = s;
+      t.biases[static_cast<size_t>(g * 8 + ch)] = (Bits == 4 ? w.code_bias * s : 0.0f) + off;
+    }
+  }
+  const __m256i sign_flip = _mm256_set1_epi8(Bits == 8 ? -128 : 0);
+  for (int64_t c = 0; c < chunks; ++c) {
+    // Per 16 bytes of the chunk: 4x4 dword transposes of rows 0-3 and 4-7, halves joined.
+    for (int part = 0; part < kChunkBytes / 16; ++part) {
+      __m128i v[8], q[2][4];
+      for (int ch = 0; ch < 8; ++ch) {
+        const uint8_t* p = ch < rows
+                               ? w.codes + (n0 + ch) * w.row_bytes + c * kChunkBytes + part * 16
+                               : kZeroChunk;
+        v[ch] = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+      }
+      transpose_4x4_epi32(v, q[0]);
+      transpose_4x4_epi32(v + 4, q[1]);
+      for (int i = 0; i < 4; ++i) {
+        const __m256i joined = _mm256_xor_si256(_mm256_set_m128i(q[1][i], q[0][i]), sign_flip);
+        _mm256_storeu_si256(
+            reinterpret_cast<__m256i*>(t.quads.data() + (c * kQuads + part * 4 + i) * 8), joined);
+      }
+    }
+  }
+}
+
+inline __m256i broadcast_quad(const int8_t* p) {
+  int32_t v;
+  std::memcpy(&v, p, sizeof v);
+  return _mm256_set1_epi32(v);
+}
+
+/// 4-bit: the int16 sums of one chunk for Rows tokens, 8 maddubs of 4 elements x 8 channels
+/// each (every lane <= 2 * 15 * 127, eight of them below 32768), then one madd to int32 added
+/// to dot.
+template <int Rows>
+inline void w4_chunk_dots(const uint32_t* quads, const int8_t* const* xq, int64_t c, __m256i* dot) {
+  const __m256i low4 = _mm256_set1_epi8(0x0F);
+  __m256i sum16[Rows];
+  for (int r = 0; r < Rows; ++r) sum16[r] = _mm256_setzero_si256();
+  for (int q = 0; q < 4; ++q) {
+    const __m256i codes = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(quads + q * 8));
+    const __m256i lo = _mm256_and_si256(codes, low4);
+    const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(codes, 4), low4);
+    for (int r = 0; r < Rows; ++r) {
+      const int8_t* x = xq[r] + c * 32 + 4 * q;
+      sum16[r] = _mm256_add_epi16(sum16[r], _mm256_maddubs_epi16(lo, broadcast_quad(x)));
+      sum16[r] = _mm256_add_epi16(sum16[r], _mm256_maddubs_epi16(hi, broadcast_quad(x + 16)));
+      // Keeps GCC from reassociating the sums into a tree of 8 live products per token,
+      // which spilled them all.
+      asm("" : "+x"(sum16[r]));
+    }
+  }
+  for (int r = 0; r < Rows; ++r)
+    dot[r] = _mm256_add_epi32(dot[r], _mm256_madd_epi16(sum16[r], _mm256_set1_epi16(1)));
+}
+
+/// 8-bit: per 4 elements x 8 channels, |q| * sign(x, q) through maddubs (exact: |q| <= 128,
+/// |x| <= 127, pairs below 32768) and madd to int32, added to dot.
+template <int Rows>
+inline void w8_chunk_dots(const uint32_t* quads, const int8_t* const* xq, int64_t c, __m256i* dot) {
+  const __m256i ones16 = _mm256_set1_epi16(1);
+  for (int q = 0; q < 8; ++q) {
+    const __m256i codes = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(quads + q * 8));
+    const __m256i magnitude = _mm256_abs_epi8(codes);
+    for (int r = 0; r < Rows; ++r) {
+      const __m256i x = _mm256_sign_epi8(broadcast_quad(xq[r] + c * 32 + 4 * q), codes);
+      dot[r] =
+          _mm256_add_epi32(dot[r], _mm256_madd_epi16(_mm256_maddubs_epi16(magnitude, x), ones16));
+    }
+  }
+}
+
+/// y[r0..r0+Rows, n0..n0+8) from a tile: per chunk, int32 dots of 8 channels per token (above);
+/// per group, floats times the 8 group scales, plus the biases times the token's group sum of
+/// xq. Against per-row dot products this needs no horizontal reduction, and for 4-bit codes no
+/// float conversion per chunk: 9 multiply-port ops per 256 MACs instead of 16 plus 16. With one
+/// chunk per group (ChunkGroups) the float totals stay in registers; with longer groups the
+/// int32 dots take those registers and the totals, touched once per group, live in memory.
+template <int Bits, int Rows, bool ChunkGroups>
+void channel_tile_tokens(const GemvInt8Args& a, const ChannelTile& t, int64_t r0, int64_t n0) {
+  const int64_t chunks = (a.w.k + 31) / 32;
+  const int64_t chunks_per_group = a.w.group_size >= a.w.k ? chunks : a.w.group_size / 32;
+  const int8_t* xq[Rows];
+  const float* xsums[Rows];
+  for (int r = 0; r < Rows; ++r) {
+    xq[r] = a.xq + (r0 + r) * a.xq_stride;
+    xsums[r] = a.xq_group_sums + (r0 + r) * a.w.groups;
+  }
+  auto chunk_dots = [&](int64_t c, __m256i* dot) {
+    const uint32_t* quads = t.quads.data() + c * Bits * 8;
+    Bits == 4 ? w4_chunk_dots<Rows>(quads, xq, c, dot) : w8_chunk_dots<Rows>(quads, xq, c, dot);
+  };
+  alignas(32) float out[Rows][8] = {};
+  auto add_group = [&](int64_t g, const __m256i* dot, auto&& update) {
+    const __m256 scale = _mm256_loadu_ps(t.scales.data() + g * 8);
+    const __m256 bias = _mm256_loadu_ps(t.biases.data() + g * 8);
+    for (int r = 0; r < Rows; ++r) {
+      update(r, [&](__m256 v) {
+        v = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot[r]), scale, v);
+        return _mm256_fmadd_ps(bias, _mm256_broadcast_ss(xsums[r] + g), v);
+      });
+    }
+  };
+  if constexpr (ChunkGroups) {
+    __m256 total[Rows];
+    for (auto& v : total) v = _mm256_setzero_ps();
+    for (int64_t c = 0; c < chunks; ++c) {
+      __m256i dot[Rows];
+      for (auto& v : dot) v = _mm256_setzero_si256();
+      chunk_dots(c, dot);
+      add_group(c, dot, [&](int r, auto&& f) { total[r] = f(total[r]); });
+    }
+    for (int r = 0; r < Rows; ++r) _mm256_store_ps(out[r], total[r]);
+  } else {
+    for (int64_t c0 = 0, g = 0; c0 < chunks; c0 += chunks_per_group, ++g) {
+      __m256i dot[Rows];
+      for (auto& v : dot) v = _mm256_setzero_si256();
+      for (int64_t c = c0; c < std::min(chunks, c0 + chunks_per_group); ++c) chunk_dots(c, dot);
+      add_group(g, dot,
+                [&](int r, auto&& f) { _mm256_store_ps(out[r], f(_mm256_load_ps(out[r]))); });
+    }
+  }
+  const int64_t valid = std::min<int64_t>(8, a.w.n_end - n0);
+  for (int r = 0; r < Rows; ++r) {
+    const float sx = a.x_scale[r0 + r];
+    float* y = a.w.y + (r0 + r) * a.w.y_stride + n0;
+    for (int64_t i = 0; i < valid; ++i) y[i] = out[r][i] * sx;
+  }
+}
+
+template <int Bits, bool ChunkGroups>
+void channel_tile(const GemvInt8Args& a, const ChannelTile& t, int64_t n0) {
+  constexpr int kTokens = Bits == 8 ? 6 : 4;
+  int64_t r = 0;
+  for (; r + kTokens <= a.m; r += kTokens)
+    channel_tile_tokens<Bits, kTokens, ChunkGroups>(a, t, r, n0);
+  switch (a.m - r) {
+    case 5:
+      if constexpr (kTokens > 5) channel_tile_tokens<Bits, 5, ChunkGroups>(a, t, r, n0);
+      break;
+    case 4:
+      if constexpr (kTokens > 4) channel_tile_tokens<Bits, 4, ChunkGroups>(a, t, r, n0);
+      break;
+    case 3:
+      channel_tile_tokens<Bits, 3, ChunkGroups>(a, t, r, n0);
+      break;
+    case 2:
+      channel_tile_tokens<Bits, 2, ChunkGroups>(a, t, r, n0);
+      break;
+    case 1:
+      channel_tile_tokens<Bits, 1, ChunkGroups>(a, t, r, n0);
+      break;
+    default:
+      break;
+  }
+}
+
+/// The slice through channel tiles: each 8 rows regrouped once, then every token.
+template <int Bits>
+void gemv_int8_tiled_avx2(const GemvInt8Args& a) {
+  thread_local ChannelTile tile;
+  const bool chunk_groups = a.w.group_size == 32 && a.w.k > 32;
+  for (int64_t n0 = a.w.n_begin; n0 < a.w.n_end; n0 += 8) {
+    fill_channel_tile<Bits>(a.w, n0, tile);
+    chunk_groups ? channel_tile<Bits, true>(a, tile, n0) : channel_tile<Bits, false>(a, tile, n0);
+  }
+}
+#endif
+
+}  // namespace quantkit::kernels::QK_ISA_NAMESPACE
