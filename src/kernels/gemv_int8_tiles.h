@@ -193,6 +193,9 @@ void channel_tile_tokens(const GemvInt8Args& a, const ChannelTile& t, int64_t r0
 
 template <int Bits, bool ChunkGroups>
 void channel_tile(const GemvInt8Args& a, const ChannelTile& t, int64_t n0) {
+  // 8-bit tokens hold one int32 dot register each, so 6 share each load + abs of the codes
+  // (against the row kernel at K = 2048, M = 128-512: 1.00-1.03x with 4 tokens, 1.07-1.09x with
+  // 6); 4-bit tokens need int16 sums too, and 4 fill the registers.
   constexpr int kTokens = Bits == 8 ? 6 : 4;
   int64_t r = 0;
   for (; r + kTokens <= a.m; r += kTokens)
