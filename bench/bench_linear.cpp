@@ -30,11 +30,7 @@ const Tensor& weight_f32() {
 std::vector<PackedLinearWeight> dram_copies(const PackedLinearWeight& p) {
   std::vector<PackedLinearWeight> copies;
   for (int64_t total = 0; total < kDramBytes; total += p.nbytes()) {
-    PackedLinearWeight c = p;
-    c.codes = p.codes.clone();
-    c.scales = p.scales.clone();
-    if (p.offsets.defined()) c.offsets = p.offsets.clone();
-    copies.push_back(std::move(c));
+    copies.push_back(p.clone());
   }
   return copies;
 }

@@ -80,11 +80,7 @@ Tensor run(const Tensor& x, const PackedLinearWeight& p, const WeightCase& c) {
 std::vector<PackedLinearWeight> dram_copies(const PackedLinearWeight& packed, int64_t bytes) {
   std::vector<PackedLinearWeight> copies;
   for (int64_t total = 0; total < bytes; total += packed.nbytes()) {
-    PackedLinearWeight copy = packed;
-    copy.codes = packed.codes.clone();
-    copy.scales = packed.scales.clone();
-    copy.offsets = packed.offsets.clone();
-    copies.push_back(std::move(copy));
+    copies.push_back(packed.clone());
   }
   return copies;
 }

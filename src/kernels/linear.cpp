@@ -109,8 +109,8 @@ kernels::GemvWeights gemv_weights(const PackedLinearWeight& p, float* y) {
   return {p.in_features,
           p.codes.data<uint8_t>(),
           p.row_bytes,
-          p.scales.data<float>(),
-          p.has_offsets ? p.offsets.data<float>() : nullptr,
+          p.compact() ? nullptr : p.scales.data<float>(),  // compact: run_row_slices expands
+          p.has_offsets && !p.compact() ? p.offsets.data<float>() : nullptr,
           code_bias(p),
           p.groups,
           p.group_size,
@@ -144,22 +144,24 @@ namespace {
 void dequantize_rows(const PackedLinearWeight& p, int64_t n0, int64_t n1, float* w) {
   const int bits = dtype_bits(p.dtype);
   const bool fp8 = is_float8(p.dtype);
+  std::vector<float> scales(static_cast<size_t>(p.groups)), offsets(scales.size());
   for (int64_t n = n0; n < n1; ++n) {
+    p.group_params(n, 1, scales.data(), fp8 ? nullptr : offsets.data());
     const uint8_t* row = p.codes.data<uint8_t>() + n * p.row_bytes;
     float* out = w + (n - n0) * p.in_features;
     for (int64_t k = 0; k < p.in_features; ++k) {
       int64_t byte;
       int shift;
       element_slot(k, bits, &byte, &shift);
-      const int64_t b = n * p.groups + k / p.group_size;
+      const int64_t b = k / p.group_size;
       const uint8_t u = static_cast<uint8_t>((row[byte] >> shift) & ((1 << bits) - 1));
       if (fp8) {
         const float v =
             p.dtype == DType::kFloat8E4M3 ? e4m3_bits_to_float(u) : e5m2_bits_to_float(u);
-        out[k] = v * p.scales.data<float>()[b];
+        out[k] = v * scales[static_cast<size_t>(b)];
       } else {
-        out[k] = p.scales.data<float>()[b] * (static_cast<float>(u) + code_bias(p)) +
-                 p.offsets.data<float>()[b];
+        out[k] = scales[static_cast<size_t>(b)] * (static_cast<float>(u) + code_bias(p)) +
+                 offsets[static_cast<size_t>(b)];
       }
     }
   }
@@ -190,9 +192,16 @@ void dequantize_fast(const PackedLinearWeight& p, int64_t n, float* out) {
   const auto fn = bits == 8   ? table.dequantize_u8
                   : bits == 4 ? table.dequantize_u4
                               : table.dequantize_u2;
-  fn(p.codes.data<uint8_t>() + n * p.row_bytes, p.in_features, code_bias(p),
-     p.scales.data<float>() + n * p.groups, p.offsets.data<float>() + n * p.groups, p.group_size,
-     out);
+  if (!p.compact()) {
+    fn(p.codes.data<uint8_t>() + n * p.row_bytes, p.in_features, code_bias(p),
+       p.scales.data<float>() + n * p.groups, p.offsets.data<float>() + n * p.groups, p.group_size,
+       out);
+    return;
+  }
+  std::vector<float> params(static_cast<size_t>(2 * p.groups));
+  p.group_params(n, 1, params.data(), params.data() + p.groups);
+  fn(p.codes.data<uint8_t>() + n * p.row_bytes, p.in_features, code_bias(p), params.data(),
+     params.data() + p.groups, p.group_size, out);
 }
 
 /// Rows of W per tile: at most kGemmMaxTileRows, and a tile count that is a multiple of the
@@ -308,7 +317,7 @@ bool linear_gemv_int16(const float* x, int64_t m, const PackedLinearWeight& p, f
   if (!round_to_int16_chunks(x, m, p, threads, &act)) return false;
   const kernels::GemvKernels& table = kernels::gemv_kernels_for(active_isa());
   const int bits = dtype_bits(p.dtype);
-  run_row_slices(kernels::GemvInt16Args{act.codes.data(), act.stride, act.chunk_scales.data(),
+  run_row_slices(p, kernels::GemvInt16Args{act.codes.data(), act.stride, act.chunk_scales.data(),
                                         act.chunks, act.group_sums.data(), m, gemv_weights(p, y)},
                  bits == 8   ? table.i16_u8
                  : bits == 4 ? table.i16_u4
@@ -342,7 +351,7 @@ void linear_gemv(const float* x, int64_t m, const PackedLinearWeight& p, float* 
     }
   }
   const kernels::GemvKernels& table = kernels::gemv_kernels_for(active_isa());
-  run_row_slices(kernels::GemvArgs{x, p.in_features, m, sums.data(), gemv_weights(p, y)},
+  run_row_slices(p, kernels::GemvArgs{x, p.in_features, m, sums.data(), gemv_weights(p, y)},
                  bits == 8   ? table.u8
                  : bits == 4 ? table.u4
                              : table.u2,

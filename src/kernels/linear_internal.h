@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <vector>
 
 #include "gemv.h"
 #include "quantkit/kernels/linear.h"
@@ -23,14 +24,35 @@ kernels::GemvWeights gemv_weights(const PackedLinearWeight& p, float* y);
 /// as they finish: on this shared machine one core often runs slower for a while, and with a
 /// static split the other waited at every barrier (8-layer decode: 12 % -> 8 % of samples
 /// spinning in libgomp, 42 -> 46 tokens/s; W4A16 g32 GEMV 15-17 -> 22-24 GB/s, interleaved runs).
+/// Compact group metadata (linear.h) is expanded to float32 per slice, into a buffer the thread
+/// keeps in L1/L2, and the kernel sees the slice as a matrix of its own: the kernels only ever
+/// read float32 scales, while DRAM delivers 3 bytes a group instead of 8.
 template <class Args, class Kernel>
-void run_row_slices(Args args, Kernel kernel, int threads) {
+void run_row_slices(const PackedLinearWeight& p, Args args, Kernel kernel, int threads) {
   const int64_t n = args.w.n_end, slices = (n + 15) / 16;
-#pragma omp parallel for num_threads(threads) schedule(dynamic, 4) firstprivate(args)
-  for (int64_t s = 0; s < slices; ++s) {
-    args.w.n_begin = s * 16;
-    args.w.n_end = std::min(n, s * 16 + 16);
-    kernel(args);
+#pragma omp parallel num_threads(threads) firstprivate(args)
+  {
+    std::vector<float> params(p.compact() ? static_cast<size_t>(2 * 16 * p.groups) : 0);
+    const Args whole = args;
+#pragma omp for schedule(dynamic, 4)
+    for (int64_t s = 0; s < slices; ++s) {
+      const int64_t n0 = s * 16, rows = std::min<int64_t>(16, n - n0);
+      if (!p.compact()) {
+        args.w.n_begin = n0;
+        args.w.n_end = n0 + rows;
+      } else {
+        float* scales = params.data();
+        float* offsets = params.data() + 16 * p.groups;
+        p.group_params(n0, rows, scales, p.has_offsets ? offsets : nullptr);
+        args.w.codes = whole.w.codes + n0 * p.row_bytes;
+        args.w.y = whole.w.y + n0;
+        args.w.scales = scales;
+        args.w.offsets = p.has_offsets ? offsets : nullptr;
+        args.w.n_begin = 0;
+        args.w.n_end = rows;
+      }
+      kernel(args);
+    }
   }
 }
 

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "linear_internal.h"
+#include "quantkit/core/float_convert.h"
 #include "quantkit/core/packing.h"
 
 namespace quantkit {
@@ -89,13 +90,70 @@ bool rows_in_parallel(int64_t rows, int64_t k, int bits) {
   return k * bits % 8 == 0 && rows * k > (1 << 16);
 }
 
+/// Switches p to compact group metadata (linear.h) when that holds every scale and offset
+/// exactly; otherwise leaves it as it is.
+void compact_group_params(PackedLinearWeight& p) {
+  if (is_float8(p.dtype)) return;
+  const int64_t n = p.out_features * p.groups;
+  Tensor scales_f16 = Tensor::empty({p.out_features, p.groups}, DType::kFloat16);
+  Tensor zero_points = Tensor::empty({p.out_features, p.groups}, DType::kInt8);
+  const float* s = p.scales.data<float>();
+  const float* off = p.offsets.data<float>();
+  auto* h = static_cast<uint16_t*>(static_cast<void*>(scales_f16.bytes()));
+  int8_t* z = zero_points.data<int8_t>();
+  for (int64_t b = 0; b < n; ++b) {
+    h[b] = float_to_f16_bits(s[b]);
+    if (!std::isfinite(s[b]) || f16_bits_to_float(h[b]) != s[b]) return;
+    const double zd = s[b] != 0.0f ? -static_cast<double>(off[b]) / s[b] : 0.0;
+    if (!(zd >= -128.0 && zd <= 127.0) || zd != std::nearbyint(zd)) return;
+    z[b] = static_cast<int8_t>(zd);
+    if (-s[b] * static_cast<float>(z[b]) != off[b]) return;  // exact, as the kernels rebuild it
+  }
+  p.scales_f16 = scales_f16;
+  if (p.has_offsets) p.zero_points = zero_points;
+  p.scales = Tensor();
+  p.offsets = Tensor();
+}
+
 }  // namespace
 
 int64_t PackedLinearWeight::nbytes() const {
-  return codes.nbytes() + scales.nbytes() + (offsets.defined() ? offsets.nbytes() : 0);
+  if (compact()) {
+    return codes.nbytes() + scales_f16.nbytes() + (zero_points.defined() ? zero_points.nbytes() : 0);
+  }
+  return codes.nbytes() + scales.nbytes() + (has_offsets ? offsets.nbytes() : 0);
 }
 
-PackedLinearWeight pack_linear_weight(const QTensor& weight) {
+PackedLinearWeight PackedLinearWeight::clone() const {
+  PackedLinearWeight c = *this;
+  for (Tensor* t : {&c.codes, &c.scales, &c.offsets, &c.scales_f16, &c.zero_points}) {
+    if (t->defined()) *t = t->clone();
+  }
+  return c;
+}
+
+void PackedLinearWeight::group_params(int64_t n0, int64_t rows, float* s, float* off) const {
+  const int64_t first = n0 * groups, count = rows * groups;
+  if (!compact()) {
+    std::memcpy(s, scales.data<float>() + first, static_cast<size_t>(count) * sizeof(float));
+    if (off == nullptr) return;
+    if (offsets.defined()) {
+      std::memcpy(off, offsets.data<float>() + first, static_cast<size_t>(count) * sizeof(float));
+    } else {
+      std::fill(off, off + count, 0.0f);
+    }
+    return;
+  }
+  const auto* h = static_cast<const uint16_t*>(static_cast<const void*>(scales_f16.bytes()));
+  for (int64_t i = 0; i < count; ++i) s[i] = f16_bits_to_float(h[first + i]);
+  if (off == nullptr) return;
+  const int8_t* z = zero_points.defined() ? zero_points.data<int8_t>() + first : nullptr;
+  for (int64_t i = 0; i < count; ++i) off[i] = z != nullptr ? -s[i] * static_cast<float>(z[i]) : 0.0f;
+}
+
+namespace {
+
+PackedLinearWeight pack_float_group_params(const QTensor& weight) {
   QK_CHECK(weight.defined() && weight.shape().size() == 2, ShapeError,
            "pack_linear_weight: weight must be a 2-D [out_features, in_features] QTensor, got ",
            weight.defined() ? shape_to_string(weight.shape()) : "undefined");
@@ -150,6 +208,14 @@ PackedLinearWeight pack_linear_weight(const QTensor& weight) {
   return p;
 }
 
+}  // namespace
+
+PackedLinearWeight pack_linear_weight(const QTensor& weight) {
+  PackedLinearWeight p = pack_float_group_params(weight);
+  compact_group_params(p);
+  return p;
+}
+
 PackedLinearWeight pack_linear_weight_affine(const Tensor& q, DType dtype, int64_t group_size,
                                              const Tensor& scales, const Tensor& offsets) {
   QK_CHECK(q.defined() && q.dtype() == DType::kInt8 && q.dim() == 2, DTypeError,
@@ -184,8 +250,8 @@ PackedLinearWeight pack_linear_weight_affine(const Tensor& q, DType dtype, int64
   pack_integers(values, dtype, codes.bytes());
   QScheme scheme{dtype,           info.int_min,           info.int_max,
                  {1, group_size}, ZeroPointDomain::kNone, MappingType::kSymmetric};
-  PackedLinearWeight p =
-      pack_linear_weight(QTensor(codes, scales.reshape({n, groups}).clone(), Tensor(), scheme));
+  PackedLinearWeight p = pack_float_group_params(
+      QTensor(codes, scales.reshape({n, groups}).clone(), Tensor(), scheme));
   for (int64_t b = 0; b < n * groups; ++b) {
     const float given = offsets.defined() ? offsets.data<float>()[b] : 0.0f;
     p.offsets.data<float>()[b] = given;
@@ -193,6 +259,7 @@ PackedLinearWeight pack_linear_weight_affine(const Tensor& q, DType dtype, int64
   p.has_offsets = offsets.defined() &&
                   std::any_of(p.offsets.data<float>(), p.offsets.data<float>() + p.offsets.numel(),
                               [](float v) { return v != 0.0f; });
+  compact_group_params(p);
   return p;
 }
 
@@ -214,12 +281,14 @@ QTensor PackedLinearWeight::unpack() const {
   }
   // Scales come back as float32 and zero points are re-derived from the offsets.
   Tensor zero_point;
-  const Tensor s = scales.reshape({out_features, groups});
+  Tensor s = Tensor::empty({out_features, groups}, DType::kFloat32);
+  Tensor off = Tensor::empty({out_features, groups}, DType::kFloat32);
+  group_params(0, out_features, s.data<float>(), off.data<float>());
   if (scheme.zero_point_domain != ZeroPointDomain::kNone) {
     const bool int_zp = scheme.zero_point_domain == ZeroPointDomain::kInt;
     zero_point = Tensor::empty({out_features, groups}, int_zp ? DType::kInt32 : DType::kFloat32);
     for (int64_t b = 0; b < out_features * groups; ++b) {
-      const double zp = -static_cast<double>(offsets.data<float>()[b]) / scales.data<float>()[b];
+      const double zp = -static_cast<double>(off.data<float>()[b]) / s.data<float>()[b];
       if (int_zp) {
         zero_point.data<int32_t>()[b] = static_cast<int32_t>(std::nearbyint(zp));
       } else {
@@ -227,7 +296,7 @@ QTensor PackedLinearWeight::unpack() const {
       }
     }
   }
-  return QTensor(data, s.clone(), zero_point, scheme);
+  return QTensor(data, s, zero_point, scheme);
 }
 
 }  // namespace quantkit

@@ -83,8 +83,10 @@ int64_t AffineSpec::effective_max() const {
 }
 
 void AffineSpec::validate() const {
-  QK_CHECK(scale_dtype == DType::kFloat32 || scale_dtype == DType::kFloat64, DTypeError,
-           "AffineSpec.scale_dtype must be float32 or float64, got ", dtype_name(scale_dtype));
+  QK_CHECK(scale_dtype == DType::kFloat32 || scale_dtype == DType::kFloat64 ||
+               scale_dtype == DType::kFloat16,
+           DTypeError, "AffineSpec.scale_dtype must be float32, float64 or float16, got ",
+           dtype_name(scale_dtype));
   QK_CHECK(std::isfinite(eps) && eps >= 0.0f, ValueError,
            "AffineSpec.eps must be finite and >= 0, got ", eps);
   if (is_float8(dtype)) {

@@ -40,6 +40,16 @@ struct BlockQParams {
   float zero_point;  // integral for the int domain
 };
 
+/// `scale` as the spec stores it: unchanged, or the nearest float16 (at least the smallest
+/// positive one, so that a constant block keeps a usable scale).
+float stored_scale(float scale, const AffineSpec& spec) {
+  if (spec.scale_dtype != DType::kFloat16) return scale;
+  constexpr float kF16Max = 65504.0f, kF16MinSubnormal = 5.9604645e-8f;
+  QK_CHECK(scale <= kF16Max, ValueError, "choose_qparams: scale ", scale,
+           " exceeds the float16 range (65504); use scale_dtype float32 for values this large");
+  return std::max(f16_bits_to_float(float_to_f16_bits(scale)), kF16MinSubnormal);
+}
+
 BlockQParams qparams_for_range(float mn, float mx, const AffineSpec& spec) {
   const auto qmin = static_cast<float>(spec.effective_min());
   const auto qmax = static_cast<float>(spec.effective_max());
@@ -48,30 +58,31 @@ BlockQParams qparams_for_range(float mn, float mx, const AffineSpec& spec) {
   if (is_float8(spec.dtype)) {
     const float fmax = spec.dtype == DType::kFloat8E4M3 ? kE4M3Max : kE5M2Max;
     const float amax = std::max(-min_neg, max_pos);
-    return {std::max(amax / fmax, spec.eps), 0.0f};
+    return {stored_scale(std::max(amax / fmax, spec.eps), spec), 0.0f};
   }
   switch (spec.mapping) {
     case MappingType::kSymmetric: {
       const float amax = std::max(-min_neg, max_pos);
-      const float scale = std::max(amax / ((qmax - qmin) / 2.0f), spec.eps);
+      const float scale = stored_scale(std::max(amax / ((qmax - qmin) / 2.0f), spec.eps), spec);
       // Signed ranges centre on 0; unsigned ones on the middle code (128 for 0..255).
       const float zp = spec.effective_min() < 0 ? 0.0f : std::floor((qmin + qmax + 1.0f) / 2.0f);
       return {scale, zp};
     }
     case MappingType::kSymmetricNoClippingError: {
-      const float scale = std::max({min_neg / qmin, max_pos / qmax, spec.eps});
+      const float scale = stored_scale(std::max({min_neg / qmin, max_pos / qmax, spec.eps}), spec);
       return {scale, 0.0f};
     }
     case MappingType::kAsymmetric:
       if (spec.zero_point_domain == ZeroPointDomain::kFloat) {
         const float range_scale = (mx - mn) / (qmax - qmin);
-        const float scale = range_scale > spec.eps ? range_scale : 1.0f;
+        const float scale = stored_scale(range_scale > spec.eps ? range_scale : 1.0f, spec);
         // x ~ (q - zp) * s with min -> qmin: zp = qmin - min / s (PyTorch's -min / s for
         // its unsigned float-qparams range, where qmin = 0).
         if (qmin == 0.0f) return {scale, -1.0f * mn / scale};
         return {scale, qmin - mn / scale};
       } else {
-        const float scale = std::max((max_pos - min_neg) / (qmax - qmin), spec.eps);
+        const float scale =
+            stored_scale(std::max((max_pos - min_neg) / (qmax - qmin), spec.eps), spec);
         const float zp = qmin - std::nearbyint(min_neg / scale);
         return {scale, std::clamp(zp, qmin, qmax)};
       }
@@ -91,7 +102,8 @@ QParams choose_qparams_from_minmax(const Tensor& min_val, const Tensor& max_val,
            shape_to_string(min_val.shape()), " differs from max shape ",
            shape_to_string(max_val.shape()));
   QParams qp;
-  qp.scale = Tensor::empty(min_val.shape(), spec.scale_dtype);
+  qp.scale = Tensor::empty(min_val.shape(),
+                           spec.scale_dtype == DType::kFloat64 ? DType::kFloat64 : DType::kFloat32);
   const bool int_zp = spec.zero_point_domain == ZeroPointDomain::kInt;
   if (spec.zero_point_domain != ZeroPointDomain::kNone) {
     qp.zero_point = Tensor::empty(min_val.shape(), int_zp ? DType::kInt32 : DType::kFloat32);

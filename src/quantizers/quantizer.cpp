@@ -68,6 +68,7 @@ class LinearQuantizer : public Quantizer {
     w.weights = weight_dtype(config_.weights);
     w.group_size = config_.group_size;
     w.symmetric = config_.symmetric;
+    w.scale_dtype = config_.scale_dtype == "float32" ? DType::kFloat32 : DType::kFloat16;
     w.mse_search = config_.optimizer == "mse";
     QK_CHECK(config_.activations == "none" || config_.activations == "int8" ||
                  config_.activations == "fp8",
@@ -137,6 +138,7 @@ class DynamicInt8Quantizer : public LinearQuantizer {
     w.weights = weight_dtype(config_.weights);
     w.group_size = config_.group_size;
     w.symmetric = config_.symmetric;
+    w.scale_dtype = config_.scale_dtype == "float32" ? DType::kFloat32 : DType::kFloat16;
     w.mse_search = config_.optimizer == "mse";
     w.activations = ActivationQuant::kInt8DynamicPerToken;
     return w;
@@ -217,6 +219,7 @@ std::string QuantizationConfig::to_json() const {
             {"activations", activations},
             {"group_size", group_size},
             {"symmetric", symmetric},
+            {"scale_dtype", scale_dtype},
             {"optimizer", optimizer},
             {"damp_percent", damp_percent},
             {"act_order", act_order},
@@ -242,6 +245,8 @@ QuantizationConfig QuantizationConfig::from_json(const std::string& text) {
     c.activations = j.value("activations", c.activations);
     c.group_size = j.value("group_size", c.group_size);
     c.symmetric = j.value("symmetric", c.symmetric);
+    // Configs written before scale_dtype existed were quantized with float32 scales.
+    c.scale_dtype = j.value("scale_dtype", std::string("float32"));
     c.optimizer = j.value("optimizer", c.optimizer);
     c.damp_percent = j.value("damp_percent", c.damp_percent);
     c.act_order = j.value("act_order", c.act_order);
@@ -255,6 +260,8 @@ QuantizationConfig QuantizationConfig::from_json(const std::string& text) {
   QK_CHECK(c.group_size >= 0, FormatError, "quantization_config.group_size must be >= 0");
   QK_CHECK(c.damp_percent >= 0.0 && c.damp_percent < 1e3, FormatError,
            "quantization_config.damp_percent must be in [0, 1000), got ", c.damp_percent);
+  QK_CHECK(c.scale_dtype == "float16" || c.scale_dtype == "float32", FormatError,
+           "quantization_config.scale_dtype '", c.scale_dtype, "' is not float16 or float32");
   QK_CHECK(c.rounding == "nearest" || c.rounding == "gptq", FormatError,
            "quantization_config.rounding '", c.rounding, "' is not nearest or gptq");
   QK_CHECK(c.optimizer == "minmax" || c.optimizer == "mse", FormatError,

@@ -237,6 +237,10 @@ AffineSpec weight_only_spec(const WeightOnlyConfig& config) {
     spec.mapping = config.symmetric ? MappingType::kSymmetric : MappingType::kAsymmetric;
     spec.zero_point_domain = config.symmetric ? ZeroPointDomain::kNone : ZeroPointDomain::kFloat;
   }
+  QK_CHECK(config.scale_dtype == DType::kFloat16 || config.scale_dtype == DType::kFloat32,
+           ValueError, "weight-only scale_dtype must be float16 or float32, got ",
+           dtype_name(config.scale_dtype));
+  spec.scale_dtype = config.scale_dtype;
   spec.validate();
   return spec;
 }

@@ -26,13 +26,25 @@ struct PackedLinearWeight {
   DType dtype = DType::kInt8;
   int64_t row_bytes = 0;     // bytes per packed row (multiple of 64)
   Tensor codes;              // uint8 [N, row_bytes]
-  Tensor scales;             // float32 [N, groups]
-  Tensor offsets;            // float32 [N, groups]; undefined for float8
+  Tensor scales;             // float32 [N, groups]; undefined when compact()
+  Tensor offsets;            // float32 [N, groups]; undefined for float8 and when compact()
   bool has_offsets = false;  // false when every offset is 0 (symmetric): kernels skip the term
   QScheme scheme;            // of the source QTensor, for unpack()
+  /// Compact group metadata, 3 bytes a group instead of 8: chosen by the packers when every
+  /// scale is exactly a float16 and every offset is -scale * z for an integer z in [-128, 127]
+  /// (scales chosen in float16 with integer zero points, AffineSpec::scale_dtype). At group size
+  /// 32 that is 19 instead of 24 bytes per 32 int4 weights: what a memory-bound decode streams.
+  Tensor scales_f16;   // float16 [N, groups]
+  Tensor zero_points;  // int8 [N, groups]: offset = -scale * z; undefined when !has_offsets
 
-  /// Bytes the kernels stream per call (codes + scales + offsets).
+  bool compact() const { return scales_f16.defined(); }
+  /// Scales and offsets of rows [n0, n0 + rows) as float32, [rows, groups] each, whichever way
+  /// they are stored (offsets all zero when there are none; nullptr `off` skips them).
+  void group_params(int64_t n0, int64_t rows, float* s, float* off) const;
+  /// Bytes the kernels stream per call (codes + group metadata).
   int64_t nbytes() const;
+  /// A deep copy (copies share no storage).
+  PackedLinearWeight clone() const;
   /// The QTensor this was packed from (codes and scheme exact; scales/offsets as float32).
   QTensor unpack() const;
 };

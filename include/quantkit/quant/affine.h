@@ -84,8 +84,11 @@ struct AffineSpec {
   Granularity granularity = Granularity::per_tensor();
   MappingType mapping = MappingType::kAsymmetric;
   ZeroPointDomain zero_point_domain = ZeroPointDomain::kInt;
-  DType scale_dtype =
-      DType::kFloat32;        // float32 or float64 (PyTorch keeps per-channel scales in double)
+  /// float32 or float64 (PyTorch keeps per-channel scales in double); float16 rounds each
+  /// chosen scale to the nearest float16 before the zero point and the codes are derived from it
+  /// (held in a float32 tensor), as quanto and llama.cpp keep scales: 2-byte scales in the
+  /// packed kernels' layout (PackedLinearWeight::compact).
+  DType scale_dtype = DType::kFloat32;
   float eps = FLT_EPSILON;    // lower bound of a chosen scale
   bool reduce_range = false;  // halve the range (floor division), as PyTorch's x86 backend
 
