@@ -5,6 +5,7 @@
 #include <cstring>
 #include <vector>
 
+#include "quantkit/core/float_convert.h"
 #include "quantkit/kernels/isa.h"
 #include "quantkit/kernels/linear.h"
 #include "test_util.h"
@@ -17,7 +18,8 @@ using testing::IsaGuard;
 struct WeightCase {
   DType dtype;
   ZeroPointDomain domain;
-  int64_t group;  // 0 = per channel
+  int64_t group;                        // 0 = per channel
+  DType scale_dtype = DType::kFloat32;  // float16: packed compact (3 bytes a group)
 };
 
 QTensor make_weight(int64_t n, int64_t k, const WeightCase& c, uint32_t seed) {
@@ -28,6 +30,7 @@ QTensor make_weight(int64_t n, int64_t k, const WeightCase& c, uint32_t seed) {
     spec.mapping =
         c.domain == ZeroPointDomain::kNone ? MappingType::kSymmetric : MappingType::kAsymmetric;
   }
+  spec.scale_dtype = c.scale_dtype;
   return quantize(testing::random_tensor({n, k}, seed, 0.05f), spec);
 }
 
@@ -45,7 +48,66 @@ const std::vector<WeightCase> kCases = {
     {DType::kUInt2, ZeroPointDomain::kInt, 32},
     {DType::kFloat8E4M3, ZeroPointDomain::kNone, 0},
     {DType::kFloat8E5M2, ZeroPointDomain::kNone, 0},
+    {DType::kInt8, ZeroPointDomain::kNone, 0, DType::kFloat16},
+    {DType::kInt4, ZeroPointDomain::kNone, 32, DType::kFloat16},
+    {DType::kUInt4, ZeroPointDomain::kInt, 64, DType::kFloat16},
+    {DType::kInt4, ZeroPointDomain::kInt, 7, DType::kFloat16},
+    {DType::kInt2, ZeroPointDomain::kNone, 32, DType::kFloat16},
 };
+
+TEST(LinearPacking, Float16ScalesAndIntegerZeroPointsPackCompact) {
+  for (const WeightCase& c : kCases) {
+    const QTensor w = make_weight(40, 100, c, 5);
+    const PackedLinearWeight p = pack_linear_weight(w);
+    const bool expect_compact = c.scale_dtype == DType::kFloat16 && !is_float8(c.dtype);
+    ASSERT_EQ(p.compact(), expect_compact) << w.summary();
+    const int64_t groups = 40 * p.groups;
+    const int64_t meta =
+        !p.compact() ? 4 * groups * (p.has_offsets ? 2 : 1) : groups * (p.has_offsets ? 3 : 2);
+    EXPECT_EQ(p.nbytes(), p.codes.nbytes() + meta) << w.summary();
+    if (!p.compact()) continue;
+    // Scales and zero points come back exactly, and the float32 view agrees with them.
+    const QTensor back = p.unpack();
+    for (int64_t b = 0; b < groups; ++b) {
+      ASSERT_EQ(back.scale().data<float>()[b], w.scale().data<float>()[b]) << w.summary();
+      if (c.domain == ZeroPointDomain::kInt) {
+        ASSERT_EQ(back.zero_point().data<int32_t>()[b], w.zero_point().data<int32_t>()[b]);
+      }
+    }
+    std::vector<float> s(static_cast<size_t>(p.groups)), off(s.size());
+    p.group_params(39, 1, s.data(), off.data());
+    for (int64_t g = 0; g < p.groups; ++g) {
+      const int64_t b = 39 * p.groups + g;
+      const float zp = c.domain == ZeroPointDomain::kInt
+                           ? static_cast<float>(w.zero_point().data<int32_t>()[b])
+                           : 0.0f;
+      EXPECT_EQ(s[static_cast<size_t>(g)], w.scale().data<float>()[b]);
+      EXPECT_EQ(off[static_cast<size_t>(g)], -w.scale().data<float>()[b] * zp);
+    }
+  }
+}
+
+TEST(LinearPacking, Float16ScaleDtypeRoundsTheChosenScales) {
+  AffineSpec spec = AffineSpec::for_dtype(DType::kInt4, Granularity::per_group(32));
+  spec.scale_dtype = DType::kFloat16;
+  const Tensor x = testing::random_tensor({8, 64}, 9, 0.05f);
+  const QTensor q = quantize(x, spec);
+  for (int64_t b = 0; b < q.scale().numel(); ++b) {
+    const float s = q.scale().data<float>()[b];
+    EXPECT_EQ(f16_bits_to_float(float_to_f16_bits(s)), s);
+  }
+  // Half a step, plus what rounding the scale (relative error <= 2^-11) moves the clamped end
+  // of the range: at most 8 codes' worth of it.
+  const Tensor back = q.dequantize();
+  for (int64_t i = 0; i < x.numel(); ++i) {
+    EXPECT_LE(std::fabs(back.data<float>()[i] - x.data<float>()[i]),
+              (0.5f + 8.0f / 2048.0f) * q.scale().data<float>()[i / 32] * 1.0001f);
+  }
+  spec.dtype = DType::kInt8;
+  spec.quant_min = -128;
+  spec.quant_max = 127;
+  EXPECT_THROW(quantize(testing::random_tensor({1, 32}, 1, 1e7f), spec), ValueError);
+}
 
 TEST(LinearPacking, UnpackGivesBackTheExactCodes) {
   for (const WeightCase& c : kCases) {
@@ -244,6 +306,9 @@ TEST(LinearDynamicInt8, EveryIsaMatchesTheSpecification) {
       {DType::kUInt8, ZeroPointDomain::kInt, 0},  // float path
       {DType::kInt4, ZeroPointDomain::kNone, 7},
       {DType::kFloat8E4M3, ZeroPointDomain::kNone, 0},
+      {DType::kInt4, ZeroPointDomain::kNone, 32, DType::kFloat16},
+      {DType::kInt8, ZeroPointDomain::kInt, 32, DType::kFloat16},
+      {DType::kInt4, ZeroPointDomain::kInt, 64, DType::kFloat16},
   };
   for (const WeightCase& c : cases) {
     for (int64_t k : {1, 33, 64, 100, 257}) {

@@ -21,6 +21,10 @@ struct GemvWeights {
   float* y;
   int64_t y_stride;
   int64_t n_begin, n_end;
+  /// Compact group metadata (PackedLinearWeight::compact), only for kernels that read it
+  /// themselves (run_row_slices' reads_compact); others get float32 scales and offsets.
+  const uint16_t* scales_f16;  // [N, groups] float16, or nullptr
+  const int8_t* zero_points;   // [N, groups]: offset = -scale * z, or nullptr
 };
 
 /// Float32 activations.
@@ -81,8 +85,36 @@ struct GemvKernels {
   void (*i16_u8)(const GemvInt16Args&);
   void (*i16_u4)(const GemvInt16Args&);
   void (*i16_u2)(const GemvInt16Args&);
+  /// Compact group metadata to float32: s[i] = float(h[i]), off[i] = -s[i] * z[i] (exact; z
+  /// nullptr: no offsets, off untouched).
+  void (*expand_group_params)(const uint16_t* h, const int8_t* z, int64_t count, float* s,
+                              float* off);
 };
 
 const GemvKernels& gemv_kernels_for(Isa isa);
+
+/// Token counts from which linear_dynamic_int8 uses the tiles (1 thread, interleaved A/B).
+/// - 4-bit: at 4 tokens they already match the per-row kernel (group 32) or beat it by 1.2-1.3x
+///   (group 128); 1.3-1.8x at 8..512.
+/// - 8-bit: against the per-row kernel (4 tokens per chunk) they save the per-row horizontal sums
+///   but not a multiply: K = 2048: 0.64x at 4 tokens, 1.01x at 32, 1.07-1.09x at 128-512;
+///   K = 384 (MiniLM): 1.24x at 32, 1.31-1.36x at 128-512.
+constexpr int64_t kTileMinTokens[2] = {4, 32};
+
+/// Whether the dynamic int8 kernels read compact group metadata themselves: the per-row W4A8
+/// kernel below the tiles' token count does.
+inline bool int8_kernel_reads_compact(int64_t m, int bits) {
+  return bits == 4 && m < kTileMinTokens[0];
+}
+
+/// Whether the int16 kernels take a single token through the kernel that folds each chunk's
+/// activation scale into its group scale once per row (one multiply per 8 chunks instead of one
+/// per chunk) and reads compact group metadata itself: 8- or 4-bit codes in groups of 1, 2, 4
+/// or a multiple of 8 chunks.
+inline bool int16_single_token_shape(int bits, int64_t groups, int64_t group_size) {
+  const int64_t chunks_per_group = group_size / 32;
+  return bits != 2 && groups > 1 && group_size % 32 == 0 &&
+         (chunks_per_group <= 2 || chunks_per_group == 4 || chunks_per_group % 8 == 0);
+}
 
 }  // namespace quantkit::kernels

@@ -15,14 +15,6 @@
 namespace quantkit::kernels::QK_ISA_NAMESPACE {
 
 #if defined(__AVX2__)
-/// Token counts from which linear_dynamic_int8 uses the tiles (1 thread, interleaved A/B).
-/// - 4-bit: at 4 tokens they already match the per-row kernel (group 32) or beat it by 1.2-1.3x
-///   (group 128); 1.3-1.8x at 8..512.
-/// - 8-bit: against the per-row kernel (4 tokens per chunk) they save the per-row horizontal sums
-///   but not a multiply: K = 2048: 0.64x at 4 tokens, 1.01x at 32, 1.07-1.09x at 128-512;
-///   K = 384 (MiniLM): 1.24x at 32, 1.31-1.36x at 128-512.
-constexpr int64_t kTileMinTokens[2] = {4, 32};
-
 /// Eight rows of codes regrouped so that one 32-byte load feeds eight output channels:
 /// quads[c][q][ch] is dword q of chunk c of row ch.
 /// - 4-bit: a packed chunk is 16 bytes (byte j: element j in the low nibble, element 16 + j in

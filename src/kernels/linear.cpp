@@ -117,7 +117,10 @@ kernels::GemvWeights gemv_weights(const PackedLinearWeight& p, float* y) {
           y,
           p.out_features,
           0,
-          p.out_features};
+          p.out_features,
+          p.compact() ? static_cast<const uint16_t*>(static_cast<const void*>(p.scales_f16.bytes()))
+                      : nullptr,
+          p.compact() && p.has_offsets ? p.zero_points.data<int8_t>() : nullptr};
 }
 
 void check_bias(const Tensor* bias, const PackedLinearWeight& p) {
@@ -317,12 +320,14 @@ bool linear_gemv_int16(const float* x, int64_t m, const PackedLinearWeight& p, f
   if (!round_to_int16_chunks(x, m, p, threads, &act)) return false;
   const kernels::GemvKernels& table = kernels::gemv_kernels_for(active_isa());
   const int bits = dtype_bits(p.dtype);
-  run_row_slices(p, kernels::GemvInt16Args{act.codes.data(), act.stride, act.chunk_scales.data(),
+  run_row_slices(p,
+                 kernels::GemvInt16Args{act.codes.data(), act.stride, act.chunk_scales.data(),
                                         act.chunks, act.group_sums.data(), m, gemv_weights(p, y)},
                  bits == 8   ? table.i16_u8
                  : bits == 4 ? table.i16_u4
                              : table.i16_u2,
-                 threads);
+                 threads,
+                 m == 1 && kernels::int16_single_token_shape(bits, p.groups, p.group_size));
   return true;
 }
 

@@ -105,9 +105,11 @@ Tensor linear_dynamic_int8(const Tensor& x, const PackedLinearWeight& p, const T
     }
   }
   const kernels::GemvKernels& table = kernels::gemv_kernels_for(active_isa());
-  run_row_slices(p, kernels::GemvInt8Args{t.codes.data(), t.stride, t.scales.data(), sums.data(), m,
+  run_row_slices(p,
+                 kernels::GemvInt8Args{t.codes.data(), t.stride, t.scales.data(), sums.data(), m,
                                        gemv_weights(p, y.data<float>())},
-                 p.dtype == DType::kInt8 ? table.i8_w8 : table.i8_w4, num_threads());
+                 p.dtype == DType::kInt8 ? table.i8_w8 : table.i8_w4, num_threads(),
+                 kernels::int8_kernel_reads_compact(m, dtype_bits(p.dtype)));
   add_bias(bias, m, y);
   return y;
 }

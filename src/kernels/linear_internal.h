@@ -26,18 +26,21 @@ kernels::GemvWeights gemv_weights(const PackedLinearWeight& p, float* y);
 /// spinning in libgomp, 42 -> 46 tokens/s; W4A16 g32 GEMV 15-17 -> 22-24 GB/s, interleaved runs).
 /// Compact group metadata (linear.h) is expanded to float32 per slice, into a buffer the thread
 /// keeps in L1/L2, and the kernel sees the slice as a matrix of its own: the kernels only ever
-/// read float32 scales, while DRAM delivers 3 bytes a group instead of 8.
+/// read float32 scales, while DRAM delivers 3 bytes a group instead of 8. A kernel that reads
+/// the compact form itself (reads_compact) gets it untouched, with the rows narrowed as usual.
 template <class Args, class Kernel>
-void run_row_slices(const PackedLinearWeight& p, Args args, Kernel kernel, int threads) {
+void run_row_slices(const PackedLinearWeight& p, Args args, Kernel kernel, int threads,
+                    bool reads_compact = false) {
   const int64_t n = args.w.n_end, slices = (n + 15) / 16;
 #pragma omp parallel num_threads(threads) firstprivate(args)
   {
-    std::vector<float> params(p.compact() ? static_cast<size_t>(2 * 16 * p.groups) : 0);
+    std::vector<float> params(p.compact() && !reads_compact ? static_cast<size_t>(2 * 16 * p.groups)
+                                                            : 0);
     const Args whole = args;
 #pragma omp for schedule(dynamic, 4)
     for (int64_t s = 0; s < slices; ++s) {
       const int64_t n0 = s * 16, rows = std::min<int64_t>(16, n - n0);
-      if (!p.compact()) {
+      if (!p.compact() || reads_compact) {
         args.w.n_begin = n0;
         args.w.n_end = n0 + rows;
       } else {
@@ -48,6 +51,8 @@ void run_row_slices(const PackedLinearWeight& p, Args args, Kernel kernel, int t
         args.w.y = whole.w.y + n0;
         args.w.scales = scales;
         args.w.offsets = p.has_offsets ? offsets : nullptr;
+        args.w.scales_f16 = nullptr;
+        args.w.zero_points = nullptr;
         args.w.n_begin = 0;
         args.w.n_end = rows;
       }

@@ -119,7 +119,8 @@ void compact_group_params(PackedLinearWeight& p) {
 
 int64_t PackedLinearWeight::nbytes() const {
   if (compact()) {
-    return codes.nbytes() + scales_f16.nbytes() + (zero_points.defined() ? zero_points.nbytes() : 0);
+    return codes.nbytes() + scales_f16.nbytes() +
+           (zero_points.defined() ? zero_points.nbytes() : 0);
   }
   return codes.nbytes() + scales.nbytes() + (has_offsets ? offsets.nbytes() : 0);
 }
@@ -145,10 +146,10 @@ void PackedLinearWeight::group_params(int64_t n0, int64_t rows, float* s, float*
     return;
   }
   const auto* h = static_cast<const uint16_t*>(static_cast<const void*>(scales_f16.bytes()));
-  for (int64_t i = 0; i < count; ++i) s[i] = f16_bits_to_float(h[first + i]);
-  if (off == nullptr) return;
-  const int8_t* z = zero_points.defined() ? zero_points.data<int8_t>() + first : nullptr;
-  for (int64_t i = 0; i < count; ++i) off[i] = z != nullptr ? -s[i] * static_cast<float>(z[i]) : 0.0f;
+  const int8_t* z =
+      off != nullptr && zero_points.defined() ? zero_points.data<int8_t>() + first : nullptr;
+  kernels::gemv_kernels_for(active_isa()).expand_group_params(h + first, z, count, s, off);
+  if (off != nullptr && z == nullptr) std::fill(off, off + count, 0.0f);
 }
 
 namespace {

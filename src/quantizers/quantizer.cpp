@@ -213,18 +213,12 @@ std::map<std::string, QuantizerFactory>& registry() {
 }  // namespace
 
 std::string QuantizationConfig::to_json() const {
-  json j = {{"quant_method", quant_method},
-            {"version", version},
-            {"weights", weights},
-            {"activations", activations},
-            {"group_size", group_size},
-            {"symmetric", symmetric},
-            {"scale_dtype", scale_dtype},
-            {"optimizer", optimizer},
-            {"damp_percent", damp_percent},
-            {"act_order", act_order},
-            {"rounding", rounding},
-            {"modules_to_not_convert", modules_to_not_convert},
+  json j = {{"quant_method", quant_method}, {"version", version},
+            {"weights", weights},           {"activations", activations},
+            {"group_size", group_size},     {"symmetric", symmetric},
+            {"scale_dtype", scale_dtype},   {"optimizer", optimizer},
+            {"damp_percent", damp_percent}, {"act_order", act_order},
+            {"rounding", rounding},         {"modules_to_not_convert", modules_to_not_convert},
             {"producer", "quantkit"}};
   return j.dump(2);
 }

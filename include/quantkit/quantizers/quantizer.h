@@ -22,10 +22,10 @@ struct QuantizationConfig {
   int64_t group_size = 0;            // 0 = per output channel (xla: its block_size)
   bool symmetric = true;
   std::string scale_dtype = "float16";  // linear: weight scales in float16 | float32
-  std::string optimizer = "minmax";  // weight scales: minmax | mse (per-group clipping search)
-  double damp_percent = 0.01;        // gptq: Hessian damping, a fraction of its mean diagonal
-  bool act_order = false;            // gptq: round columns by decreasing Hessian diagonal
-  std::string rounding = "nearest";  // awq: round the scaled weights to nearest | gptq
+  std::string optimizer = "minmax";     // weight scales: minmax | mse (per-group clipping search)
+  double damp_percent = 0.01;           // gptq: Hessian damping, a fraction of its mean diagonal
+  bool act_order = false;               // gptq: round columns by decreasing Hessian diagonal
+  std::string rounding = "nearest";     // awq: round the scaled weights to nearest | gptq
   /// Module globs left in float. Default: the output head (tied embeddings stay float too,
   /// since only Linear modules are converted).
   std::vector<std::string> modules_to_not_convert = {"lm_head"};
