@@ -210,7 +210,13 @@ Tensor story_logits(LlamaForCausalLM& model) {
 
 // quantize -> save -> reload gives bit-identical logits, for every built-in method.
 TEST(quantizers, save_and_reload_are_bit_identical) {
-  std::vector<QuantizationConfig> configs(7);
+  std::vector<QuantizationConfig> configs(9);
+  configs[7].weights = "int4";  // the tied head quantized too: reloads without the embedding
+  configs[7].group_size = 64;
+  configs[7].modules_to_not_convert = {};
+  configs[8].weights = "int4";  // float32 scales: the packed weights keep float32 metadata
+  configs[8].group_size = 32;
+  configs[8].scale_dtype = "float32";
   configs[4].quant_method = "xla";
   configs[4].weights = "int4";
   configs[4].group_size = 32;  // blockwise needs K % 32 == 0: keep the FFN down projection float

@@ -94,6 +94,9 @@ TEST(Safetensors, WritesAndReadsBackEveryDtypeAndQTensorsBitForBit) {
   AffineSpec asym = AffineSpec::for_dtype(DType::kUInt8, Granularity::per_axis(0));
   const QTensor q8 = quantize(random_tensor({4, 9}, 3), asym);
   const QTensor qf8 = quantize(random_tensor({4, 9}, 4), AffineSpec::for_dtype(DType::kFloat8E4M3));
+  AffineSpec half_scales = AffineSpec::for_dtype(DType::kInt4, Granularity::per_group(32));
+  half_scales.scale_dtype = DType::kFloat16;
+  const QTensor q4h = quantize(random_tensor({6, 50}, 5), half_scales);
   SafetensorsWriter writer;
   writer.add("w.f32", f32);
   writer.add("w.bf16", bf16);
@@ -101,12 +104,24 @@ TEST(Safetensors, WritesAndReadsBackEveryDtypeAndQTensorsBitForBit) {
   writer.add("layer.q4", q4);
   writer.add("layer.q8", q8);
   writer.add("layer.qf8", qf8);
+  writer.add("layer.q4h", q4h);
   writer.set_metadata("format", "pt");
   writer.write(path);
 
   const Checkpoint ckpt = Checkpoint::open(path);
-  EXPECT_EQ(ckpt.names(), (std::vector<std::string>{"ids", "layer.q4", "layer.q8", "layer.qf8",
-                                                    "w.bf16", "w.f32"}));
+  EXPECT_EQ(ckpt.names(), (std::vector<std::string>{"ids", "layer.q4", "layer.q4h", "layer.q8",
+                                                    "layer.qf8", "w.bf16", "w.f32"}));
+  // Scales that are all float16 values are stored as F16 and come back as the same float32.
+  int scales_seen = 0;
+  for (const TensorEntry& e : ckpt.raw_entries()) {
+    if (e.name == "layer.q4h.scale" || e.name == "layer.q4.scale") {
+      EXPECT_EQ(e.dtype, e.name == "layer.q4h.scale" ? DType::kFloat16 : DType::kFloat32);
+      ++scales_seen;
+    }
+  }
+  EXPECT_EQ(scales_seen, 2);
+  EXPECT_EQ(0, std::memcmp(ckpt.qtensor("layer.q4h").scale().bytes(), q4h.scale().bytes(),
+                           static_cast<size_t>(q4h.scale().nbytes())));
   EXPECT_EQ(ckpt.metadata().at("format"), "pt");
   const Tensor f32_back = ckpt.tensor("w.f32");
   EXPECT_TRUE(f32_back.is_view());
@@ -114,8 +129,8 @@ TEST(Safetensors, WritesAndReadsBackEveryDtypeAndQTensorsBitForBit) {
   EXPECT_EQ(0, std::memcmp(ckpt.tensor("w.bf16").bytes(), bf16.bytes(),
                            static_cast<size_t>(bf16.nbytes())));
   EXPECT_EQ(ckpt.tensor("ids").data<int64_t>()[1], -2);
-  for (const auto& [name, q] :
-       {std::pair{"layer.q4", q4}, std::pair{"layer.q8", q8}, std::pair{"layer.qf8", qf8}}) {
+  for (const auto& [name, q] : {std::pair{"layer.q4", q4}, std::pair{"layer.q8", q8},
+                                std::pair{"layer.qf8", qf8}, std::pair{"layer.q4h", q4h}}) {
     ASSERT_TRUE(ckpt.is_quantized(name));
     const QTensor back = ckpt.qtensor(name);
     EXPECT_EQ(back.shape(), q.shape());

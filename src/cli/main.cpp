@@ -101,6 +101,7 @@ int main(int argc, char** argv) {
   std::string input, output, weights = "int8";
   CheckpointQuantOptions options;
   bool asymmetric = false, symmetric = false;
+  std::string scale_dtype = "float16";
   CLI::App* quant =
       app.add_subcommand("quantize", "Quantize every floating-point matrix of a checkpoint");
   quant->add_option("input", input, "FILE.safetensors or a model directory")->required();
@@ -114,7 +115,14 @@ int main(int argc, char** argv) {
                    "elements per scale along each row (0 = per channel)")
       ->capture_default_str();
   quant->add_flag("--symmetric", symmetric, "symmetric, no zero point (default)");
-  quant->add_flag("--asymmetric", asymmetric, "asymmetric with an integer zero point");
+  quant->add_flag("--asymmetric", asymmetric,
+                  "asymmetric with a zero point (integer; float for --method linear)");
+  quant
+      ->add_option("--scale-dtype", scale_dtype,
+                   "with --method: weight scales in float16 (2 bytes a group in the kernels' "
+                   "layout) | float32")
+      ->check(CLI::IsMember({"float16", "float32"}))
+      ->capture_default_str();
   quant->add_option(
       "--exclude", options.exclude,
       "keep matching tensors in float: a substring, or a glob such as '*.layer.0.*' (repeatable)");
@@ -282,6 +290,7 @@ int main(int argc, char** argv) {
       config.activations = activations;
       config.group_size = options.group_size;
       config.symmetric = options.symmetric;
+      config.scale_dtype = scale_dtype;
       config.optimizer = optimizer;
       config.damp_percent = damp_percent;
       config.act_order = act_order;

@@ -1,8 +1,10 @@
 #include <algorithm>
+#include <cmath>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "quantkit/core/float_convert.h"
 #include "quantkit/io/safetensors.h"
 
 namespace quantkit {
@@ -136,6 +138,7 @@ QTensor Checkpoint::qtensor(const std::string& name) const {
     // The logical view keeps the stored tensor (and through it the mapping) alive.
     Tensor data = Tensor::view(std::make_shared<Tensor>(stored), bytes, shape, scheme.dtype);
     Tensor scale = file_of(name + ".scale").tensor(name + ".scale");
+    if (scale.dtype() == DType::kFloat16) scale = scale.to(DType::kFloat32);  // exact
     Tensor zero_point;
     if (scheme.zero_point_domain != ZeroPointDomain::kNone)
       zero_point = file_of(name + ".zero_point").tensor(name + ".zero_point");
@@ -166,6 +169,21 @@ int64_t Checkpoint::data_bytes() const {
   return total;
 }
 
+namespace {
+
+/// Whether every value of a float32 tensor is exactly a float16 (scales chosen with
+/// AffineSpec::scale_dtype float16): such scales are written as F16, half the bytes, and read
+/// back bit for bit.
+bool holds_float16_values(const Tensor& t) {
+  if (t.dtype() != DType::kFloat32) return false;
+  const float* v = t.data<float>();
+  return std::all_of(v, v + t.numel(), [](float x) {
+    return std::isfinite(x) && f16_bits_to_float(float_to_f16_bits(x)) == x;
+  });
+}
+
+}  // namespace
+
 void SafetensorsWriter::add(const std::string& name, const QTensor& q) {
   QK_CHECK(q.defined(), ValueError, "SafetensorsWriter: quantized tensor '", name,
            "' is undefined");
@@ -178,7 +196,7 @@ void SafetensorsWriter::add(const std::string& name, const QTensor& q) {
                {"zero_point_domain", zero_point_domain_name(s.zero_point_domain)},
                {"mapping", mapping_type_name(s.mapping)}};
   add(name + ".qdata", q.data());
-  add(name + ".scale", q.scale());
+  add(name + ".scale", holds_float16_values(q.scale()) ? q.scale().to(DType::kFloat16) : q.scale());
   if (q.zero_point().defined()) add(name + ".zero_point", q.zero_point());
   set_metadata(kQTensorKeyPrefix + name, meta.dump());
 }

@@ -127,7 +127,9 @@ Value LlamaForCausalLM::forward(const Value&) {
 
 void LlamaForCausalLM::load_weights(const std::map<std::string, Tensor>& tensors) {
   std::map<std::string, Tensor> all = tensors;
-  if (!all.count("lm_head.weight")) {
+  // A quantized head (pre-quantized checkpoint, lm_head not excluded) already holds its weight;
+  // only a float head takes the tied embedding.
+  if (!all.count("lm_head.weight") && find("lm_head").type_name() == "Linear") {
     QK_CHECK(config_.tie_word_embeddings && all.count("model.embed_tokens.weight"), ValueError,
              "checkpoint has no lm_head.weight and the embeddings are not tied");
     all["lm_head.weight"] = all.at("model.embed_tokens.weight");
