@@ -8,8 +8,11 @@
 //   * each row of codes is padded to a multiple of 64 bytes; K is split in chunks of 32
 //     elements; 8-bit codes are stored in order, a 4-bit chunk is 16 bytes whose low nibbles hold
 //     elements 0..15 and high nibbles 16..31, a 2-bit chunk is 8 bytes whose bits 2i..2i+1 of byte
-//     j hold element j + 8i, so one load feeds consecutive vector lanes.
-// unpack() rebuilds the codes exactly (tested), so the layout loses nothing.
+//     j hold element j + 8i, so one load feeds consecutive vector lanes;
+//   * scales and offsets are float32 [N, groups], or compact when that is exact: float16 scales
+//     and int8 zero points z (offset = -scale * z), 3 bytes a group instead of 8 (2 when
+//     symmetric): what AffineSpec::scale_dtype float16 with integer or no zero points gives.
+// unpack() rebuilds the codes and qparams exactly (tested), so the layout loses nothing.
 #pragma once
 
 #include <cstdint>
