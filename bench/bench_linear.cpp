@@ -42,6 +42,7 @@ PackedLinearWeight packed(DType dtype, int64_t group) {
     spec.mapping = MappingType::kSymmetric;
     spec.zero_point_domain = ZeroPointDomain::kNone;
   }
+  spec.scale_dtype = DType::kFloat16;  // the quantizers' default: compact packed metadata
   return pack_linear_weight(quantize(weight_f32(), spec));
 }
 

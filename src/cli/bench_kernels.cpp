@@ -68,6 +68,7 @@ PackedLinearWeight pack(const Tensor& w, const WeightCase& c) {
       c.dtype, c.group ? Granularity::per_group(c.group) : Granularity::per_axis(0));
   spec.mapping = MappingType::kSymmetric;
   spec.zero_point_domain = ZeroPointDomain::kNone;
+  spec.scale_dtype = DType::kFloat16;  // as the quantizers choose by default: compact metadata
   return pack_linear_weight(quantize(w, spec));
 }
 
