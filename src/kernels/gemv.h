@@ -109,11 +109,11 @@ inline bool int8_kernel_reads_compact(int64_t m, int bits) {
 
 /// Whether the int16 kernels take a single token through the kernel that folds each chunk's
 /// activation scale into its group scale once per row (one multiply per 8 chunks instead of one
-/// per chunk) and reads compact group metadata itself: 8- or 4-bit codes in groups of 1, 2, 4
-/// or a multiple of 8 chunks.
-inline bool int16_single_token_shape(int bits, int64_t groups, int64_t group_size) {
+/// per chunk) and reads compact group metadata itself: groups of 1, 2, 4 or a multiple of 8
+/// chunks.
+inline bool int16_single_token_shape(int64_t groups, int64_t group_size) {
   const int64_t chunks_per_group = group_size / 32;
-  return bits != 2 && groups > 1 && group_size % 32 == 0 &&
+  return groups > 1 && group_size % 32 == 0 &&
          (chunks_per_group <= 2 || chunks_per_group == 4 || chunks_per_group % 8 == 0);
 }
 

@@ -702,6 +702,45 @@ inline void codes_i16_pair_w2(const uint8_t* row, int64_t c, __m256i w[4]) {
   w[3] = _mm256_srli_epi16(b, 6);
 }
 
+/// One token with 2-bit codes: gemv_int16_single_token_avx2's scheme on pairs of chunks (lanes
+/// 0..3 from chunk c, 4..7 from c + 1, each half times its folded scale).
+inline void gemv_int16_w2_single_token_avx2(const GemvInt16Args& a, int64_t r0) {
+  const int64_t chunks = a.chunks;
+  const int64_t chunks_per_group = a.w.group_size >= a.w.k ? chunks : a.w.group_size / kChunk;
+  const int16_t* xh = a.xh + r0 * a.xh_stride;
+  const float* sx = a.chunk_scales + r0 * a.chunks;
+  const int64_t groups = a.w.groups;
+  thread_local std::vector<float> buffer;
+  buffer.resize(static_cast<size_t>(chunks + 1 + 2 * groups));
+  float* cs = buffer.data();
+  cs[chunks] = 0.0f;  // an odd last chunk pairs with zero padding (codes and x are 0 there)
+  const __m256i halves = _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1);
+  for (int64_t n = a.w.n_begin; n < a.w.n_end; ++n) {
+    const uint8_t* row = a.w.codes + n * a.w.row_bytes;
+    const auto [s, off] = row_group_params(a.w, n, cs + chunks + 1);
+    chunk_times_group_scales(sx, s, chunks, chunks_per_group, cs);
+    __m256 total = _mm256_setzero_ps(), spare = _mm256_setzero_ps();
+    for (int64_t c = 0; c < chunks; c += 2) {
+      __m256i w[4];
+      codes_i16_pair_w2(row, c, w);
+      const int16_t* x = xh + c * kChunk;
+      auto madd = [&](int i) {
+        return _mm256_madd_epi16(w[i],
+                                 _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + 16 * i)));
+      };
+      const __m256i d =
+          _mm256_add_epi32(_mm256_add_epi32(madd(0), madd(1)), _mm256_add_epi32(madd(2), madd(3)));
+      const __m128 pair = _mm_castpd_ps(_mm_load_sd(reinterpret_cast<const double*>(cs + c)));
+      const __m256 scale = _mm256_permutevar8x32_ps(_mm256_castps128_ps256(pair), halves);
+      total = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d), scale, total);
+      std::swap(total, spare);
+    }
+    a.w.y[r0 * a.w.y_stride + n] =
+        horizontal_sum(_mm256_add_ps(total, spare)) +
+        group_bias_term(s, off, a.w.code_bias, a.xh_group_sums + r0 * groups, groups);
+  }
+}
+
 /// 2-bit codes: a pair of chunks per step, int32 lanes 0..3 from chunk c and 4..7 from c + 1, so
 /// the scales are per half: (scale of c) x 4, (scale of c + 1) x 4.
 template <int Rows, bool PerChannel>
@@ -757,13 +796,19 @@ void gemv_int16_avx2(const GemvInt16Args& a) {
     for (; m + 4 <= a.m; m += 4) gemv_int16_w2_rows_avx2<4, PerChannel>(a, m);
     if (a.m - m == 3) gemv_int16_w2_rows_avx2<3, PerChannel>(a, m);
     if (a.m - m == 2) gemv_int16_w2_rows_avx2<2, PerChannel>(a, m);
-    if (a.m - m == 1) gemv_int16_w2_rows_avx2<1, PerChannel>(a, m);
+    if (a.m - m == 1) {
+      if (int16_single_token_shape(a.w.groups, a.w.group_size)) {
+        gemv_int16_w2_single_token_avx2(a, m);
+      } else {
+        gemv_int16_w2_rows_avx2<1, PerChannel>(a, m);
+      }
+    }
   } else {
     for (; m + 4 <= a.m; m += 4) gemv_int16_rows_avx2<Bits, 4, PerChannel>(a, m);
     if (a.m - m == 3) gemv_int16_rows_avx2<Bits, 3, PerChannel>(a, m);
     if (a.m - m == 2) gemv_int16_rows_avx2<Bits, 2, PerChannel>(a, m);
     if (a.m - m == 1) {
-      if (int16_single_token_shape(Bits, a.w.groups, a.w.group_size)) {
+      if (int16_single_token_shape(a.w.groups, a.w.group_size)) {
         gemv_int16_single_token_avx2<Bits>(a, m);
       } else {
         gemv_int16_rows_avx2<Bits, 1, PerChannel>(a, m);

@@ -326,8 +326,7 @@ bool linear_gemv_int16(const float* x, int64_t m, const PackedLinearWeight& p, f
                  bits == 8   ? table.i16_u8
                  : bits == 4 ? table.i16_u4
                              : table.i16_u2,
-                 threads,
-                 m == 1 && kernels::int16_single_token_shape(bits, p.groups, p.group_size));
+                 threads, m == 1 && kernels::int16_single_token_shape(p.groups, p.group_size));
   return true;
 }
 
