@@ -625,6 +625,45 @@ inline void chunk_times_group_scales(const float* sx, const float* s, int64_t ch
   }
 }
 
+/// A single-token kernel's view of its token and, per row, the folded scales: cs[c] = chunk
+/// scale c times the group scale of c (one pass per row, chunk_times_group_scales), plus a
+/// zero past the last chunk for 2-bit pairs. Buffers are per thread and stay in L1.
+class SingleTokenScales {
+ public:
+  SingleTokenScales(const GemvInt16Args& a, int64_t r0)
+      : a_(a),
+        r0_(r0),
+        chunks_per_group_(a.w.group_size >= a.w.k ? a.chunks : a.w.group_size / kChunk) {
+    buffer().resize(static_cast<size_t>(a.chunks + 1 + 2 * a.w.groups));
+    buffer()[static_cast<size_t>(a.chunks)] = 0.0f;
+  }
+  const int16_t* xh() const { return a_.xh + r0_ * a_.xh_stride; }
+  const float* folded() const { return buffer().data(); }
+  /// Folds row n's group scales into the chunk scales.
+  void fold_row(int64_t n) {
+    float* cs = buffer().data();
+    row_ = row_group_params(a_.w, n, cs + a_.chunks + 1);
+    chunk_times_group_scales(a_.chunk_scales + r0_ * a_.chunks, row_.s, a_.chunks,
+                             chunks_per_group_, cs);
+  }
+  /// y[token, n] from the row's running total (after fold_row(n)), plus what qmin and the
+  /// offsets add through the group sums of the rounded x.
+  void store(int64_t n, __m256 total) const {
+    a_.w.y[r0_ * a_.w.y_stride + n] =
+        horizontal_sum(total) + group_bias_term(row_.s, row_.off, a_.w.code_bias,
+                                                a_.xh_group_sums + r0_ * a_.w.groups, a_.w.groups);
+  }
+
+ private:
+  static std::vector<float>& buffer() {
+    thread_local std::vector<float> b;
+    return b;
+  }
+  const GemvInt16Args& a_;
+  int64_t r0_, chunks_per_group_;
+  RowGroupParams row_{nullptr, nullptr};
+};
+
 /// One token (decode): per row, each chunk's activation scale is multiplied into its group
 /// scale in one vector pass (chunk_times_group_scales), so the chunk loop is widen, two
 /// vpmaddwd, convert and one FMA: 1.07-1.12x the per-chunk multiply of gemv_int16_rows_avx2 with
@@ -632,18 +671,13 @@ inline void chunk_times_group_scales(const float* sx, const float* s, int64_t ch
 /// scales and int8 zero points are expanded a row at a time into a buffer that stays in L1.
 template <int Bits>
 void gemv_int16_single_token_avx2(const GemvInt16Args& a, int64_t r0) {
+  SingleTokenScales token(a, r0);
+  const int16_t* xh = token.xh();
+  const float* cs = token.folded();
   const int64_t chunks = a.chunks;
-  const int64_t chunks_per_group = a.w.group_size >= a.w.k ? chunks : a.w.group_size / kChunk;
-  const int16_t* xh = a.xh + r0 * a.xh_stride;
-  const float* sx = a.chunk_scales + r0 * a.chunks;
-  const int64_t groups = a.w.groups;
-  thread_local std::vector<float> buffer;
-  buffer.resize(static_cast<size_t>(chunks + 2 * groups));
-  float* cs = buffer.data();
   for (int64_t n = a.w.n_begin; n < a.w.n_end; ++n) {
     const uint8_t* row = a.w.codes + n * a.w.row_bytes;
-    const auto [s, off] = row_group_params(a.w, n, cs + chunks);
-    chunk_times_group_scales(sx, s, chunks, chunks_per_group, cs);
+    token.fold_row(n);
     __m256 total = _mm256_setzero_ps(), spare = _mm256_setzero_ps();
     for (int64_t c = 0; c < chunks; ++c) {
       __m256i w0, w1;
@@ -652,9 +686,7 @@ void gemv_int16_single_token_avx2(const GemvInt16Args& a, int64_t r0) {
                               _mm256_broadcast_ss(cs + c), total);
       std::swap(total, spare);
     }
-    a.w.y[r0 * a.w.y_stride + n] =
-        horizontal_sum(_mm256_add_ps(total, spare)) +
-        group_bias_term(s, off, a.w.code_bias, a.xh_group_sums + r0 * groups, groups);
+    token.store(n, _mm256_add_ps(total, spare));
   }
 }
 
@@ -705,22 +737,15 @@ inline void codes_i16_pair_w2(const uint8_t* row, int64_t c, __m256i w[4]) {
 /// One token with 2-bit codes: gemv_int16_single_token_avx2's scheme on pairs of chunks (lanes
 /// 0..3 from chunk c, 4..7 from c + 1, each half times its folded scale).
 inline void gemv_int16_w2_single_token_avx2(const GemvInt16Args& a, int64_t r0) {
-  const int64_t chunks = a.chunks;
-  const int64_t chunks_per_group = a.w.group_size >= a.w.k ? chunks : a.w.group_size / kChunk;
-  const int16_t* xh = a.xh + r0 * a.xh_stride;
-  const float* sx = a.chunk_scales + r0 * a.chunks;
-  const int64_t groups = a.w.groups;
-  thread_local std::vector<float> buffer;
-  buffer.resize(static_cast<size_t>(chunks + 1 + 2 * groups));
-  float* cs = buffer.data();
-  cs[chunks] = 0.0f;  // an odd last chunk pairs with zero padding (codes and x are 0 there)
+  SingleTokenScales token(a, r0);
+  const int16_t* xh = token.xh();
+  const float* cs = token.folded();  // cs[chunks] = 0: an odd last chunk pairs with zero padding
   const __m256i halves = _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1);
   for (int64_t n = a.w.n_begin; n < a.w.n_end; ++n) {
     const uint8_t* row = a.w.codes + n * a.w.row_bytes;
-    const auto [s, off] = row_group_params(a.w, n, cs + chunks + 1);
-    chunk_times_group_scales(sx, s, chunks, chunks_per_group, cs);
+    token.fold_row(n);
     __m256 total = _mm256_setzero_ps(), spare = _mm256_setzero_ps();
-    for (int64_t c = 0; c < chunks; c += 2) {
+    for (int64_t c = 0; c < a.chunks; c += 2) {
       __m256i w[4];
       codes_i16_pair_w2(row, c, w);
       const int16_t* x = xh + c * kChunk;
@@ -735,9 +760,7 @@ inline void gemv_int16_w2_single_token_avx2(const GemvInt16Args& a, int64_t r0) 
       total = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d), scale, total);
       std::swap(total, spare);
     }
-    a.w.y[r0 * a.w.y_stride + n] =
-        horizontal_sum(_mm256_add_ps(total, spare)) +
-        group_bias_term(s, off, a.w.code_bias, a.xh_group_sums + r0 * groups, groups);
+    token.store(n, _mm256_add_ps(total, spare));
   }
 }
 
