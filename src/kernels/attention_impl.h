@@ -6,6 +6,7 @@
 
 #include "attention.h"
 #include "vector_exp.h"
+#include "vector_sum.h"
 
 #if defined(__AVX2__)
 #include <immintrin.h>
@@ -14,14 +15,6 @@
 namespace quantkit::kernels::QK_ISA_NAMESPACE {
 
 namespace {
-
-#if defined(__AVX2__)
-float horizontal_sum(__m256 v) {
-  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-  return _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)));
-}
-#endif
 
 /// a . b over 8 independent partial sums (FMA lanes with AVX2): a single running sum would be
 /// a chain of dependent adds, 4 cycles per element.

@@ -14,6 +14,7 @@
 #include "gemv.h"
 #include "gemv_int8_tiles.h"
 #include "quantkit/core/float_convert.h"
+#include "vector_sum.h"
 
 namespace quantkit::kernels::QK_ISA_NAMESPACE {
 
@@ -194,12 +195,6 @@ inline void decode_unsigned(const uint8_t* row, int64_t c, __m256 w[4]) {
   }
 }
 
-inline float horizontal_sum(__m256 v) {
-  const __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  const __m128 t = _mm_add_ps(s, _mm_movehl_ps(s, s));
-  return _mm_cvtss_f32(_mm_add_ss(t, _mm_movehdup_ps(t)));
-}
-
 /// sum_g (qmin * s[g] + off[g]) * sums[g]: what the signed codes and the offsets add to the
 /// product on unsigned codes (off = nullptr: all zero).
 inline float group_bias_term(const float* s, const float* off, float qmin, const float* sums,
@@ -339,15 +334,6 @@ inline int32_t dot_chunk_int(const int8_t* xq, const uint8_t* row, int64_t c, in
   }
   return sum;
 }
-
-#if defined(__AVX2__)
-inline int32_t horizontal_sum_i32(__m256i v) {
-  __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
-  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4E));
-  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xB1));
-  return _mm_cvtsi128_si32(s);
-}
-#endif
 
 #if defined(__AVX2__)
 /// The 32 unsigned 4-bit codes of chunk c as bytes in element order (low nibbles are elements
