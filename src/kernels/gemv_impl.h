@@ -22,6 +22,17 @@ constexpr int kChunk = 32;  // elements decoded at once
 // Software prefetch distance along the (contiguous) packed rows. The hardware prefetcher alone
 // leaves a fifth of the DRAM bandwidth unused here; OpenBLAS's sgemv prefetches the same way.
 constexpr int kPrefetchBytes = 1024;
+constexpr int64_t kLineBytes = 64;
+
+/// Prefetches the cache line kPrefetchBytes past p. Loops issue it once per 64-byte line of
+/// codes: one per 16-byte chunk (4-bit) spent a load-port slot and an op on every chunk, and
+/// once per line made the int4 single-token GEMV 1.09x faster in cache and 1.18-1.29x from DRAM
+/// (2 threads, interleaved).
+#if defined(__AVX2__)
+inline void prefetch_ahead(const uint8_t* p) {
+  _mm_prefetch(reinterpret_cast<const char*>(p + kPrefetchBytes), _MM_HINT_T0);
+}
+#endif
 
 /// Compact group metadata to float32 (GemvKernels::expand_group_params).
 inline void expand_group_params(const uint16_t* h, const int8_t* z, int64_t count, float* s,
@@ -338,15 +349,17 @@ inline int32_t dot_chunk_int(const int8_t* xq, const uint8_t* row, int64_t c, in
 #if defined(__AVX2__)
 /// The 32 unsigned 4-bit codes of chunk c as bytes in element order (low nibbles are elements
 /// 0..15, high nibbles 16..31), prefetching further along the row.
+template <bool Prefetch>
 inline __m256i nibbles_w4_chunk(const uint8_t* row, int64_t c) {
-  _mm_prefetch(reinterpret_cast<const char*>(row + c * 16 + kPrefetchBytes), _MM_HINT_T0);
+  if constexpr (Prefetch) prefetch_ahead(row + c * 16);
   const __m128i low4 = _mm_set1_epi8(0x0F);
   const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(row + c * 16));
   return _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(b, 4), low4), _mm_and_si128(b, low4));
 }
 
+template <bool Prefetch>
 inline __m256i dot_w4_chunk(const uint8_t* row, const int8_t* xq, int64_t c) {
-  const __m256i u = nibbles_w4_chunk(row, c);
+  const __m256i u = nibbles_w4_chunk<Prefetch>(row, c);
   const __m256i x = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq + c * kChunk));
   return _mm256_madd_epi16(_mm256_maddubs_epi16(u, x), _mm256_set1_epi16(1));
 }
@@ -366,28 +379,30 @@ inline void gemv_int8_w4_row_avx2(const GemvInt8Args& a, int64_t r) {
     const uint8_t* row = a.w.codes + n * a.w.row_bytes;
     const auto [s, off] = row_group_params(a.w, n, buffer.data());
     __m256 total0 = _mm256_setzero_ps(), total1 = _mm256_setzero_ps();
-    if (chunks_per_group == 1) {  // one chunk per group (group size 32): unrolled pairs
+    if (chunks_per_group == 1) {  // one chunk per group (group size 32): a line per step
       int64_t c = 0;
-      for (; c + 2 <= chunks; c += 2) {
-        total0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot_w4_chunk(row, xq, c)),
-                                 _mm256_broadcast_ss(s + c), total0);
-        total1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot_w4_chunk(row, xq, c + 1)),
-                                 _mm256_broadcast_ss(s + c + 1), total1);
+      auto chunk = [&](int64_t ci, __m256& total) {
+        total = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot_w4_chunk<false>(row, xq, ci)),
+                                _mm256_broadcast_ss(s + ci), total);
+      };
+      for (; c + 4 <= chunks; c += 4) {  // a 64-byte line: one prefetch (1.05-1.07x)
+        prefetch_ahead(row + c * 16);
+        chunk(c, total0);
+        chunk(c + 1, total1);
+        chunk(c + 2, total0);
+        chunk(c + 3, total1);
       }
-      if (c < chunks) {
-        total0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot_w4_chunk(row, xq, c)),
-                                 _mm256_broadcast_ss(s + c), total0);
-      }
+      for (; c < chunks; ++c) chunk(c, c % 2 == 0 ? total0 : total1);
     } else {
       for (int64_t c0 = 0, g = 0; c0 < chunks; c0 += chunks_per_group, ++g) {
         const int64_t c1 = std::min(chunks, c0 + chunks_per_group);
         __m256i acc0 = _mm256_setzero_si256(), acc1 = _mm256_setzero_si256();
         int64_t c = c0;
         for (; c + 2 <= c1; c += 2) {
-          acc0 = _mm256_add_epi32(acc0, dot_w4_chunk(row, xq, c));
-          acc1 = _mm256_add_epi32(acc1, dot_w4_chunk(row, xq, c + 1));
+          acc0 = _mm256_add_epi32(acc0, dot_w4_chunk<true>(row, xq, c));
+          acc1 = _mm256_add_epi32(acc1, dot_w4_chunk<true>(row, xq, c + 1));
         }
-        if (c < c1) acc0 = _mm256_add_epi32(acc0, dot_w4_chunk(row, xq, c));
+        if (c < c1) acc0 = _mm256_add_epi32(acc0, dot_w4_chunk<true>(row, xq, c));
         total0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_add_epi32(acc0, acc1)),
                                  _mm256_broadcast_ss(s + g), total0);
         std::swap(total0, total1);
@@ -550,12 +565,14 @@ inline void store_int16_total(const GemvInt16Args& a, int64_t t, int64_t n, __m2
 
 #if defined(__AVX2__)
 /// Chunk c of unsigned codes as two vectors of 16 int16 lanes (elements 0..15 and 16..31).
-template <int Bits>
+template <int Bits, bool Prefetch = true>
 inline void codes_i16_chunk(const uint8_t* row, int64_t c, __m256i* w0, __m256i* w1) {
   auto widen = [](const uint8_t* p) {
     return _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
   };
-  _mm_prefetch(reinterpret_cast<const char*>(row + c * Bits * 4 + kPrefetchBytes), _MM_HINT_T0);
+  if constexpr (Prefetch) {
+    _mm_prefetch(reinterpret_cast<const char*>(row + c * Bits * 4 + kPrefetchBytes), _MM_HINT_T0);
+  }
   if constexpr (Bits == 8) {
     *w0 = widen(row + c * 32);
     *w1 = widen(row + c * 32 + 16);
@@ -665,13 +682,20 @@ void gemv_int16_single_token_avx2(const GemvInt16Args& a, int64_t r0) {
     const uint8_t* row = a.w.codes + n * a.w.row_bytes;
     token.fold_row(n);
     __m256 total = _mm256_setzero_ps(), spare = _mm256_setzero_ps();
-    for (int64_t c = 0; c < chunks; ++c) {
+    auto chunk = [&](int64_t c) {
       __m256i w0, w1;
-      codes_i16_chunk<Bits>(row, c, &w0, &w1);
+      codes_i16_chunk<Bits, false>(row, c, &w0, &w1);
       total = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot_i16(w0, w1, xh + c * kChunk)),
                               _mm256_broadcast_ss(cs + c), total);
       std::swap(total, spare);
+    };
+    constexpr int64_t kChunksPerLine = kLineBytes / (Bits * 4);
+    int64_t c = 0;
+    for (; c + kChunksPerLine <= chunks; c += kChunksPerLine) {
+      prefetch_ahead(row + c * Bits * 4);
+      for (int64_t i = 0; i < kChunksPerLine; ++i) chunk(c + i);
     }
+    for (; c < chunks; ++c) chunk(c);
     token.store(n, _mm256_add_ps(total, spare));
   }
 }
@@ -709,8 +733,9 @@ void gemv_int16_rows_avx2(const GemvInt16Args& a, int64_t r0) {
 
 /// Chunks c and c + 1 of 2-bit codes widened by one 16-byte load: vector i holds elements
 /// 8i..8i+7 of chunk c, then of chunk c + 1 (the activations' order for 2-bit codes).
+template <bool Prefetch = true>
 inline void codes_i16_pair_w2(const uint8_t* row, int64_t c, __m256i w[4]) {
-  _mm_prefetch(reinterpret_cast<const char*>(row + c * 8 + kPrefetchBytes), _MM_HINT_T0);
+  if constexpr (Prefetch) prefetch_ahead(row + c * 8);
   const __m256i b =
       _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(row + c * 8)));
   const __m256i three = _mm256_set1_epi16(3);
@@ -731,9 +756,9 @@ inline void gemv_int16_w2_single_token_avx2(const GemvInt16Args& a, int64_t r0) 
     const uint8_t* row = a.w.codes + n * a.w.row_bytes;
     token.fold_row(n);
     __m256 total = _mm256_setzero_ps(), spare = _mm256_setzero_ps();
-    for (int64_t c = 0; c < a.chunks; c += 2) {
+    auto pair_of_chunks = [&](int64_t c) {
       __m256i w[4];
-      codes_i16_pair_w2(row, c, w);
+      codes_i16_pair_w2<false>(row, c, w);
       const int16_t* x = xh + c * kChunk;
       auto madd = [&](int i) {
         return _mm256_madd_epi16(w[i],
@@ -745,7 +770,14 @@ inline void gemv_int16_w2_single_token_avx2(const GemvInt16Args& a, int64_t r0) 
       const __m256 scale = _mm256_permutevar8x32_ps(_mm256_castps128_ps256(pair), halves);
       total = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d), scale, total);
       std::swap(total, spare);
+    };
+    constexpr int64_t kChunksPerLine = kLineBytes / 8;
+    int64_t c = 0;
+    for (; c + kChunksPerLine <= a.chunks; c += kChunksPerLine) {
+      prefetch_ahead(row + c * 8);
+      for (int64_t i = 0; i < kChunksPerLine; i += 2) pair_of_chunks(c + i);
     }
+    for (; c < a.chunks; c += 2) pair_of_chunks(c);
     token.store(n, _mm256_add_ps(total, spare));
   }
 }
