@@ -119,8 +119,8 @@ int main(int argc, char** argv) {
                   "asymmetric with a zero point (integer; float for --method linear)");
   quant
       ->add_option("--scale-dtype", scale_dtype,
-                   "with --method: weight scales in float16 (2 bytes a group in the kernels' "
-                   "layout) | float32")
+                   "with --method: per-group weight scales in float16 (2 bytes a group in the "
+                   "kernels' layout) | float32")
       ->check(CLI::IsMember({"float16", "float32"}))
       ->capture_default_str();
   quant->add_option(

@@ -21,7 +21,7 @@ struct QuantizationConfig {
   std::string activations = "none";  // none | int8 (linear: calibrated static scale)
   int64_t group_size = 0;            // 0 = per output channel (xla: its block_size)
   bool symmetric = true;
-  std::string scale_dtype = "float16";  // linear: weight scales in float16 | float32
+  std::string scale_dtype = "float16";  // linear: per-group weight scales float16 | float32
   std::string optimizer = "minmax";     // weight scales: minmax | mse (per-group clipping search)
   double damp_percent = 0.01;           // gptq: Hessian damping, a fraction of its mean diagonal
   bool act_order = false;               // gptq: round columns by decreasing Hessian diagonal

@@ -49,8 +49,9 @@ struct WeightOnlyConfig {
   DType weights = DType::kInt8;  // int8, int4, int2, float8_e4m3, float8_e5m2
   int64_t group_size = 0;        // 0 = per output channel
   bool symmetric = true;         // false: asymmetric with a zero point (integers only)
-  /// float16 (default: 2-byte scales in the kernels' layout, as quanto and llama.cpp keep them;
-  /// int4 g32 streams 18 instead of 20 bytes per 32 weights) or float32.
+  /// Per-group scales in float16 (default: 2-byte scales in the kernels' layout, as quanto and
+  /// llama.cpp keep them; int4 g32 streams 18 instead of 20 bytes per 32 weights) or float32.
+  /// Per-channel scales (group_size 0) stay float32: one per row, nothing to save.
   DType scale_dtype = DType::kFloat16;
   ActivationQuant activations = ActivationQuant::kNone;
   /// Per-group clipping search for the weight scales (choose_qparams_mse) instead of min/max.
