@@ -7,9 +7,6 @@
 
 namespace quantkit::kernels {
 
-
-
-
 /// The packed weight (layout in linear.h) and the slice of it one kernel call computes: rows
 /// [n_begin, n_end) of W, written to columns n_begin..n_end of y [m, y_stride].
 struct GemvWeights {
