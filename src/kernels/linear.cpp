@@ -195,13 +195,8 @@ void dequantize_fast(const PackedLinearWeight& p, int64_t n, float* out) {
   const auto fn = bits == 8   ? table.dequantize_u8
                   : bits == 4 ? table.dequantize_u4
                               : table.dequantize_u2;
-  if (!p.compact()) {
-    fn(p.codes.data<uint8_t>() + n * p.row_bytes, p.in_features, code_bias(p),
-       p.scales.data<float>() + n * p.groups, p.offsets.data<float>() + n * p.groups, p.group_size,
-       out);
-    return;
-  }
-  std::vector<float> params(static_cast<size_t>(2 * p.groups));
+  thread_local std::vector<float> params;  // the row's scales, then its offsets
+  params.resize(static_cast<size_t>(2 * p.groups));
   p.group_params(n, 1, params.data(), params.data() + p.groups);
   fn(p.codes.data<uint8_t>() + n * p.row_bytes, p.in_features, code_bias(p), params.data(),
      params.data() + p.groups, p.group_size, out);
