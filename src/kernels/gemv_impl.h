@@ -597,6 +597,11 @@ inline __m256i dot_i16(__m256i w0, __m256i w1, const int16_t* xh) {
 /// with a countdown to the next group: a loop nest per group cost a third of the speed at group
 /// size 32 and 64. One token alternates two running totals so the FMA latency does not
 /// serialise the chunks; several tokens are independent chains already.
+/// p[0], p[1] in lanes 0 and 1 (an unaligned 8-byte load: p is only 4-byte aligned).
+inline __m128 two_floats(const float* p) {
+  return _mm_castsi128_ps(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p)));
+}
+
 /// cs[c] = sx[c] * s[c / chunks_per_group]: 8 chunks a step where a group spans 1, 2 or 4.
 inline void chunk_times_group_scales(const float* sx, const float* s, int64_t chunks,
                                      int64_t chunks_per_group, float* cs) {
@@ -614,7 +619,7 @@ inline void chunk_times_group_scales(const float* sx, const float* s, int64_t ch
   } else if (chunks_per_group == 4) {
     const __m256i spread = _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1);
     for (; c + 8 <= chunks; c += 8) {
-      const __m128 two = _mm_castpd_ps(_mm_load_sd(reinterpret_cast<const double*>(s + c / 4)));
+      const __m128 two = two_floats(s + c / 4);
       const __m256 g = _mm256_permutevar8x32_ps(_mm256_castps128_ps256(two), spread);
       _mm256_storeu_ps(cs + c, _mm256_mul_ps(_mm256_loadu_ps(sx + c), g));
     }
@@ -766,7 +771,7 @@ inline void gemv_int16_w2_single_token_avx2(const GemvInt16Args& a, int64_t r0) 
       };
       const __m256i d =
           _mm256_add_epi32(_mm256_add_epi32(madd(0), madd(1)), _mm256_add_epi32(madd(2), madd(3)));
-      const __m128 pair = _mm_castpd_ps(_mm_load_sd(reinterpret_cast<const double*>(cs + c)));
+      const __m128 pair = two_floats(cs + c);
       const __m256 scale = _mm256_permutevar8x32_ps(_mm256_castps128_ps256(pair), halves);
       total = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d), scale, total);
       std::swap(total, spare);
