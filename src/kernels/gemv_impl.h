@@ -377,7 +377,10 @@ inline void gemv_int8_w4_row_avx2(const GemvInt8Args& a, int64_t r) {
   buffer.resize(static_cast<size_t>(2 * a.w.groups));
   for (int64_t n = a.w.n_begin; n < a.w.n_end; ++n) {
     const uint8_t* row = a.w.codes + n * a.w.row_bytes;
-    const auto [s, off] = row_group_params(a.w, n, buffer.data());
+    // Plain names, not a structured binding: clang rejects capturing those in the lambda below.
+    const RowGroupParams params = row_group_params(a.w, n, buffer.data());
+    const float* s = params.s;
+    const float* off = params.off;
     __m256 total0 = _mm256_setzero_ps(), total1 = _mm256_setzero_ps();
     if (chunks_per_group == 1) {  // one chunk per group (group size 32): a line per step
       int64_t c = 0;
