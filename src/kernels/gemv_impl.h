@@ -266,8 +266,7 @@ void gemv_rows_avx2(const GemvArgs& a, int64_t m0) {
           for (int r = 0; r < Rows; ++r) acc[r][0] = acc[r][1] = _mm256_setzero_ps();
         }
         __m256 w[4];
-        _mm_prefetch(reinterpret_cast<const char*>(row + c * Bits * 4 + kPrefetchBytes),
-                     _MM_HINT_T0);
+        prefetch_ahead(row + c * Bits * 4);
         decode_unsigned<Bits>(row, c, w);
         for (int r = 0; r < Rows; ++r) {
           const float* xc = xr[r] + c * kChunk;
@@ -451,7 +450,7 @@ void gemv_int8_w8_rows_avx2(const GemvInt8Args& a, int64_t r0) {
       __m256i acc[Rows];
       for (int r = 0; r < Rows; ++r) acc[r] = _mm256_setzero_si256();
       for (int64_t c = c0; c < c1; ++c) {
-        _mm_prefetch(reinterpret_cast<const char*>(row + c * 32 + kPrefetchBytes), _MM_HINT_T0);
+        prefetch_ahead(row + c * 32);
         const __m256i q = _mm256_add_epi8(
             _mm256_loadu_si256(reinterpret_cast<const __m256i*>(row + c * 32)), flip);
         const __m256i q_abs = _mm256_abs_epi8(q);
@@ -574,7 +573,7 @@ inline void codes_i16_chunk(const uint8_t* row, int64_t c, __m256i* w0, __m256i*
     return _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
   };
   if constexpr (Prefetch) {
-    _mm_prefetch(reinterpret_cast<const char*>(row + c * Bits * 4 + kPrefetchBytes), _MM_HINT_T0);
+    prefetch_ahead(row + c * Bits * 4);
   }
   if constexpr (Bits == 8) {
     *w0 = widen(row + c * 32);
