@@ -3,6 +3,7 @@
 #include <unistd.h>
 #include <cmath>
 
+#include "quantkit/core/float_convert.h"
 #include "quantkit/core/packing.h"
 #include "quantkit/quant/pytorch.h"
 #include "test_util.h"
@@ -241,6 +242,87 @@ TEST(Affine, MseSearchBeatsMinMaxOnHeavyTails) {
     const double mse = sqnr_db(w, quantize(w, spec, choose_qparams_mse(w, spec)).dequantize());
     EXPECT_GT(mse, minmax + (symmetric ? 0.3 : 0.05)) << (symmetric ? "sym" : "asym");
     EXPECT_EQ(sqnr_db(w, quantize(w, spec, choose_qparams_mse(w, spec, 0)).dequantize()), minmax);
+  }
+}
+
+/// Squared round-trip error of every group of 32 along the rows of w.
+std::vector<double> group_errors(const Tensor& w, const Tensor& back) {
+  std::vector<double> err(static_cast<size_t>(w.numel() / 32), 0.0);
+  for (int64_t i = 0; i < w.numel(); ++i) {
+    const double d = static_cast<double>(w.data<float>()[i]) - back.data<float>()[i];
+    err[static_cast<size_t>(i / 32)] += d * d;
+  }
+  return err;
+}
+
+// Block by block, for every mapping and zero-point domain, with float16 and float32 scales:
+// the search (grid, separate ends, least-squares refit) is never worse than min/max, keeps
+// scales float16-exact when asked, and keeps integer zero points inside the code range.
+TEST(Affine, MseSearchNeverWorseThanMinMaxPerBlock) {
+  Tensor w = testing::random_tensor({24, 160}, 4, 0.05f);
+  for (int64_t i = 0; i < w.numel(); i += 29) w.data<float>()[i] += 0.2f;  // skewed blocks
+  struct Scheme {
+    DType dtype;
+    MappingType mapping;
+    ZeroPointDomain domain;
+  };
+  for (const Scheme c :
+       {Scheme{DType::kInt4, MappingType::kSymmetric, ZeroPointDomain::kNone},
+        Scheme{DType::kInt4, MappingType::kAsymmetric, ZeroPointDomain::kInt},
+        Scheme{DType::kInt4, MappingType::kAsymmetric, ZeroPointDomain::kFloat},
+        Scheme{DType::kUInt4, MappingType::kAsymmetric, ZeroPointDomain::kInt},
+        Scheme{DType::kInt2, MappingType::kAsymmetric, ZeroPointDomain::kInt},
+        Scheme{DType::kInt8, MappingType::kSymmetric, ZeroPointDomain::kInt},
+        Scheme{DType::kFloat8E4M3, MappingType::kSymmetric, ZeroPointDomain::kNone}}) {
+    for (DType scale_dtype : {DType::kFloat32, DType::kFloat16}) {
+      AffineSpec spec = AffineSpec::for_dtype(c.dtype, Granularity::per_group(32));
+      spec.mapping = c.mapping;
+      spec.zero_point_domain = c.domain;
+      spec.scale_dtype = scale_dtype;
+      const QParams qp = choose_qparams_mse(w, spec);
+      const std::vector<double> searched = group_errors(w, quantize(w, spec, qp).dequantize());
+      const std::vector<double> minmax = group_errors(w, quantize(w, spec).dequantize());
+      double total_searched = 0, total_minmax = 0;
+      for (size_t b = 0; b < minmax.size(); ++b) {
+        ASSERT_LE(searched[b], minmax[b] * (1 + 1e-9)) << dtype_name(c.dtype) << " block " << b;
+        total_searched += searched[b];
+        total_minmax += minmax[b];
+      }
+      // float8's error is relative to each value, so a smaller scale buys little there.
+      if (!is_float8(c.dtype)) {
+        EXPECT_LT(total_searched, total_minmax * 0.97) << dtype_name(c.dtype);
+      }
+      for (int64_t b = 0; b < qp.scale.numel(); ++b) {
+        const float s = qp.scale.data<float>()[b];
+        if (scale_dtype == DType::kFloat16) {
+          ASSERT_EQ(s, f16_bits_to_float(float_to_f16_bits(s)));
+        }
+        if (c.domain != ZeroPointDomain::kInt) continue;
+        const int32_t z = qp.zero_point.data<int32_t>()[b];
+        ASSERT_GE(z, spec.effective_min());
+        ASSERT_LE(z, spec.effective_max());
+      }
+    }
+  }
+}
+
+// A block that spans several rows (per-channel along axis 1 of a [K, N] layout) is searched
+// as one block: the result matches the same weights transposed into per-row blocks.
+TEST(Affine, MseSearchHandlesBlocksAcrossRows) {
+  const Tensor w = testing::random_tensor({40, 12}, 5, 0.1f);
+  Tensor wt = Tensor::empty({12, 40}, DType::kFloat32);
+  for (int64_t r = 0; r < 40; ++r)
+    for (int64_t c = 0; c < 12; ++c) wt.data<float>()[c * 40 + r] = w.data<float>()[r * 12 + c];
+  AffineSpec spec = AffineSpec::for_dtype(DType::kInt4, Granularity::per_axis(1));
+  spec.mapping = MappingType::kAsymmetric;
+  spec.zero_point_domain = ZeroPointDomain::kInt;
+  AffineSpec spec_t = spec;
+  spec_t.granularity = Granularity::per_axis(0);
+  const QParams a = choose_qparams_mse(w, spec), b = choose_qparams_mse(wt, spec_t);
+  ASSERT_EQ(a.scale.numel(), 12);
+  for (int64_t c = 0; c < 12; ++c) {
+    EXPECT_EQ(a.scale.data<float>()[c], b.scale.data<float>()[c]);
+    EXPECT_EQ(a.zero_point.data<int32_t>()[c], b.zero_point.data<int32_t>()[c]);
   }
 }
 

@@ -3,6 +3,7 @@
 #include <limits>
 
 #include "../kernels/quant_rows.h"
+#include "block_qparams.h"
 #include "block_walk.h"
 #include "quantkit/core/float_convert.h"
 #include "quantkit/quant/affine.h"
@@ -33,15 +34,8 @@ std::pair<Tensor, Tensor> block_minmax(const Tensor& x, const Shape& block_size)
   return {mins, maxs};
 }
 
-namespace {
+namespace detail {
 
-struct BlockQParams {
-  float scale;
-  float zero_point;  // integral for the int domain
-};
-
-/// `scale` as the spec stores it: unchanged, or the nearest float16 (at least the smallest
-/// positive one, so that a constant block keeps a usable scale).
 float stored_scale(float scale, const AffineSpec& spec) {
   if (spec.scale_dtype != DType::kFloat16) return scale;
   constexpr float kF16Max = 65504.0f, kF16MinSubnormal = 5.9604645e-8f;
@@ -90,7 +84,7 @@ BlockQParams qparams_for_range(float mn, float mx, const AffineSpec& spec) {
   throw ValueError("choose_qparams: unknown mapping type");
 }
 
-}  // namespace
+}  // namespace detail
 
 QParams choose_qparams_from_minmax(const Tensor& min_val, const Tensor& max_val,
                                    const AffineSpec& spec) {
@@ -117,7 +111,7 @@ QParams choose_qparams_from_minmax(const Tensor& min_val, const Tensor& max_val,
              "first)");
     QK_CHECK(mn[b] <= mx[b], ValueError, "choose_qparams: block ", b, " has min ", mn[b], " > max ",
              mx[b]);
-    const BlockQParams p = qparams_for_range(mn[b], mx[b], spec);
+    const detail::BlockQParams p = detail::qparams_for_range(mn[b], mx[b], spec);
     if (spec.scale_dtype == DType::kFloat64) {
       qp.scale.data<double>()[b] = p.scale;
     } else {
