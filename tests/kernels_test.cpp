@@ -2,8 +2,11 @@
 // on random shapes with odd sizes, tails and partial groups.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <cstring>
+#include <limits>
 
+#include "kernels/quant_rows.h"
 #include "quantkit/kernels/isa.h"
 #include "quantkit/quant/affine.h"
 #include "quantkit/quant/qtensor.h"
@@ -71,6 +74,53 @@ TEST(Kernels, EveryIsaMatchesTheReferenceBitForBit) {
               compared);
   for (Isa isa : supported_isas()) std::printf(" %s", std::string(isa_name(isa)).c_str());
   std::printf("\n");
+}
+
+// The int16 activations of the weight-only GEMV: every level equals the scalar statement of
+// quant_rows.h (max |x| / 32767 per chunk, half to even in double), tails zero-padded, NaN/Inf
+// refused.
+TEST(Kernels, RoundRowInt16MatchesItsSpecificationAtEveryLevel) {
+  for (int64_t k : {1, 31, 32, 33, 64, 100, 2048, 4097}) {
+    Tensor x = testing::random_tensor({k}, static_cast<uint32_t>(k), 3.0f);
+    float* xs = x.data<float>();
+    if (k > 40) {
+      std::fill(xs + 32, xs + 64, 0.0f);  // an all-zero chunk
+      xs[k - 1] = 1e-38f;                 // 32767 / amax overflows float, not double
+    }
+    xs[0] = 0.5f;
+    const int64_t chunks = (k + 31) / 32;
+    std::vector<int16_t> want(static_cast<size_t>(chunks * 32), 0);
+    std::vector<float> want_scales(static_cast<size_t>(chunks));
+    std::vector<int32_t> want_sums(static_cast<size_t>(chunks), 0);
+    for (int64_t c = 0; c < chunks; ++c) {
+      double amax = 0;
+      for (int64_t i = c * 32; i < std::min(k, c * 32 + 32); ++i)
+        amax = std::max(amax, std::fabs(static_cast<double>(xs[i])));
+      want_scales[static_cast<size_t>(c)] = static_cast<float>(amax / 32767.0);
+      for (int64_t i = c * 32; i < std::min(k, c * 32 + 32) && amax > 0; ++i) {
+        const double v = std::nearbyint(static_cast<double>(xs[i]) * (32767.0 / amax));
+        want[static_cast<size_t>(i)] = static_cast<int16_t>(v);
+        want_sums[static_cast<size_t>(c)] += want[static_cast<size_t>(i)];
+      }
+    }
+    for (Isa isa : supported_isas()) {
+      const kernels::QuantRowKernels& kern = kernels::quant_row_kernels_for(isa);
+      std::vector<int16_t> q(want.size(), 7);
+      std::vector<float> scales(want_scales.size());
+      std::vector<int32_t> sums(want_sums.size());
+      ASSERT_TRUE(kern.round_row_int16(xs, k, q.data(), scales.data(), sums.data()));
+      EXPECT_EQ(q, want) << isa_name(isa) << " k=" << k;
+      EXPECT_EQ(scales, want_scales) << isa_name(isa) << " k=" << k;
+      EXPECT_EQ(sums, want_sums) << isa_name(isa) << " k=" << k;
+      for (float bad :
+           {std::numeric_limits<float>::quiet_NaN(), std::numeric_limits<float>::infinity()}) {
+        Tensor y = x.clone();
+        y.data<float>()[k - 1] = bad;
+        EXPECT_FALSE(kern.round_row_int16(y.data<float>(), k, q.data(), scales.data(), sums.data()))
+            << isa_name(isa);
+      }
+    }
+  }
 }
 
 TEST(Kernels, ForcingAnUnknownOrUnsupportedLevelFails) {

@@ -12,6 +12,7 @@
 
 #include "gemv.h"
 #include "linear_internal.h"
+#include "quant_rows.h"
 #include "quantkit/core/float_convert.h"
 
 namespace quantkit {
@@ -244,47 +245,36 @@ struct Int16Activations {
   int64_t chunks = 0, stride = 0;
 };
 
-/// Rounds row r of x (K elements) into `out`; false when the row holds NaN or Inf.
+/// Rounds row r of x (K elements) into `out` (quant_rows.h: round_row_int16); false when the row
+/// holds NaN or Inf.
 bool round_row_to_int16(const float* xr, int64_t r, const PackedLinearWeight& p,
                         Int16Activations* out) {
-  const int64_t k = p.in_features, chunks = out->chunks;
+  const int64_t chunks = out->chunks;
   const int bits = dtype_bits(p.dtype);
   int16_t* q = out->codes.data() + r * out->stride;
   float* scales = out->chunk_scales.data() + r * chunks;
   float* group_sums = out->group_sums.data() + r * p.groups;
+  thread_local std::vector<int16_t> interleave;  // 2-bit codes take the chunks in another order
+  thread_local std::vector<int32_t> sums;
+  sums.resize(static_cast<size_t>(chunks));
+  int16_t* rounded = q;
+  if (bits == 2) {
+    interleave.resize(static_cast<size_t>(chunks * kChunk));
+    rounded = interleave.data();
+  }
+  if (!kernels::quant_row_kernels().round_row_int16(xr, p.in_features, rounded, scales,
+                                                    sums.data())) {
+    return false;
+  }
   double group_sum = 0.0;
   for (int64_t c = 0; c < chunks; ++c) {
-    const float* xc = xr + c * kChunk;
-    const int64_t len = std::min(kChunk, k - c * kChunk);
-    float amax = 0.0f;
-    int non_finite = 0;  // bitwise, not &&: keeps the loop vectorisable
-    for (int64_t j = 0; j < len; ++j) {
-      const float a = std::fabs(xc[j]);
-      non_finite |= !(a <= std::numeric_limits<float>::max());
-      amax = amax < a ? a : amax;
-    }
-    if (non_finite != 0) return false;
-    if (amax > 0.0f) {
-      // In double (32767 / amax overflows float below 1e-34). Adding and subtracting 1.5 * 2^52
-      // rounds half to even exactly (|v| <= 32767.5 here), in vector lanes: nearbyint is a libm
-      // call per element at this file's baseline ISA.
-      const double inv = 32767.0 / amax, magic = 6755399441055744.0;
-      scales[c] = static_cast<float>(amax / 32767.0);
-      int16_t rounded[kChunk] = {};
-      int64_t sum = 0;
-      for (int64_t j = 0; j < len; ++j) {
-        const double v = (static_cast<double>(xc[j]) * inv + magic) - magic;
-        rounded[j] = static_cast<int16_t>(std::clamp(v, -32767.0, 32767.0));
-        sum += rounded[j];
-      }
-      // Runs of 8 stay contiguous in every layout (int16_activation_slot).
+    if (bits == 2) {  // runs of 8 stay contiguous in every layout (int16_activation_slot)
       for (int j = 0; j < kChunk; j += 8)
-        std::copy_n(rounded + j, 8, q + kernels::int16_activation_slot(bits, c, j));
-      // Summed with the float scale the kernels multiply by.
-      group_sum += static_cast<double>(scales[c]) * static_cast<double>(sum);
+        std::copy_n(rounded + c * kChunk + j, 8, q + kernels::int16_activation_slot(bits, c, j));
     }
-    const bool group_ends = (c + 1) * kChunk % p.group_size == 0 || c + 1 == chunks;
-    if (group_ends) {
+    // Summed with the float scale the kernels multiply by.
+    group_sum += static_cast<double>(scales[c]) * static_cast<double>(sums[static_cast<size_t>(c)]);
+    if ((c + 1) * kChunk % p.group_size == 0 || c + 1 == chunks) {
       group_sums[c * kChunk / p.group_size] = static_cast<float>(group_sum);
       group_sum = 0.0;
     }

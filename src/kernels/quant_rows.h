@@ -22,6 +22,11 @@ struct QuantRowKernels {
   void (*unpack_nibbles)(const uint8_t* packed, int64_t bytes, bool is_signed, uint8_t* codes);
   /// Running min/max over x; *poison becomes NaN if x holds NaN or +-inf.
   void (*minmax)(const float* x, int64_t n, float* mn, float* mx, float* poison);
+  /// x [k] rounded to int16 per 32-element chunk c: scales[c] = float(max|x| / 32767) and
+  /// q[32 c + j] = round_half_even(x[32 c + j] * (32767 / max|x|)) computed in double (an
+  /// all-zero chunk: scale 0, codes 0), sums[c] = the chunk's sum of q. q is zero-padded to
+  /// whole chunks. False (outputs unspecified) when x holds NaN or Inf.
+  bool (*round_row_int16)(const float* x, int64_t k, int16_t* q, float* scales, int32_t* sums);
 };
 
 const QuantRowKernels& quant_row_kernels();

@@ -135,7 +135,104 @@ void minmax(const float* __restrict x, int64_t n, float* mn, float* mx, float* p
 
 #endif
 
+#if defined(__AVX2__)
+/// One chunk of round_row_int16 (32 elements). GCC leaves the max-with-finiteness loop of the
+/// portable version scalar (about 95 ns a chunk); this is about ten times quicker.
+inline bool round_chunk_int16(const float* __restrict x, int16_t* __restrict q, float* scale,
+                              int32_t* sum) {
+  const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
+  const __m256i exponent = _mm256_set1_epi32(0x7F800000);
+  __m256 v[4], amax = _mm256_setzero_ps();
+  __m256i bad = _mm256_setzero_si256();
+  for (int i = 0; i < 4; ++i) {
+    v[i] = _mm256_loadu_ps(x + 8 * i);
+    const __m256 a = _mm256_and_ps(v[i], abs_mask);
+    bad = _mm256_or_si256(
+        bad, _mm256_cmpeq_epi32(_mm256_and_si256(_mm256_castps_si256(a), exponent), exponent));
+    amax = _mm256_max_ps(amax, a);
+  }
+  if (!_mm256_testz_si256(bad, bad)) return false;
+  __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(amax), _mm256_extractf128_ps(amax, 1));
+  m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+  m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+  const float top = _mm_cvtss_f32(m4);
+  if (!(top > 0.0f)) {
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(q), _mm256_setzero_si256());
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(q + 16), _mm256_setzero_si256());
+    *scale = 0.0f;
+    *sum = 0;
+    return true;
+  }
+  const __m256d inv = _mm256_set1_pd(32767.0 / static_cast<double>(top));
+  const __m256d hi = _mm256_set1_pd(32767.0), lo = _mm256_set1_pd(-32767.0);
+  __m128i total = _mm_setzero_si128();
+  auto round4 = [&](__m128 f) {  // 4 floats -> 4 int32, in double as the portable version
+    const __m256d d = _mm256_round_pd(_mm256_mul_pd(_mm256_cvtps_pd(f), inv),
+                                      _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    const __m128i r = _mm256_cvtpd_epi32(_mm256_max_pd(_mm256_min_pd(d, hi), lo));
+    total = _mm_add_epi32(total, r);
+    return r;
+  };
+  for (int i = 0; i < 4; ++i) {
+    const __m128i a = round4(_mm256_castps256_ps128(v[i]));
+    const __m128i b = round4(_mm256_extractf128_ps(v[i], 1));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(q + 8 * i), _mm_packs_epi32(a, b));
+  }
+  total = _mm_add_epi32(total, _mm_shuffle_epi32(total, 0x4E));
+  total = _mm_add_epi32(total, _mm_shuffle_epi32(total, 0xB1));
+  *scale = static_cast<float>(static_cast<double>(top) / 32767.0);
+  *sum = _mm_cvtsi128_si32(total);
+  return true;
+}
+#else
+/// One chunk of round_row_int16, from a whole 32-element block.
+inline bool round_chunk_int16(const float* __restrict x, int16_t* __restrict q, float* scale,
+                              int32_t* sum) {
+  constexpr int kChunk = 32;
+  float amax = 0.0f;
+  uint32_t bad = 0;
+  for (int j = 0; j < kChunk; ++j) {
+    const float a = std::fabs(x[j]);
+    bad |= static_cast<uint32_t>((std::bit_cast<uint32_t>(a) & 0x7F800000u) == 0x7F800000u);
+    amax = amax < a ? a : amax;
+  }
+  if (bad != 0) return false;
+  if (!(amax > 0.0f)) {
+    for (int j = 0; j < kChunk; ++j) q[j] = 0;
+    *scale = 0.0f;
+    *sum = 0;
+    return true;
+  }
+  // In double: 32767 / amax overflows float below 1e-34. Adding and removing 1.5 * 2^52 rounds
+  // half to even exactly (|v| <= 32767 here); the clamp only guards the last ulp.
+  const double inv = 32767.0 / static_cast<double>(amax), magic = 6755399441055744.0;
+  int32_t total = 0;
+  for (int j = 0; j < kChunk; ++j) {
+    double v = (static_cast<double>(x[j]) * inv + magic) - magic;
+    v = v > 32767.0 ? 32767.0 : (v < -32767.0 ? -32767.0 : v);
+    q[j] = static_cast<int16_t>(static_cast<int32_t>(v));
+    total += q[j];
+  }
+  *scale = static_cast<float>(static_cast<double>(amax) / 32767.0);
+  *sum = total;
+  return true;
+}
+#endif
+
+bool round_row_int16(const float* __restrict x, int64_t k, int16_t* __restrict q,
+                     float* __restrict scales, int32_t* __restrict sums) {
+  constexpr int64_t kChunk = 32;
+  const int64_t whole = k / kChunk;
+  for (int64_t c = 0; c < whole; ++c) {
+    if (!round_chunk_int16(x + c * kChunk, q + c * kChunk, scales + c, sums + c)) return false;
+  }
+  if (k % kChunk == 0) return true;
+  float tail[kChunk] = {};  // zeros change neither the chunk's max nor its codes
+  for (int64_t j = 0; j < k % kChunk; ++j) tail[j] = x[whole * kChunk + j];
+  return round_chunk_int16(tail, q + whole * kChunk, scales + whole, sums + whole);
+}
+
 inline const QuantRowKernels kTable = {quantize_bytes, dequantize_bytes, pack_nibbles,
-                                       unpack_nibbles, minmax};
+                                       unpack_nibbles, minmax,           round_row_int16};
 
 }  // namespace quantkit::kernels::QK_ISA_NAMESPACE
