@@ -6,6 +6,7 @@
 #include <cstring>
 #include <limits>
 
+#include "kernels/activation.h"
 #include "kernels/quant_rows.h"
 #include "quantkit/kernels/isa.h"
 #include "quantkit/quant/affine.h"
@@ -119,6 +120,39 @@ TEST(Kernels, RoundRowInt16MatchesItsSpecificationAtEveryLevel) {
         EXPECT_FALSE(kern.round_row_int16(y.data<float>(), k, q.data(), scales.data(), sums.data()))
             << isa_name(isa);
       }
+    }
+  }
+}
+
+// SwiGLU's gate at every level against the formula in double: within 4 ulp of |y| (exp to about
+// 1 ulp, then a division and two products), for gates from deep in the tail to large, with
+// tails of every length and NaN carried through. Below g = -87 both levels leave the formula
+// (the reference's exp(-g) overflows to a zero quotient, the vector exp clamps at exp(-87)):
+// results under 1e-34, hence the absolute term.
+TEST(Kernels, SiluMulIsWithinFourUlpAtEveryLevel) {
+  IsaGuard guard;
+  for (int64_t n : {1, 7, 8, 9, 4003}) {
+    std::vector<float> g(static_cast<size_t>(n)), u(static_cast<size_t>(n));
+    for (int64_t i = 0; i < n; ++i) {
+      g[static_cast<size_t>(i)] = -100.0f + 130.0f * static_cast<float>(i) / static_cast<float>(n);
+      u[static_cast<size_t>(i)] = 0.5f + 0.001f * static_cast<float>(i % 997);
+    }
+    g[0] = 0.0f;
+    for (Isa isa : supported_isas()) {
+      std::vector<float> y(g.size());
+      kernels::activation_kernels_for(isa).silu_mul(g.data(), u.data(), n, y.data());
+      for (int64_t i = 0; i < n; ++i) {
+        const double gd = g[static_cast<size_t>(i)], ud = u[static_cast<size_t>(i)];
+        const double want = gd / (1.0 + std::exp(-gd)) * ud;
+        const double ulp = std::nextafter(static_cast<float>(std::fabs(want)), 1e30f) -
+                           std::fabs(static_cast<float>(want));
+        ASSERT_LE(std::fabs(y[static_cast<size_t>(i)] - want), 4 * ulp + 1e-34)
+            << isa_name(isa) << " g=" << gd;
+      }
+      g[0] = std::numeric_limits<float>::quiet_NaN();
+      kernels::activation_kernels_for(isa).silu_mul(g.data(), u.data(), n, y.data());
+      EXPECT_TRUE(std::isnan(y[0])) << isa_name(isa);
+      g[0] = 0.0f;
     }
   }
 }

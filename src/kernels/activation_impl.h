@@ -58,8 +58,40 @@ void gelu(const float* x, int64_t n, float* y) {
   for (; i < n; ++i) y[i] = gelu_scalar(x[i]);
 }
 
+float silu_mul_scalar(float g, float u) {
+  return g / (1.0f + std::exp(-g)) * u;
+}
+
+#if defined(__AVX2__)
+/// silu(g) = g sigmoid(g) with e = exp(-|g|) <= 1: sigmoid is 1 / (1 + e) for g >= 0 and
+/// e / (1 + e) below, so exp never overflows.
+inline __m256 silu8(__m256 g) {
+  const __m256 sign_mask = _mm256_set1_ps(-0.0f);
+  const __m256 e = exp_nonpositive(_mm256_or_ps(g, sign_mask));
+  const __m256 one = _mm256_set1_ps(1.0f);
+  const __m256 numerator = _mm256_blendv_ps(one, e, g);  // the sign bit of g picks e
+  return _mm256_mul_ps(g, _mm256_div_ps(numerator, _mm256_add_ps(one, e)));
+}
+#endif
+
+void silu_mul(const float* g, const float* u, int64_t n, float* y) {
+  int64_t i = 0;
+#if defined(__AVX2__)
+  for (; i + 8 <= n; i += 8)
+    _mm256_storeu_ps(y + i, _mm256_mul_ps(silu8(_mm256_loadu_ps(g + i)), _mm256_loadu_ps(u + i)));
+  if (i < n) {  // the tail through a padded vector, so every element sees the same formula
+    alignas(32) float gb[8] = {}, ub[8] = {};
+    for (int64_t j = i; j < n; ++j) gb[j - i] = g[j], ub[j - i] = u[j];
+    _mm256_store_ps(gb, _mm256_mul_ps(silu8(_mm256_load_ps(gb)), _mm256_load_ps(ub)));
+    for (int64_t j = i; j < n; ++j) y[j] = gb[j - i];
+    i = n;
+  }
+#endif
+  for (; i < n; ++i) y[i] = silu_mul_scalar(g[i], u[i]);
+}
+
 }  // namespace
 
-const ActivationKernels kActivationTable = {gelu};
+const ActivationKernels kActivationTable = {gelu, silu_mul};
 
 }  // namespace quantkit::kernels::QK_ISA_NAMESPACE

@@ -1,5 +1,6 @@
 #include "quantkit/models/llama.h"
 
+#include "../kernels/activation.h"
 #include "../kernels/attention.h"
 
 #include <algorithm>
@@ -39,9 +40,8 @@ class Mlp : public Module {
   Value forward(const Value& x) override {
     Tensor gate = call("gate_proj", x).to_float().clone();
     const Tensor up = call("up_proj", x).to_float();
-    float* g = gate.data<float>();
-    const float* u = up.data<float>();
-    for (int64_t i = 0; i < gate.numel(); ++i) g[i] = g[i] / (1.0f + std::exp(-g[i])) * u[i];
+    kernels::activation_kernels().silu_mul(gate.data<float>(), up.data<float>(), gate.numel(),
+                                           gate.data<float>());
     return call("down_proj", gate);
   }
 };
