@@ -3,6 +3,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <vector>
 
 #include "quantkit/core/float_convert.h"
@@ -285,6 +286,73 @@ TEST(Linear, BiasBatchDimsAndBadInput) {
                    quantize(testing::random_tensor({4}, 1), AffineSpec::for_dtype(DType::kInt8))),
                ShapeError);
   EXPECT_THROW(set_num_threads(0), ValueError);
+}
+
+bool same_bits(const Tensor& a, const Tensor& b) {
+  return a.shape() == b.shape() &&
+         std::memcmp(a.data<float>(), b.data<float>(), static_cast<size_t>(a.numel()) * 4) == 0;
+}
+
+// Weights sharing an input (q/k/v) in one pass: every output bit-identical to its own
+// linear_weight_only call, on the shared int16 path (1 and 7 tokens, compact and float32
+// metadata, biases, 2-bit interleaving) and on every fallback (160 tokens, group sizes or
+// widths that differ, NaN in x, float8, the reference level).
+TEST(Linear, SharedInputEqualsSeparateCallsBitForBit) {
+  IsaGuard guard;
+  const int64_t k = 96;
+  auto pack = [&](const WeightCase& c, int64_t n, uint32_t seed) {
+    return pack_linear_weight(make_weight(n, k, c, seed));
+  };
+  struct Group {
+    std::vector<WeightCase> cases;
+  };
+  const std::vector<Group> groups = {
+      {{{DType::kInt4, ZeroPointDomain::kNone, 32, DType::kFloat16},
+        {DType::kInt4, ZeroPointDomain::kInt, 32, DType::kFloat16},
+        {DType::kInt4, ZeroPointDomain::kNone, 32}}},
+      {{{DType::kInt8, ZeroPointDomain::kNone, 0}, {DType::kUInt8, ZeroPointDomain::kInt, 0}}},
+      {{{DType::kInt2, ZeroPointDomain::kNone, 32, DType::kFloat16},
+        {DType::kUInt2, ZeroPointDomain::kInt, 32}}},
+      {{{DType::kInt4, ZeroPointDomain::kNone, 32}, {DType::kInt4, ZeroPointDomain::kNone, 0}}},
+      {{{DType::kInt4, ZeroPointDomain::kNone, 32}, {DType::kInt8, ZeroPointDomain::kNone, 32}}},
+      {{{DType::kFloat8E4M3, ZeroPointDomain::kNone, 0}}},
+  };
+  for (Isa isa : supported_isas()) {
+    set_active_isa(isa);
+    for (const Group& g : groups) {
+      std::vector<PackedLinearWeight> packed;
+      std::vector<Tensor> biases;
+      for (size_t i = 0; i < g.cases.size(); ++i) {
+        packed.push_back(pack(g.cases[i], 17 + 16 * static_cast<int64_t>(i), 5 + i));
+        biases.push_back(testing::random_tensor({packed.back().out_features}, 9 + i));
+      }
+      std::vector<const PackedLinearWeight*> weights;
+      std::vector<const Tensor*> bias_ptrs;
+      for (size_t i = 0; i < packed.size(); ++i) {
+        weights.push_back(&packed[i]);
+        bias_ptrs.push_back(i == 1 ? nullptr : &biases[i]);
+      }
+      for (int64_t m : {1, 7, 160}) {
+        Tensor x = testing::random_tensor({m, k}, 3);
+        for (bool nan : {false, true}) {
+          if (nan) x.data<float>()[5] = std::numeric_limits<float>::quiet_NaN();
+          const std::vector<Tensor> ys = linear_weight_only_shared_input(x, weights, bias_ptrs);
+          ASSERT_EQ(ys.size(), weights.size());
+          for (size_t i = 0; i < weights.size(); ++i) {
+            const Tensor want = linear_weight_only(x, *weights[i], bias_ptrs[i]);
+            EXPECT_TRUE(same_bits(ys[i], want)) << isa_name(isa) << " m=" << m << " weight " << i
+                                                << " " << dtype_name(weights[i]->dtype);
+          }
+        }
+      }
+    }
+  }
+  const PackedLinearWeight p = pack({DType::kInt4, ZeroPointDomain::kNone, 32}, 8, 1);
+  const Tensor x = testing::random_tensor({1, k}, 2);
+  EXPECT_THROW(linear_weight_only_shared_input(x, {}), ValueError);
+  EXPECT_THROW(linear_weight_only_shared_input(x, {&p}, {nullptr, nullptr}), ValueError);
+  EXPECT_THROW(linear_weight_only_shared_input(testing::random_tensor({1, k + 1}, 2), {&p}),
+               ShapeError);
 }
 
 }  // namespace

@@ -3,6 +3,7 @@
 // the panel kernel against the reference GEMM, state dicts, printing and the error messages.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <limits>
@@ -428,6 +429,43 @@ TEST(workflows, weight_only_activation_calibration_and_freeze) {
   freeze(m);
   const Tensor y = m(x).as_float("test");
   EXPECT_GT(sqnr_db(y_float, y), 30.0);
+}
+
+// forward_shared_input: plain weight-only QLinear modules run together and equal their own
+// forwards bit for bit; a list with any other module (here a float Linear, or a QLinear still
+// calibrating) runs each forward.
+TEST(workflows, forward_shared_input_equals_each_forward) {
+  Sequential m;
+  m.add("q", make_module<Linear>(64, 32, false))
+      .add("k", make_module<Linear>(64, 16, false))
+      .add("f", make_module<Linear>(64, 8));
+  m.load_state_dict({{"q.weight", random_tensor({32, 64}, 1, 0.2f)},
+                     {"k.weight", random_tensor({16, 64}, 2, 0.2f)},
+                     {"f.weight", random_tensor({8, 64}, 3, 0.2f)},
+                     {"f.bias", random_tensor({8}, 4)}});
+  WeightOnlyConfig cfg;
+  cfg.weights = DType::kInt4;
+  cfg.group_size = 32;
+  cfg.exclude = {"f"};
+  EXPECT_EQ(quantize_weights(m, cfg), 2);
+  Module* q = m.child("q").get();
+  Module* k = m.child("k").get();
+  Module* f = m.child("f").get();
+  ASSERT_EQ(q->type_name(), "QLinear");
+  ASSERT_EQ(f->type_name(), "Linear");
+  const Tensor x = random_tensor({1, 64}, 5);
+  auto same = [](const Tensor& a, const Tensor& b) {
+    return a.shape() == b.shape() &&
+           std::equal(a.data<float>(), a.data<float>() + a.numel(), b.data<float>());
+  };
+  const std::vector<Tensor> qk = forward_shared_input({q, k}, x);
+  EXPECT_TRUE(same(qk[0], (*q)(Value(x)).as_float("test")));
+  EXPECT_TRUE(same(qk[1], (*k)(Value(x)).as_float("test")));
+  const std::vector<Tensor> mixed = forward_shared_input({q, f}, x);
+  EXPECT_TRUE(same(mixed[1], (*f)(Value(x)).as_float("test")));
+  set_calibration(m, true);  // a calibrating QLinear records its input: its own forward runs
+  forward_shared_input({q, k}, x);
+  EXPECT_GT(static_cast<WeightOnlyLinear&>(*q).observed_absmax, 0.0f);
 }
 
 }  // namespace

@@ -299,19 +299,36 @@ bool round_to_int16_chunks(const float* x, int64_t m, const PackedLinearWeight& 
 }
 
 /// The GEMV on int16 activations; false (nothing written) when x is not finite.
+bool linear_gemv_int16_shared(const float* x, int64_t m,
+                              const std::vector<const PackedLinearWeight*>& weights,
+                              const std::vector<float*>& ys, int threads);
 bool linear_gemv_int16(const float* x, int64_t m, const PackedLinearWeight& p, float* y,
                        int threads) {
+  return linear_gemv_int16_shared(x, m, {&p}, {y}, threads);
+}
+
+/// linear_gemv_int16 for weights that share x and agree on K, code width and group size: one
+/// rounding of x, one pass of the threads over the rows of all of them. False when x is not
+/// finite (nothing written).
+bool linear_gemv_int16_shared(const float* x, int64_t m,
+                              const std::vector<const PackedLinearWeight*>& weights,
+                              const std::vector<float*>& ys, int threads) {
+  const PackedLinearWeight& first = *weights.front();
   Int16Activations act;
-  if (!round_to_int16_chunks(x, m, p, threads, &act)) return false;
+  if (!round_to_int16_chunks(x, m, first, threads, &act)) return false;
   const kernels::GemvKernels& table = kernels::gemv_kernels_for(active_isa());
-  const int bits = dtype_bits(p.dtype);
-  run_row_slices(p,
-                 kernels::GemvInt16Args{act.codes.data(), act.stride, act.chunk_scales.data(),
-                                        act.chunks, act.group_sums.data(), m, gemv_weights(p, y)},
-                 bits == 8   ? table.i16_u8
-                 : bits == 4 ? table.i16_u4
-                             : table.i16_u2,
-                 threads, m == 1 && kernels::int16_single_token_shape(p.groups, p.group_size));
+  const int bits = dtype_bits(first.dtype);
+  const bool reads_compact =
+      m == 1 && kernels::int16_single_token_shape(first.groups, first.group_size);
+  std::vector<RowSliceJob<kernels::GemvInt16Args>> jobs;
+  for (size_t i = 0; i < weights.size(); ++i) {
+    jobs.push_back(
+        {weights[i],
+         kernels::GemvInt16Args{act.codes.data(), act.stride, act.chunk_scales.data(), act.chunks,
+                                act.group_sums.data(), m, gemv_weights(*weights[i], ys[i])},
+         reads_compact});
+  }
+  run_row_slices(jobs, bits == 8 ? table.i16_u8 : bits == 4 ? table.i16_u4 : table.i16_u2, threads);
   return true;
 }
 
@@ -376,6 +393,46 @@ Tensor linear_weight_only(const Tensor& x, const PackedLinearWeight& p, const Te
   }
   add_bias(bias, m, y);
   return y;
+}
+
+std::vector<Tensor> linear_weight_only_shared_input(
+    const Tensor& x, const std::vector<const PackedLinearWeight*>& weights,
+    const std::vector<const Tensor*>& biases) {
+  QK_CHECK(!weights.empty(), ValueError, "linear_weight_only_shared_input: no weights");
+  QK_CHECK(biases.empty() || biases.size() == weights.size(), ValueError,
+           "linear_weight_only_shared_input: ", biases.size(), " biases for ", weights.size(),
+           " weights (give one per weight, null for none, or none at all)");
+  const PackedLinearWeight& first = *weights.front();
+  const GemvActivations activations = gemv_activations();
+  const int64_t m = x.defined() && x.dim() >= 1 ? x.numel() / std::max<int64_t>(x.size(-1), 1) : 0;
+  bool shared = active_isa() != Isa::kReference && activations == GemvActivations::kInt16 &&
+                x.defined() && x.dtype() == DType::kFloat32 && x.dim() >= 1 && m > 0;
+  for (const PackedLinearWeight* w : weights) {
+    shared = shared && w->in_features == first.in_features && x.size(-1) == w->in_features &&
+             dtype_bits(w->dtype) == dtype_bits(first.dtype) && w->group_size == first.group_size &&
+             !is_float8(w->dtype) && has_gemv_kernel(*w) && w->out_features > 0 &&
+             m < gemm_min_rows(*w, activations);
+  }
+  auto bias_of = [&](size_t i) { return biases.empty() ? nullptr : biases[i]; };
+  std::vector<Tensor> ys;
+  if (shared) {
+    std::vector<float*> outs;
+    for (size_t i = 0; i < weights.size(); ++i) {
+      check_bias(bias_of(i), *weights[i]);
+      Shape out_shape = x.shape();
+      out_shape.back() = weights[i]->out_features;
+      ys.push_back(Tensor::empty(out_shape, DType::kFloat32));
+      outs.push_back(ys.back().data<float>());
+    }
+    if (linear_gemv_int16_shared(x.data<float>(), m, weights, outs, num_threads())) {
+      for (size_t i = 0; i < weights.size(); ++i) add_bias(bias_of(i), m, ys[i]);
+      return ys;
+    }
+    ys.clear();  // x holds NaN or Inf: the float32 path, one weight at a time
+  }
+  for (size_t i = 0; i < weights.size(); ++i)
+    ys.push_back(linear_weight_only(x, *weights[i], bias_of(i), activations));
+  return ys;
 }
 
 }  // namespace quantkit

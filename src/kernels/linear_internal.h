@@ -19,6 +19,14 @@ constexpr int64_t kGemmMinRows = 64;
 /// The kernels' view of `p` writing y [m, N] (all rows; run_row_slices narrows it).
 kernels::GemvWeights gemv_weights(const PackedLinearWeight& p, float* y);
 
+/// One weight's share of run_row_slices: the kernel's arguments for all rows of *p.
+template <class Args>
+struct RowSliceJob {
+  const PackedLinearWeight* p;
+  Args args;
+  bool reads_compact;  // the kernel reads compact group metadata itself
+};
+
 /// Calls kernel(args) with args.w narrowed to slices of 16 rows of W on `threads` threads; 16
 /// rows keep each thread's writes to y on separate cache lines. Threads take 4 slices at a time
 /// as they finish: on this shared machine one core often runs slower for a while, and with a
@@ -28,19 +36,30 @@ kernels::GemvWeights gemv_weights(const PackedLinearWeight& p, float* y);
 /// keeps in L1/L2, and the kernel sees the slice as a matrix of its own: the kernels only ever
 /// read float32 scales, while DRAM delivers 3 bytes a group instead of 8. A kernel that reads
 /// the compact form itself (reads_compact) gets it untouched, with the rows narrowed as usual.
+/// Several jobs (weights sharing an input) run in the same pass: one fork and join for all.
 template <class Args, class Kernel>
-void run_row_slices(const PackedLinearWeight& p, Args args, Kernel kernel, int threads,
-                    bool reads_compact = false) {
-  const int64_t n = args.w.n_end, slices = (n + 15) / 16;
-#pragma omp parallel num_threads(threads) firstprivate(args)
+void run_row_slices(const std::vector<RowSliceJob<Args>>& jobs, Kernel kernel, int threads) {
+  std::vector<int64_t> first_slice(jobs.size() + 1, 0);
+  int64_t expand_groups = 0;  // the widest row of group params a job expands per slice
+  for (size_t j = 0; j < jobs.size(); ++j) {
+    first_slice[j + 1] = first_slice[j] + (jobs[j].args.w.n_end + 15) / 16;
+    if (jobs[j].p->compact() && !jobs[j].reads_compact)
+      expand_groups = std::max(expand_groups, jobs[j].p->groups);
+  }
+  const int64_t slices = first_slice.back();
+#pragma omp parallel num_threads(threads)
   {
-    std::vector<float> params(p.compact() && !reads_compact ? static_cast<size_t>(2 * 16 * p.groups)
-                                                            : 0);
-    const Args whole = args;
+    std::vector<float> params(static_cast<size_t>(2 * 16 * expand_groups));
 #pragma omp for schedule(dynamic, 4)
     for (int64_t s = 0; s < slices; ++s) {
-      const int64_t n0 = s * 16, rows = std::min<int64_t>(16, n - n0);
-      if (!p.compact() || reads_compact) {
+      size_t j = 0;
+      while (s >= first_slice[j + 1]) ++j;
+      const PackedLinearWeight& p = *jobs[j].p;
+      const Args& whole = jobs[j].args;
+      Args args = whole;
+      const int64_t n0 = (s - first_slice[j]) * 16,
+                    rows = std::min<int64_t>(16, whole.w.n_end - n0);
+      if (!p.compact() || jobs[j].reads_compact) {
         args.w.n_begin = n0;
         args.w.n_end = n0 + rows;
       } else {
@@ -59,6 +78,13 @@ void run_row_slices(const PackedLinearWeight& p, Args args, Kernel kernel, int t
       kernel(args);
     }
   }
+}
+
+/// run_row_slices for one weight.
+template <class Args, class Kernel>
+void run_row_slices(const PackedLinearWeight& p, Args args, Kernel kernel, int threads,
+                    bool reads_compact = false) {
+  run_row_slices(std::vector<RowSliceJob<Args>>{{&p, args, reads_compact}}, kernel, threads);
 }
 
 /// Throws ShapeError unless bias is null or float32 [out_features].

@@ -11,6 +11,7 @@
 
 #include "quantkit/io/safetensors.h"
 #include "quantkit/kernels/linear.h"
+#include "quantkit/nn/quantized.h"
 
 namespace quantkit {
 namespace {
@@ -38,8 +39,10 @@ class Mlp : public Module {
   std::string type_name() const override { return "LlamaMLP"; }
   // SwiGLU: down(silu(gate(x)) * up(x)).
   Value forward(const Value& x) override {
-    Tensor gate = call("gate_proj", x).to_float().clone();
-    const Tensor up = call("up_proj", x).to_float();
+    std::vector<Tensor> gate_up =
+        forward_shared_input({child("gate_proj").get(), child("up_proj").get()}, x.to_float());
+    Tensor gate = gate_up[0].clone();
+    const Tensor& up = gate_up[1];
     kernels::activation_kernels().silu_mul(gate.data<float>(), up.data<float>(), gate.numel(),
                                            gate.data<float>());
     return call("down_proj", gate);
@@ -163,9 +166,11 @@ Tensor LlamaForCausalLM::attention(int64_t layer, const Tensor& x, KVCache& cach
   const int64_t t = x.size(0), hd = config_.head_dim();
   const int64_t heads = config_.num_attention_heads, kv_heads = config_.num_key_value_heads;
   const int64_t kv = kv_heads * hd, group = heads / kv_heads;
-  Tensor q = attn.call("q_proj", x).to_float().clone();
-  const Tensor k = attn.call("k_proj", x).to_float();
-  const Tensor v = attn.call("v_proj", x).to_float();
+  std::vector<Tensor> qkv = forward_shared_input(
+      {attn.child("q_proj").get(), attn.child("k_proj").get(), attn.child("v_proj").get()}, x);
+  Tensor q = qkv[0].clone();
+  const Tensor& k = qkv[1];
+  const Tensor& v = qkv[2];
   // One cos/sin table per position serves every query and key head.
   const int64_t half = hd / 2;
   std::vector<float> cos_table(static_cast<size_t>(half)), sin_table(static_cast<size_t>(half));

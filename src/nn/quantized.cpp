@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <sstream>
+#include <typeinfo>
 
 #include "conv_geometry.h"
 #include "quantkit/quant/pytorch.h"
@@ -289,6 +290,25 @@ Tensor scale_input_channels(const Tensor& x, const Tensor& scale) {
 }
 
 }  // namespace
+
+std::vector<Tensor> forward_shared_input(const std::vector<Module*>& modules, const Tensor& x) {
+  std::vector<const PackedLinearWeight*> weights;
+  std::vector<const Tensor*> biases;
+  for (Module* m : modules) {
+    auto* q = typeid(*m) == typeid(WeightOnlyLinear) ? static_cast<WeightOnlyLinear*>(m) : nullptr;
+    if (q == nullptr || q->activations != ActivationQuant::kNone || q->input_scale.defined() ||
+        q->calibrating || q->activation_post_process != nullptr) {
+      break;
+    }
+    weights.push_back(&q->packed);
+    biases.push_back(q->bias.defined() ? &q->bias : nullptr);
+  }
+  if (weights.size() == modules.size() && !modules.empty())
+    return linear_weight_only_shared_input(x, weights, biases);
+  std::vector<Tensor> ys;
+  for (Module* m : modules) ys.push_back((*m)(Value(x)).to_float());
+  return ys;
+}
 
 Value WeightOnlyLinear::forward(const Value& value) {
   const Tensor& input = value.as_float(type_name());

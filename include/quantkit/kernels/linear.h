@@ -17,6 +17,8 @@
 
 #include <cstdint>
 
+#include <vector>
+
 #include "quantkit/quant/qtensor.h"
 
 namespace quantkit {
@@ -92,6 +94,16 @@ Tensor fake_quantize_per_token_int8(const Tensor& x);
 enum class GemvActivations { kInt16, kFloat32 };
 GemvActivations gemv_activations();
 void set_gemv_activations(GemvActivations mode);
+
+/// linear_weight_only of several weights on the same x (a layer's q/k/v or gate/up
+/// projections): ys[i] = x W_i^T (+ biases[i]; biases empty, or one per weight, null for none),
+/// each bit-identical to linear_weight_only(x, *weights[i], biases[i]). When the GEMV's int16
+/// path serves them all (fewer than 160 rows of x; equal K, code width and group size), x is
+/// rounded once and one pass of the threads covers the rows of every weight: one fork and join
+/// per call instead of one per weight, which is what a decoded token pays for.
+std::vector<Tensor> linear_weight_only_shared_input(
+    const Tensor& x, const std::vector<const PackedLinearWeight*>& weights,
+    const std::vector<const Tensor*>& biases = {});
 
 /// linear_weight_only with the GEMV's activation mode given instead of the global setting
 /// (kFloat32 where x already holds values that must stay exact, e.g. fake-quantized int8).

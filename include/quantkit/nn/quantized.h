@@ -137,6 +137,13 @@ class WeightOnlyLinear : public Module {
   float observed_absmax = 0.0f;
 };
 
+/// Runs modules that all take the same input x and returns their outputs (float32) in order:
+/// a layer's q/k/v or gate/up projections. When every one is a plain weight-only QLinear
+/// (activations none, no input scaling, not calibrating, no output observer) they run together
+/// through linear_weight_only_shared_input, bit-identical to running each; otherwise each runs
+/// its own forward.
+std::vector<Tensor> forward_shared_input(const std::vector<Module*>& modules, const Tensor& x);
+
 /// Elementwise function on a quantized input, requantized to fixed output qparams through a
 /// 256-entry table built for the input's qparams (quantized Hardswish, Sigmoid, Tanh, GELU, ...).
 class QuantizedActivation : public Module {
