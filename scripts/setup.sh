@@ -5,7 +5,9 @@ set -euo pipefail
 
 APT_PACKAGES=(cmake ninja-build g++ clang libclang-rt-14-dev libgtest-dev libbenchmark-dev
               nlohmann-json3-dev libcli11-dev libdnnl-dev libopenblas-dev python3 zlib1g-dev
-              dataset-fashion-mnist)
+              dataset-fashion-mnist ocl-icd-opencl-dev)
+# ocl-icd-opencl-dev: Debian's oneDNN is built with an OpenCL GPU runtime, and its CMake config
+# fails without the OpenCL headers and library.
 
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
