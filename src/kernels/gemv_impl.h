@@ -14,6 +14,7 @@
 
 #include "gemv.h"
 #include "gemv_int8_tiles.h"
+#include "int_dot.h"
 #include "quantkit/core/float_convert.h"
 #include "vector_sum.h"
 
@@ -392,11 +393,12 @@ inline __m256i nibbles_w4_chunk(const uint8_t* row, int64_t c) {
   return _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(b, 4), low4), _mm_and_si128(b, low4));
 }
 
+/// acc + the int32 lanes of chunk c's dot with xq.
 template <bool Prefetch>
-inline __m256i dot_w4_chunk(const uint8_t* row, const int8_t* xq, int64_t c) {
+inline __m256i dot_w4_chunk(__m256i acc, const uint8_t* row, const int8_t* xq, int64_t c) {
   const __m256i u = nibbles_w4_chunk<Prefetch>(row, c);
   const __m256i x = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq + c * kChunk));
-  return _mm256_madd_epi16(_mm256_maddubs_epi16(u, x), _mm256_set1_epi16(1));
+  return dot_u8_s8(acc, u, x);
 }
 
 /// W4A8 for one token on unsigned codes: per chunk, maddubs(u, xq) summed into int32 lanes; per
@@ -428,8 +430,9 @@ inline void gemv_int8_w4_row_avx2(const GemvInt8Args& a, int64_t r) {
     if (chunks_per_group == 1) {  // one chunk per group (group size 32): a line per step
       int64_t c = 0;
       auto chunk = [&](int64_t ci, __m256& total) {
-        total = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot_w4_chunk<false>(row, xq, ci)),
-                                _mm256_broadcast_ss(s + ci), total);
+        total = _mm256_fmadd_ps(
+            _mm256_cvtepi32_ps(dot_w4_chunk<false>(_mm256_setzero_si256(), row, xq, ci)),
+            _mm256_broadcast_ss(s + ci), total);
       };
       for (; c + 4 <= chunks; c += 4) {  // a 64-byte line: one prefetch (1.05-1.07x)
         prefetch_ahead(row + c * 16);
@@ -445,10 +448,10 @@ inline void gemv_int8_w4_row_avx2(const GemvInt8Args& a, int64_t r) {
         __m256i acc0 = _mm256_setzero_si256(), acc1 = _mm256_setzero_si256();
         int64_t c = c0;
         for (; c + 2 <= c1; c += 2) {
-          acc0 = _mm256_add_epi32(acc0, dot_w4_chunk<true>(row, xq, c));
-          acc1 = _mm256_add_epi32(acc1, dot_w4_chunk<true>(row, xq, c + 1));
+          acc0 = dot_w4_chunk<true>(acc0, row, xq, c);
+          acc1 = dot_w4_chunk<true>(acc1, row, xq, c + 1);
         }
-        if (c < c1) acc0 = _mm256_add_epi32(acc0, dot_w4_chunk<true>(row, xq, c));
+        if (c < c1) acc0 = dot_w4_chunk<true>(acc0, row, xq, c);
         total0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_add_epi32(acc0, acc1)),
                                  _mm256_broadcast_ss(s + g), total0);
         std::swap(total0, total1);
@@ -472,11 +475,14 @@ inline void gemv_int8_w4_avx2(const GemvInt8Args& a) {
 #endif
 
 #if defined(__AVX2__)
-/// W8A8 for Rows tokens at once: each weight chunk is loaded, made signed and split into |q|
-/// once, then meets every token through sign + maddubs + madd. q = u + qmin may be -128, whose
-/// magnitude fits maddubs' unsigned operand, so |q| * sign(x, q) is exact (activations stay
-/// within +-127) and below saturation (2 * 128 * 127 < 32768). Per group the int32 dot is
-/// reduced and combined in double, as in the portable specification (gemv_int8).
+/// W8A8 for Rows tokens at once: each weight chunk is loaded once and meets every token. With
+/// VNNI through one vpdpbusd of the unsigned codes u, and q . x = u . x + qmin sum x per group
+/// (in wrapping 32-bit arithmetic, which is exact: the true dot fits, whatever u . x does).
+/// Without, the chunk is made signed and split into |q| once, then sign + maddubs + madd per
+/// token: q = u + qmin may be -128, whose magnitude fits maddubs' unsigned operand, so
+/// |q| * sign(x, q) is exact (activations stay within +-127) and below saturation
+/// (2 * 128 * 127 < 32768). Per group the int32 dot is reduced and combined in double, as in
+/// the portable specification (gemv_int8).
 template <int Rows>
 void gemv_int8_w8_rows_avx2(const GemvInt8Args& a, int64_t r0) {
   const int64_t chunks = (a.w.k + kChunk - 1) / kChunk;
@@ -494,8 +500,16 @@ void gemv_int8_w8_rows_avx2(const GemvInt8Args& a, int64_t r0) {
       for (int r = 0; r < Rows; ++r) acc[r] = _mm256_setzero_si256();
       for (int64_t c = c0; c < c1; ++c) {
         prefetch_ahead(row + c * 32);
-        const __m256i q = _mm256_add_epi8(
-            _mm256_loadu_si256(reinterpret_cast<const __m256i*>(row + c * 32)), flip);
+        const __m256i u = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(row + c * 32));
+        if constexpr (kHaveVnni) {
+          for (int r = 0; r < Rows; ++r) {
+            acc[r] =
+                dot_u8_s8(acc[r], u,
+                          _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq[r] + c * kChunk)));
+          }
+          continue;
+        }
+        const __m256i q = _mm256_add_epi8(u, flip);
         const __m256i q_abs = _mm256_abs_epi8(q);
         for (int r = 0; r < Rows; ++r) {
           const __m256i x =
@@ -506,7 +520,12 @@ void gemv_int8_w8_rows_avx2(const GemvInt8Args& a, int64_t r0) {
         }
       }
       for (int r = 0; r < Rows; ++r) {
-        const int32_t dot = horizontal_sum_i32(acc[r]);
+        int32_t dot = horizontal_sum_i32(acc[r]);
+        if constexpr (kHaveVnni) {
+          const auto qmin_sum = static_cast<int32_t>(a.w.code_bias) *
+                                static_cast<int32_t>(a.xq_group_sums[(r0 + r) * a.w.groups + g]);
+          dot = static_cast<int32_t>(static_cast<uint32_t>(dot) + static_cast<uint32_t>(qmin_sum));
+        }
         out[r] += static_cast<double>(s[g]) * dot;
         if (a.w.offsets != nullptr) {
           out[r] += static_cast<double>(a.w.offsets[n * a.w.groups + g]) *
@@ -632,7 +651,7 @@ inline void codes_i16_chunk(const uint8_t* row, int64_t c, __m256i* w0, __m256i*
 inline __m256i dot_i16(__m256i w0, __m256i w1, const int16_t* xh) {
   const __m256i x0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xh));
   const __m256i x1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xh + 16));
-  return _mm256_add_epi32(_mm256_madd_epi16(w0, x0), _mm256_madd_epi16(w1, x1));
+  return dot_i16_i16(_mm256_madd_epi16(w0, x0), w1, x1);
 }
 
 /// Int16-activation GEMV for Rows tokens: each chunk of codes is widened to int16 once and meets

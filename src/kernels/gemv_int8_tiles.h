@@ -11,6 +11,7 @@
 #endif
 
 #include "gemv.h"
+#include "int_dot.h"
 
 namespace quantkit::kernels::QK_ISA_NAMESPACE {
 
@@ -21,9 +22,10 @@ namespace quantkit::kernels::QK_ISA_NAMESPACE {
 ///   the high one), so dword q (of 4) carries elements 4q..4q+3 and 16+4q..16+4q+3: masking
 ///   the low nibbles gives the codes of 4 consecutive elements for all 8 channels, the shifted
 ///   high nibbles the 4 elements 16 further on.
-/// - 8-bit: dword q (of 8) is elements 4q..4q+3, stored signed (u + qmin = u ^ 0x80).
-/// Group scales and biases (what the offsets, and for unsigned 4-bit codes qmin s, add per unit
-/// of sum x) are stored per group as 8 lanes. Rows past N are zero-scaled and never stored.
+/// - 8-bit: dword q (of 8) is elements 4q..4q+3: with VNNI the unsigned codes as packed (vpdpbusd
+///   takes them as they are), else stored signed (u + qmin = u ^ 0x80) for the sign trick.
+/// Group scales and biases (what the offsets, and for unsigned codes qmin s, add per unit of
+/// sum x) are stored per group as 8 lanes. Rows past N are zero-scaled and never stored.
 struct ChannelTile {
   std::vector<uint32_t> quads;  // [chunks][Bits][8]
   std::vector<float> scales;    // [groups][8]
@@ -48,15 +50,16 @@ void fill_channel_tile(const GemvWeights& w, int64_t n0, ChannelTile& t) {
   t.scales.assign(static_cast<size_t>(w.groups * 8), 0.0f);
   t.biases.assign(static_cast<size_t>(w.groups * 8), 0.0f);
   static const uint8_t kZeroChunk[32] = {};
+  constexpr bool kUnsignedCodes = Bits == 4 || kHaveVnni;
   for (int64_t ch = 0; ch < rows; ++ch) {
     for (int64_t g = 0; g < w.groups; ++g) {
       const float s = w.scales[(n0 + ch) * w.groups + g];
       const float off = w.offsets != nullptr ? w.offsets[(n0 + ch) * w.groups + g] : 0.0f;
       t.scales[static_cast<size_t>(g * 8 + ch)] = s;
-      t.biases[static_cast<size_t>(g * 8 + ch)] = (Bits == 4 ? w.code_bias * s : 0.0f) + off;
+      t.biases[static_cast<size_t>(g * 8 + ch)] = (kUnsignedCodes ? w.code_bias * s : 0.0f) + off;
     }
   }
-  const __m256i sign_flip = _mm256_set1_epi8(Bits == 8 ? -128 : 0);
+  const __m256i sign_flip = _mm256_set1_epi8(kUnsignedCodes ? 0 : -128);
   for (int64_t c = 0; c < chunks; ++c) {
     // Per 16 bytes of the chunk: 4x4 dword transposes of rows 0-3 and 4-7, halves joined.
     for (int part = 0; part < kChunkBytes / 16; ++part) {
@@ -84,9 +87,9 @@ inline __m256i broadcast_quad(const int8_t* p) {
   return _mm256_set1_epi32(v);
 }
 
-/// 4-bit: the int16 sums of one chunk for Rows tokens, 8 maddubs of 4 elements x 8 channels
-/// each (every lane <= 2 * 15 * 127, eight of them below 32768), then one madd to int32 added
-/// to dot.
+/// 4-bit: the dots of one chunk for Rows tokens. With VNNI a vpdpbusd per 4 elements x 8
+/// channels; else int16 sums of 8 maddubs (every lane <= 2 * 15 * 127, eight of them below
+/// 32768), then one madd to int32 added to dot.
 template <int Rows>
 inline void w4_chunk_dots(const uint32_t* quads, const int8_t* const* xq, int64_t c, __m256i* dot) {
   const __m256i low4 = _mm256_set1_epi8(0x0F);
@@ -98,6 +101,11 @@ inline void w4_chunk_dots(const uint32_t* quads, const int8_t* const* xq, int64_
     const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(codes, 4), low4);
     for (int r = 0; r < Rows; ++r) {
       const int8_t* x = xq[r] + c * 32 + 4 * q;
+      if constexpr (kHaveVnni) {
+        dot[r] = dot_u8_s8(dot[r], lo, broadcast_quad(x));
+        dot[r] = dot_u8_s8(dot[r], hi, broadcast_quad(x + 16));
+        continue;
+      }
       sum16[r] = _mm256_add_epi16(sum16[r], _mm256_maddubs_epi16(lo, broadcast_quad(x)));
       sum16[r] = _mm256_add_epi16(sum16[r], _mm256_maddubs_epi16(hi, broadcast_quad(x + 16)));
       // Keeps GCC from reassociating the sums into a tree of 8 live products per token,
@@ -105,14 +113,24 @@ inline void w4_chunk_dots(const uint32_t* quads, const int8_t* const* xq, int64_
       asm("" : "+x"(sum16[r]));
     }
   }
+  if constexpr (kHaveVnni) return;
   for (int r = 0; r < Rows; ++r)
     dot[r] = _mm256_add_epi32(dot[r], _mm256_madd_epi16(sum16[r], _mm256_set1_epi16(1)));
 }
 
-/// 8-bit: per 4 elements x 8 channels, |q| * sign(x, q) through maddubs (exact: |q| <= 128,
-/// |x| <= 127, pairs below 32768) and madd to int32, added to dot.
+/// 8-bit: per 4 elements x 8 channels, with VNNI one vpdpbusd of the unsigned codes; else
+/// |q| * sign(x, q) through maddubs (exact: |q| <= 128, |x| <= 127, pairs below 32768) and
+/// madd to int32, added to dot.
 template <int Rows>
 inline void w8_chunk_dots(const uint32_t* quads, const int8_t* const* xq, int64_t c, __m256i* dot) {
+  if constexpr (kHaveVnni) {
+    for (int q = 0; q < 8; ++q) {
+      const __m256i codes = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(quads + q * 8));
+      for (int r = 0; r < Rows; ++r)
+        dot[r] = dot_u8_s8(dot[r], codes, broadcast_quad(xq[r] + c * 32 + 4 * q));
+    }
+    return;
+  }
   const __m256i ones16 = _mm256_set1_epi16(1);
   for (int q = 0; q < 8; ++q) {
     const __m256i codes = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(quads + q * 8));
@@ -183,34 +201,34 @@ void channel_tile_tokens(const GemvInt8Args& a, const ChannelTile& t, int64_t r0
   }
 }
 
+/// The last `left` (< Tokens) tokens from r on, through the pass compiled for exactly that many.
+template <int Bits, int Tokens, bool ChunkGroups>
+void channel_tile_remainder(const GemvInt8Args& a, const ChannelTile& t, int64_t r, int64_t n0,
+                            int64_t left) {
+  if constexpr (Tokens > 1) {
+    if (left == Tokens - 1) {
+      channel_tile_tokens<Bits, Tokens - 1, ChunkGroups>(a, t, r, n0);
+      return;
+    }
+    channel_tile_remainder<Bits, Tokens - 1, ChunkGroups>(a, t, r, n0, left);
+  }
+}
+
+/// Tokens that share each load of the codes. Without VNNI 8-bit tokens hold one int32 dot
+/// register each, so 6 share each load + abs (against the row kernel at K = 2048, M = 128-512:
+/// 1.00-1.03x with 4 tokens, 1.07-1.09x with 6); 4-bit tokens need int16 sums too, and 4 fill
+/// the registers. With VNNI there are no int16 sums, AVX-512VL gives 32 registers, and every
+/// token is one vpdpbusd chain (latency 5): 8 tokens keep the two dot ports busy.
+template <int Bits>
+constexpr int kTileTokens = kHaveVnni ? 8 : (Bits == 8 ? 6 : 4);
+
 template <int Bits, bool ChunkGroups>
 void channel_tile(const GemvInt8Args& a, const ChannelTile& t, int64_t n0) {
-  // 8-bit tokens hold one int32 dot register each, so 6 share each load + abs of the codes
-  // (against the row kernel at K = 2048, M = 128-512: 1.00-1.03x with 4 tokens, 1.07-1.09x with
-  // 6); 4-bit tokens need int16 sums too, and 4 fill the registers.
-  constexpr int kTokens = Bits == 8 ? 6 : 4;
+  constexpr int kTokens = kTileTokens<Bits>;
   int64_t r = 0;
   for (; r + kTokens <= a.m; r += kTokens)
     channel_tile_tokens<Bits, kTokens, ChunkGroups>(a, t, r, n0);
-  switch (a.m - r) {
-    case 5:
-      if constexpr (kTokens > 5) channel_tile_tokens<Bits, 5, ChunkGroups>(a, t, r, n0);
-      break;
-    case 4:
-      if constexpr (kTokens > 4) channel_tile_tokens<Bits, 4, ChunkGroups>(a, t, r, n0);
-      break;
-    case 3:
-      channel_tile_tokens<Bits, 3, ChunkGroups>(a, t, r, n0);
-      break;
-    case 2:
-      channel_tile_tokens<Bits, 2, ChunkGroups>(a, t, r, n0);
-      break;
-    case 1:
-      channel_tile_tokens<Bits, 1, ChunkGroups>(a, t, r, n0);
-      break;
-    default:
-      break;
-  }
+  channel_tile_remainder<Bits, kTokens, ChunkGroups>(a, t, r, n0, a.m - r);
 }
 
 /// The slice through channel tiles: each 8 rows regrouped once, then every token.

@@ -9,6 +9,8 @@
 
 namespace quantkit {
 
+/// kAvx2: AVX2 + FMA + F16C. kAvx512: AVX-512 F/BW/VL/DQ + VNNI (Ice Lake, Sapphire Rapids and
+/// later; an AVX-512 CPU without VNNI runs the avx2 level).
 enum class Isa { kReference, kAvx2, kAvx512 };
 
 std::string_view isa_name(Isa isa);

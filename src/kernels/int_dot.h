@@ -1,0 +1,40 @@
+// Integer dot-product steps of the per-ISA kernels: one VNNI instruction where the TU is built
+// for AVX-512 VNNI (the avx512 level), the AVX2 sequence it replaces elsewhere. Include it after
+// defining QK_ISA_NAMESPACE (each ISA's TU compiles its own copy, as vector_sum.h says why).
+#pragma once
+
+#if defined(__AVX2__)
+#include <immintrin.h>
+
+namespace quantkit::kernels::QK_ISA_NAMESPACE {
+
+#if defined(__AVX512VNNI__) && defined(__AVX512VL__)
+/// Whether vpdpbusd / vpdpwssd are there: 8-bit weights can then stay unsigned (no sign trick),
+/// since one instruction multiplies unsigned by signed bytes into int32 without saturating.
+constexpr bool kHaveVnni = true;
+#else
+constexpr bool kHaveVnni = false;
+#endif
+
+/// acc + in each int32 lane the sum of the 4 products u * s of its bytes (u unsigned, s
+/// signed). Without VNNI through maddubs, whose int16 pair sums saturate: callers keep
+/// 2 * max u * max |s| below 32768 there (4-bit codes: 2 * 15 * 127).
+inline __m256i dot_u8_s8(__m256i acc, __m256i u, __m256i s) {
+#if defined(__AVX512VNNI__) && defined(__AVX512VL__)
+  return _mm256_dpbusd_epi32(acc, u, s);
+#else
+  return _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1)));
+#endif
+}
+
+/// acc + in each int32 lane the sum of the 2 products a * b of its int16 halves.
+inline __m256i dot_i16_i16(__m256i acc, __m256i a, __m256i b) {
+#if defined(__AVX512VNNI__) && defined(__AVX512VL__)
+  return _mm256_dpwssd_epi32(acc, a, b);
+#else
+  return _mm256_add_epi32(acc, _mm256_madd_epi16(a, b));
+#endif
+}
+
+}  // namespace quantkit::kernels::QK_ISA_NAMESPACE
+#endif
