@@ -824,6 +824,14 @@ inline void codes_i16_pair_w2(const uint8_t* row, int64_t c, __m256i w[4]) {
   w[3] = _mm256_srli_epi16(b, 6);
 }
 
+/// The int32 lanes of a pair of 2-bit chunks (codes_i16_pair_w2) times their 64 activations:
+/// two independent chains of two dot steps, joined once.
+inline __m256i dot_i16_pair_w2(const __m256i w[4], const int16_t* x) {
+  auto xs = [&](int i) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + 16 * i)); };
+  return _mm256_add_epi32(dot_i16_i16(_mm256_madd_epi16(w[0], xs(0)), w[1], xs(1)),
+                          dot_i16_i16(_mm256_madd_epi16(w[2], xs(2)), w[3], xs(3)));
+}
+
 /// One token with 2-bit codes: gemv_int16_single_token_avx2's scheme on pairs of chunks (lanes
 /// 0..3 from chunk c, 4..7 from c + 1, each half times its folded scale).
 inline void gemv_int16_w2_single_token_avx2(const GemvInt16Args& a, int64_t r0) {
@@ -838,13 +846,7 @@ inline void gemv_int16_w2_single_token_avx2(const GemvInt16Args& a, int64_t r0) 
     auto pair_of_chunks = [&](int64_t c) {
       __m256i w[4];
       codes_i16_pair_w2<false>(row, c, w);
-      const int16_t* x = xh + c * kChunk;
-      auto madd = [&](int i) {
-        return _mm256_madd_epi16(w[i],
-                                 _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + 16 * i)));
-      };
-      const __m256i d =
-          _mm256_add_epi32(_mm256_add_epi32(madd(0), madd(1)), _mm256_add_epi32(madd(2), madd(3)));
+      const __m256i d = dot_i16_pair_w2(w, xh + c * kChunk);
       const __m128 pair = two_floats(cs + c);
       const __m256 scale = _mm256_permutevar8x32_ps(_mm256_castps128_ps256(pair), halves);
       total = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d), scale, total);
@@ -889,13 +891,7 @@ void gemv_int16_w2_rows_avx2(const GemvInt16Args& a, int64_t r0) {
         if (pair) group.step();
       }
       for (int r = 0; r < Rows; ++r) {
-        const int16_t* x = tokens.xh[r] + c * kChunk;
-        auto madd = [&](int i) {
-          return _mm256_madd_epi16(
-              w[i], _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + 16 * i)));
-        };
-        const __m256i d = _mm256_add_epi32(_mm256_add_epi32(madd(0), madd(1)),
-                                           _mm256_add_epi32(madd(2), madd(3)));
+        const __m256i d = dot_i16_pair_w2(w, tokens.xh[r] + c * kChunk);
         __m256 scale = halves(tokens.sx[r] + c, tokens.sx[r] + c + (pair ? 1 : 0));
         if constexpr (!PerChannel) scale = _mm256_mul_ps(scale, ws);
         total[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d), scale, total[r]);

@@ -11,6 +11,7 @@ namespace kernels {
 const Int8GemmKernels& int8_gemm_kernels() {
   switch (active_isa()) {
     case Isa::kAvx512:
+    case Isa::kAmx:
       return avx512::kInt8GemmKernels;
     case Isa::kAvx2:
       return avx2::kInt8GemmKernels;

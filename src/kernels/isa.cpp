@@ -3,6 +3,11 @@
 #include <atomic>
 #include <cstdlib>
 #include <string>
+#if defined(__x86_64__)
+#include <cpuid.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
 
 #include "activation.h"
 #include "attention.h"
@@ -18,6 +23,21 @@ const QuantRowKernels& quant_row_kernels_avx512();
 
 namespace {
 
+#if defined(__x86_64__)
+/// AMX-TILE and AMX-INT8 (CPUID leaf 7, EDX bits 24 and 25), and Linux's permission to use the
+/// tile data state, which a process must ask for once (arch_prctl ARCH_REQ_XCOMP_PERM).
+bool amx_int8_usable() {
+  static const bool usable = [] {
+    unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+    if (__get_cpuid_count(7, 0, &eax, &ebx, &ecx, &edx) == 0) return false;
+    if ((edx & (1u << 24)) == 0 || (edx & (1u << 25)) == 0) return false;
+    constexpr long kArchReqXcompPerm = 0x1023, kXfeatureXtiledata = 18;
+    return syscall(SYS_arch_prctl, kArchReqXcompPerm, kXfeatureXtiledata) == 0;
+  }();
+  return usable;
+}
+#endif
+
 bool cpu_supports(Isa isa) {
 #if defined(__x86_64__) || defined(__i386__)
   __builtin_cpu_init();  // may run from a static initialiser, before libgcc's own
@@ -30,6 +50,8 @@ bool cpu_supports(Isa isa) {
       return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
              __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
              __builtin_cpu_supports("avx512vnni");
+    case Isa::kAmx:
+      return cpu_supports(Isa::kAvx512) && amx_int8_usable();
   }
   return false;
 #else
@@ -41,8 +63,9 @@ Isa parse_isa(std::string_view name) {
   if (name == "reference") return Isa::kReference;
   if (name == "avx2") return Isa::kAvx2;
   if (name == "avx512") return Isa::kAvx512;
+  if (name == "amx") return Isa::kAmx;
   throw ValueError(
-      detail::concat("QUANTKIT_ISA='", name, "' is not one of reference, avx2, avx512"));
+      detail::concat("QUANTKIT_ISA='", name, "' is not one of reference, avx2, avx512, amx"));
 }
 
 Isa initial_isa() {
@@ -70,13 +93,15 @@ std::string_view isa_name(Isa isa) {
       return "avx2";
     case Isa::kAvx512:
       return "avx512";
+    case Isa::kAmx:
+      return "amx";
   }
   return "?";
 }
 
 std::vector<Isa> supported_isas() {
   std::vector<Isa> out;
-  for (Isa isa : {Isa::kReference, Isa::kAvx2, Isa::kAvx512}) {
+  for (Isa isa : {Isa::kReference, Isa::kAvx2, Isa::kAvx512, Isa::kAmx}) {
     if (cpu_supports(isa)) out.push_back(isa);
   }
   return out;
@@ -98,6 +123,7 @@ const QuantRowKernels& quant_row_kernels_for(Isa isa) {
     case Isa::kAvx2:
       return quant_row_kernels_avx2();
     case Isa::kAvx512:
+    case Isa::kAmx:
       return quant_row_kernels_avx512();
     case Isa::kReference:
       break;

@@ -25,6 +25,7 @@ const GemvKernels& gemv_kernels_for(Isa isa) {
     case Isa::kAvx2:
       return gemv_kernels_avx2();
     case Isa::kAvx512:
+    case Isa::kAmx:
       return gemv_kernels_avx512();
     case Isa::kReference:
       break;

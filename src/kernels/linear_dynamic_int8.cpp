@@ -5,6 +5,7 @@
 #include <cmath>
 #include <vector>
 
+#include "amx_int8.h"
 #include "gemv.h"
 #include "linear_internal.h"
 #include "quant_rows.h"
@@ -14,6 +15,8 @@ namespace quantkit {
 namespace {
 
 constexpr int64_t kChunk = 32;
+/// Tokens from which the amx level multiplies on AMX tiles rather than with vpdpbusd.
+constexpr int64_t kAmxMinTokens = 8;
 
 /// Per-row symmetric int8 codes (zero-padded to a multiple of 32) and scales.
 struct TokenQuantized {
@@ -103,6 +106,13 @@ Tensor linear_dynamic_int8(const Tensor& x, const PackedLinearWeight& p, const T
         sum += codes[i];
       sums[static_cast<size_t>(r * p.groups + g)] = static_cast<float>(sum);
     }
+  }
+  if (active_isa() == Isa::kAmx && m >= kAmxMinTokens && kernels::amx_takes(p)) {
+    kernels::amx_linear_int8({&p, t.codes.data(), t.stride, t.scales.data(), sums.data(), m,
+                              y.data<float>()},
+                             num_threads());
+    add_bias(bias, m, y);
+    return y;
   }
   const kernels::GemvKernels& table = kernels::gemv_kernels_for(active_isa());
   run_row_slices(p,

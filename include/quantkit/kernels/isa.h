@@ -1,6 +1,6 @@
 // Instruction-set levels and the run-time choice among them. Every kernel exists as a portable
 // reference (the spec) and as builds for x86 AVX2 and AVX-512; the best level the CPU supports is
-// chosen once, on first use. QUANTKIT_ISA=reference|avx2|avx512 forces a level (for tests and
+// chosen once, on first use. QUANTKIT_ISA=reference|avx2|avx512|amx forces a level (for tests and
 // benchmarks); forcing a level the CPU lacks is an error.
 #pragma once
 
@@ -10,8 +10,10 @@
 namespace quantkit {
 
 /// kAvx2: AVX2 + FMA + F16C. kAvx512: AVX-512 F/BW/VL/DQ + VNNI (Ice Lake, Sapphire Rapids and
-/// later; an AVX-512 CPU without VNNI runs the avx2 level).
-enum class Isa { kReference, kAvx2, kAvx512 };
+/// later; an AVX-512 CPU without VNNI runs the avx2 level). kAmx: the avx512 kernels, plus AMX
+/// int8 tiles for dynamic W8A8/W4A8 with many tokens (Sapphire Rapids and later, where the OS
+/// grants the tile state).
+enum class Isa { kReference, kAvx2, kAvx512, kAmx };
 
 std::string_view isa_name(Isa isa);
 /// Levels this CPU can run, reference first.

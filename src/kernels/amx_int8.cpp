@@ -1,0 +1,264 @@
+// Dynamic W8A8 / W4A8 through AMX (TDPBUSD on 16 x 64-byte tiles). Compiled with the AMX flags
+// (src/CMakeLists.txt); isa.cpp only offers the amx level where the CPU has AMX-INT8 and the OS
+// has granted the tile state.
+//
+// Blocking: 32 weight rows x 32 tokens per step, four int32 accumulator tiles (C[i][j]: rows
+// 16i.., tokens 16j..), two weight tiles A (16 rows x kb bytes of unsigned codes) and two
+// activation tiles B (kb/4 rows of 16 tokens x 4 bytes: the layout TDPBUSD multiplies by). One
+// weight block meets every token block, so its codes (8-bit: read in place; 4-bit: widened to
+// bytes once per block) stay in L1/L2. kb = 64 bytes of K per step, 32 at group size 32: each
+// group's dot products leave the tiles once, to be scaled in float.
+#include "amx_int8.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include "quantkit/core/error.h"
+
+#if defined(__AMX_INT8__) && defined(__AMX_TILE__) && defined(__AVX512F__)
+#include <immintrin.h>
+#define QK_AMX_BUILT 1
+#endif
+
+namespace quantkit::kernels {
+
+bool amx_takes(const PackedLinearWeight& p) {
+  return (p.dtype == DType::kInt8 || p.dtype == DType::kInt4 || p.dtype == DType::kUInt4) &&
+         (p.group_size >= p.in_features || p.group_size % 32 == 0);
+}
+
+#if defined(QK_AMX_BUILT)
+namespace {
+
+constexpr int64_t kBlock = 32;  // weight rows and tokens per step: two tiles of 16 each
+
+/// K bytes per TDPBUSD step: 64 (a full tile) unless groups are 32 elements long.
+int64_t k_step(const PackedLinearWeight& p) {
+  return p.group_size >= p.in_features || p.group_size % 64 == 0 ? 64 : 32;
+}
+
+struct alignas(64) TileConfig {
+  uint8_t palette = 1;
+  uint8_t start_row = 0;
+  uint8_t reserved[14] = {};
+  uint16_t colsb[16] = {};
+  uint8_t rows[16] = {};
+};
+
+// Tiles 0-3: accumulators C[i][j] = tile 2i + j; 4-5: weights A[i]; 6-7: activations B[j].
+void configure_tiles(int64_t kb) {
+  TileConfig cfg;
+  for (int t = 0; t < 4; ++t) {
+    cfg.rows[t] = 16;
+    cfg.colsb[t] = 64;
+  }
+  for (int t = 4; t < 6; ++t) {
+    cfg.rows[t] = 16;
+    cfg.colsb[t] = static_cast<uint16_t>(kb);
+  }
+  for (int t = 6; t < 8; ++t) {
+    cfg.rows[t] = static_cast<uint8_t>(kb / 4);
+    cfg.colsb[t] = 64;
+  }
+  _tile_loadconfig(&cfg);
+}
+
+/// The activations as B tiles: token block b (16 tokens, the count padded to whole 32-token
+/// steps with zero tokens) holds [k_padded / 4][16 tokens][4 bytes].
+struct TokenTiles {
+  std::vector<int8_t> data;
+  int64_t blocks = 0;
+  int64_t block_bytes = 0;
+  const int8_t* at(int64_t block, int64_t k0) const {
+    return data.data() + block * block_bytes + k0 * 16;
+  }
+};
+
+TokenTiles token_tiles(const AmxInt8Problem& pr, int64_t k_padded, int threads) {
+  TokenTiles t;
+  t.blocks = (pr.m + kBlock - 1) / kBlock * 2;
+  t.block_bytes = k_padded * 16;
+  t.data.assign(static_cast<size_t>(t.blocks * t.block_bytes), 0);
+  const int64_t k_stored = std::min(pr.xq_stride, k_padded);  // xq is zero past K already
+#pragma omp parallel for schedule(static) num_threads(threads) if (pr.m * k_padded > 65536)
+  for (int64_t token = 0; token < pr.m; ++token) {
+    const int8_t* src = pr.xq + token * pr.xq_stride;
+    int8_t* dst = t.data.data() + (token / 16) * t.block_bytes + (token % 16) * 4;
+    for (int64_t k = 0; k < k_stored; k += 4) std::memcpy(dst + k * 16, src + k, 4);
+  }
+  return t;
+}
+
+/// Per group and token (padded to whole steps): qmin * sum xq as int32 and sum xq as float.
+struct GroupSums {
+  std::vector<int32_t> qmin_times;
+  std::vector<float> sums;
+  int64_t stride = 0;
+};
+
+GroupSums group_sums(const AmxInt8Problem& pr, int64_t tokens_padded, int32_t qmin) {
+  GroupSums g;
+  const int64_t groups = pr.weight->groups;
+  g.stride = tokens_padded;
+  g.qmin_times.assign(static_cast<size_t>(groups * tokens_padded), 0);
+  g.sums.assign(static_cast<size_t>(groups * tokens_padded), 0.0f);
+  for (int64_t token = 0; token < pr.m; ++token) {
+    for (int64_t grp = 0; grp < groups; ++grp) {
+      const float s = pr.xq_group_sums[token * groups + grp];
+      g.sums[static_cast<size_t>(grp * tokens_padded + token)] = s;
+      g.qmin_times[static_cast<size_t>(grp * tokens_padded + token)] =
+          qmin * static_cast<int32_t>(s);
+    }
+  }
+  return g;
+}
+
+/// One thread's weight block: 32 rows of unsigned code bytes (8-bit rows in place when all 32
+/// exist, else copied; 4-bit widened to a byte per code in element order), and their group
+/// scales and offsets.
+class WeightBlock {
+ public:
+  WeightBlock(const PackedLinearWeight& p, int64_t k_padded)
+      : p_(p), k_padded_(k_padded), scales_(static_cast<size_t>(kBlock * p.groups)) {
+    if (p.has_offsets) offsets_.resize(scales_.size());
+  }
+  void load(int64_t n0) {
+    rows_ = std::min(kBlock, p_.out_features - n0);
+    p_.group_params(n0, rows_, scales_.data(), p_.has_offsets ? offsets_.data() : nullptr);
+    const uint8_t* codes = p_.codes.data<uint8_t>() + n0 * p_.row_bytes;
+    if (p_.dtype == DType::kInt8 && rows_ == kBlock) {
+      base_ = codes;
+      stride_ = p_.row_bytes;
+      return;
+    }
+    // Every byte of the rows that exist is written below; rows past N must read as zero.
+    bytes_.resize(static_cast<size_t>(kBlock * k_padded_));
+    std::fill(bytes_.begin() + rows_ * k_padded_, bytes_.end(), uint8_t{0});
+    base_ = bytes_.data();
+    stride_ = k_padded_;
+    for (int64_t r = 0; r < rows_; ++r) {
+      const uint8_t* src = codes + r * p_.row_bytes;
+      uint8_t* dst = bytes_.data() + r * k_padded_;
+      if (p_.dtype == DType::kInt8) {
+        std::memcpy(dst, src, static_cast<size_t>(std::min(p_.row_bytes, k_padded_)));
+        continue;
+      }
+      const __m128i low4 = _mm_set1_epi8(0x0F);
+      for (int64_t c = 0; c * 32 < k_padded_ && c * 16 < p_.row_bytes; ++c) {
+        const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(src + c * 16));
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + c * 32), _mm_and_si128(b, low4));
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + c * 32 + 16),
+                         _mm_and_si128(_mm_srli_epi16(b, 4), low4));
+      }
+    }
+  }
+  const uint8_t* tile(int i, int64_t k0) const { return base_ + i * 16 * stride_ + k0; }
+  int64_t stride() const { return stride_; }
+  int64_t rows() const { return rows_; }
+  float scale(int64_t r, int64_t g) const {
+    return scales_[static_cast<size_t>(r * p_.groups + g)];
+  }
+  float offset(int64_t r, int64_t g) const {
+    return offsets_.empty() ? 0.0f : offsets_[static_cast<size_t>(r * p_.groups + g)];
+  }
+
+ private:
+  const PackedLinearWeight& p_;
+  int64_t k_padded_;
+  std::vector<float> scales_, offsets_;
+  std::vector<uint8_t> bytes_;
+  const uint8_t* base_ = nullptr;
+  int64_t stride_ = 0, rows_ = 0;
+};
+
+/// acc[r][t] += s[r] * float(c[r][t] + qmin sum_t) + off[r] * sum_t over a 32 x 32 step.
+void add_group(const WeightBlock& w, int64_t g, const int32_t* c, const int32_t* qmin_times,
+               const float* sums, bool offsets, float* acc) {
+  for (int64_t r = 0; r < w.rows(); ++r) {
+    const __m512 s = _mm512_set1_ps(w.scale(r, g));
+    const __m512 off = _mm512_set1_ps(w.offset(r, g));
+    for (int h = 0; h < 2; ++h) {
+      const __m512i dot = _mm512_add_epi32(_mm512_loadu_si512(c + r * kBlock + 16 * h),
+                                           _mm512_loadu_si512(qmin_times + 16 * h));
+      // maskz: GCC 12 warns that the unmasked conversion reads an undefined register.
+      __m512 v = _mm512_fmadd_ps(_mm512_maskz_cvtepi32_ps(0xFFFF, dot), s,
+                                 _mm512_loadu_ps(acc + r * kBlock + 16 * h));
+      if (offsets) v = _mm512_fmadd_ps(off, _mm512_loadu_ps(sums + 16 * h), v);
+      _mm512_storeu_ps(acc + r * kBlock + 16 * h, v);
+    }
+  }
+}
+
+}  // namespace
+
+void amx_linear_int8(const AmxInt8Problem& pr, int threads) {
+  const PackedLinearWeight& p = *pr.weight;
+  QK_CHECK(amx_takes(p), DTypeError, "amx_linear_int8: weights of dtype ", dtype_name(p.dtype),
+           " and group size ", p.group_size, " have no AMX kernel");
+  const int64_t kb = k_step(p);
+  const int64_t k_padded = (p.in_features + kb - 1) / kb * kb;
+  const int64_t steps_per_group = p.group_size >= p.in_features ? k_padded / kb : p.group_size / kb;
+  const auto qmin = static_cast<int32_t>(dtype_info(p.dtype).int_min);
+  const TokenTiles tokens = token_tiles(pr, k_padded, threads);
+  const int64_t tokens_padded = tokens.blocks * 16;
+  const GroupSums sums = group_sums(pr, tokens_padded, qmin);
+  const int64_t row_blocks = (p.out_features + kBlock - 1) / kBlock;
+#pragma omp parallel num_threads(threads)
+  {
+    configure_tiles(kb);
+    WeightBlock w(p, k_padded);
+    alignas(64) int32_t c[kBlock * kBlock];
+    alignas(64) float acc[kBlock * kBlock];
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t rb = 0; rb < row_blocks; ++rb) {
+      const int64_t n0 = rb * kBlock;
+      w.load(n0);
+      for (int64_t t0 = 0; t0 < pr.m; t0 += kBlock) {
+        std::fill(acc, acc + kBlock * kBlock, 0.0f);
+        const int64_t b0 = t0 / 16;
+        for (int64_t g = 0, k0 = 0; g < p.groups; ++g) {
+          _tile_zero(0);
+          _tile_zero(1);
+          _tile_zero(2);
+          _tile_zero(3);
+          for (int64_t step = 0; step < steps_per_group && k0 < k_padded; ++step, k0 += kb) {
+            _tile_loadd(4, w.tile(0, k0), w.stride());
+            _tile_loadd(5, w.tile(1, k0), w.stride());
+            _tile_loadd(6, tokens.at(b0, k0), 64);
+            _tile_loadd(7, tokens.at(b0 + 1, k0), 64);
+            _tile_dpbusd(0, 4, 6);
+            _tile_dpbusd(1, 4, 7);
+            _tile_dpbusd(2, 5, 6);
+            _tile_dpbusd(3, 5, 7);
+          }
+          _tile_stored(0, c, kBlock * 4);
+          _tile_stored(1, c + 16, kBlock * 4);
+          _tile_stored(2, c + 16 * kBlock, kBlock * 4);
+          _tile_stored(3, c + 16 * kBlock + 16, kBlock * 4);
+          add_group(w, g, c, sums.qmin_times.data() + g * sums.stride + t0,
+                    sums.sums.data() + g * sums.stride + t0, p.has_offsets, acc);
+        }
+        const int64_t valid = std::min(kBlock, pr.m - t0);
+        for (int64_t t = 0; t < valid; ++t) {
+          const float sx = pr.x_scale[t0 + t];
+          float* y = pr.y + (t0 + t) * p.out_features + n0;
+          for (int64_t r = 0; r < w.rows(); ++r) y[r] = acc[r * kBlock + t] * sx;
+        }
+      }
+    }
+    _tile_release();
+  }
+}
+
+#else
+
+void amx_linear_int8(const AmxInt8Problem&, int) {
+  throw ValueError("amx_linear_int8: this build has no AMX kernels (compiler without -mamx-int8)");
+}
+
+#endif
+
+}  // namespace quantkit::kernels

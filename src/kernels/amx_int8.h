@@ -1,0 +1,30 @@
+// Dynamic int8 linear on AMX tiles (the amx ISA level). Private to the library.
+#pragma once
+
+#include <cstdint>
+
+#include "quantkit/kernels/linear.h"
+
+namespace quantkit::kernels {
+
+/// Per-token int8 activations and the packed weight of linear_dynamic_int8.
+struct AmxInt8Problem {
+  const PackedLinearWeight* weight;  // int8, or int4/uint4; groups a multiple of 32 or per channel
+  const int8_t* xq;                  // [m, xq_stride], zero-padded past K to a multiple of 32
+  int64_t xq_stride;
+  const float* x_scale;        // [m]
+  const float* xq_group_sums;  // [m, groups]: exact sums of xq over each group
+  int64_t m;
+  float* y;  // [m, N]
+};
+
+/// Whether amx_linear_int8 takes this weight (int8 or 4-bit codes, groups of 32 elements or a
+/// multiple of 64, or per channel).
+bool amx_takes(const PackedLinearWeight& p);
+
+/// y = (x_scale * xq) W^T through TDPBUSD: W's unsigned codes are the tiles' unsigned operand,
+/// the activations the signed one, q . x = u . x + qmin sum x per group in wrapping int32 (exact),
+/// then per group s_g float(dot) + off_g sum x. Only call it where Isa::kAmx is supported.
+void amx_linear_int8(const AmxInt8Problem& problem, int threads);
+
+}  // namespace quantkit::kernels
