@@ -25,6 +25,11 @@
 
 namespace quantkit::kernels {
 
+int64_t amx_min_tokens(const PackedLinearWeight& p) {
+  const bool groups_of_32 = p.group_size < p.in_features && p.group_size % 64 != 0;
+  return groups_of_32 ? 16 : 8;
+}
+
 bool amx_takes(const PackedLinearWeight& p) {
   return (p.dtype == DType::kInt8 || p.dtype == DType::kInt4 || p.dtype == DType::kUInt4) &&
          (p.group_size >= p.in_features || p.group_size % 32 == 0);
@@ -174,13 +179,14 @@ class WeightBlock {
   int64_t stride_ = 0, rows_ = 0;
 };
 
-/// acc[r][t] += s[r] * float(c[r][t] + qmin sum_t) + off[r] * sum_t over a 32 x 32 step.
+/// acc[r][t] += s[r] * float(c[r][t] + qmin sum_t) + off[r] * sum_t over a 32 x 32 step (its
+/// first 16 tokens only when `halves` is 1).
 void add_group(const WeightBlock& w, int64_t g, const int32_t* c, const int32_t* qmin_times,
-               const float* sums, bool offsets, float* acc) {
+               const float* sums, bool offsets, int halves, float* acc) {
   for (int64_t r = 0; r < w.rows(); ++r) {
     const __m512 s = _mm512_set1_ps(w.scale(r, g));
     const __m512 off = _mm512_set1_ps(w.offset(r, g));
-    for (int h = 0; h < 2; ++h) {
+    for (int h = 0; h < halves; ++h) {
       const __m512i dot = _mm512_add_epi32(_mm512_loadu_si512(c + r * kBlock + 16 * h),
                                            _mm512_loadu_si512(qmin_times + 16 * h));
       // maskz: GCC 12 warns that the unmasked conversion reads an undefined register.
@@ -219,6 +225,7 @@ void amx_linear_int8(const AmxInt8Problem& pr, int threads) {
       for (int64_t t0 = 0; t0 < pr.m; t0 += kBlock) {
         std::fill(acc, acc + kBlock * kBlock, 0.0f);
         const int64_t b0 = t0 / 16;
+        const bool both = pr.m - t0 > 16;  // else the second token block is padding: skipped
         for (int64_t g = 0, k0 = 0; g < p.groups; ++g) {
           _tile_zero(0);
           _tile_zero(1);
@@ -228,10 +235,11 @@ void amx_linear_int8(const AmxInt8Problem& pr, int threads) {
             _tile_loadd(4, w.tile(0, k0), w.stride());
             _tile_loadd(5, w.tile(1, k0), w.stride());
             _tile_loadd(6, tokens.at(b0, k0), 64);
-            _tile_loadd(7, tokens.at(b0 + 1, k0), 64);
             _tile_dpbusd(0, 4, 6);
-            _tile_dpbusd(1, 4, 7);
             _tile_dpbusd(2, 5, 6);
+            if (!both) continue;
+            _tile_loadd(7, tokens.at(b0 + 1, k0), 64);
+            _tile_dpbusd(1, 4, 7);
             _tile_dpbusd(3, 5, 7);
           }
           _tile_stored(0, c, kBlock * 4);
@@ -239,7 +247,7 @@ void amx_linear_int8(const AmxInt8Problem& pr, int threads) {
           _tile_stored(2, c + 16 * kBlock, kBlock * 4);
           _tile_stored(3, c + 16 * kBlock + 16, kBlock * 4);
           add_group(w, g, c, sums.qmin_times.data() + g * sums.stride + t0,
-                    sums.sums.data() + g * sums.stride + t0, p.has_offsets, acc);
+                    sums.sums.data() + g * sums.stride + t0, p.has_offsets, both ? 2 : 1, acc);
         }
         const int64_t valid = std::min(kBlock, pr.m - t0);
         for (int64_t t = 0; t < valid; ++t) {

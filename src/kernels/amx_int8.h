@@ -22,6 +22,11 @@ struct AmxInt8Problem {
 /// multiple of 64, or per channel).
 bool amx_takes(const PackedLinearWeight& p);
 
+/// Tokens from which amx_linear_int8 beats the vpdpbusd kernels (2 threads, 4096 x 4096): 8;
+/// 16 at group size 32, whose per-group float scaling of 32-token steps costs more than the
+/// 8 real tokens of a step gain (8 tokens: 0.85x).
+int64_t amx_min_tokens(const PackedLinearWeight& p);
+
 /// y = (x_scale * xq) W^T through TDPBUSD: W's unsigned codes are the tiles' unsigned operand,
 /// the activations the signed one, q . x = u . x + qmin sum x per group in wrapping int32 (exact),
 /// then per group s_g float(dot) + off_g sum x. Only call it where Isa::kAmx is supported.

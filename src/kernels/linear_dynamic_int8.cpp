@@ -15,8 +15,6 @@ namespace quantkit {
 namespace {
 
 constexpr int64_t kChunk = 32;
-/// Tokens from which the amx level multiplies on AMX tiles rather than with vpdpbusd.
-constexpr int64_t kAmxMinTokens = 8;
 
 /// Per-row symmetric int8 codes (zero-padded to a multiple of 32) and scales.
 struct TokenQuantized {
@@ -107,10 +105,10 @@ Tensor linear_dynamic_int8(const Tensor& x, const PackedLinearWeight& p, const T
       sums[static_cast<size_t>(r * p.groups + g)] = static_cast<float>(sum);
     }
   }
-  if (active_isa() == Isa::kAmx && m >= kAmxMinTokens && kernels::amx_takes(p)) {
-    kernels::amx_linear_int8({&p, t.codes.data(), t.stride, t.scales.data(), sums.data(), m,
-                              y.data<float>()},
-                             num_threads());
+  if (active_isa() == Isa::kAmx && kernels::amx_takes(p) && m >= kernels::amx_min_tokens(p)) {
+    kernels::amx_linear_int8(
+        {&p, t.codes.data(), t.stride, t.scales.data(), sums.data(), m, y.data<float>()},
+        num_threads());
     add_bias(bias, m, y);
     return y;
   }
