@@ -293,6 +293,35 @@ bool same_bits(const Tensor& a, const Tensor& b) {
          std::memcmp(a.data<float>(), b.data<float>(), static_cast<size_t>(a.numel()) * 4) == 0;
 }
 
+// The single-token GEMV expands compact metadata, folds it into the chunk scales and sums the
+// bias in one pass at 1, 2 and 4 chunks per group: bit-identical to the three passes it
+// replaces, which float32 metadata of the same values still takes (K = 1100: vector steps of
+// 8 groups and a partial last group).
+TEST(Linear, CompactMetadataFoldsLikeFloat32Metadata) {
+  IsaGuard guard;
+  const int64_t k = 1100, n = 19;
+  const Tensor x = testing::random_tensor({1, k}, 4);
+  for (int64_t group : {32, 64, 128}) {
+    for (ZeroPointDomain domain : {ZeroPointDomain::kNone, ZeroPointDomain::kInt}) {
+      const PackedLinearWeight compact =
+          pack_linear_weight(make_weight(n, k, {DType::kInt4, domain, group, DType::kFloat16}, 9));
+      ASSERT_TRUE(compact.compact());
+      PackedLinearWeight full = compact.clone();
+      full.scales = Tensor::empty({n, full.groups}, DType::kFloat32);
+      if (full.has_offsets) full.offsets = Tensor::empty({n, full.groups}, DType::kFloat32);
+      compact.group_params(0, n, full.scales.data<float>(),
+                           full.has_offsets ? full.offsets.data<float>() : nullptr);
+      full.scales_f16 = Tensor();
+      full.zero_points = Tensor();
+      for (Isa isa : supported_isas()) {
+        set_active_isa(isa);
+        EXPECT_TRUE(same_bits(linear_weight_only(x, compact), linear_weight_only(x, full)))
+            << isa_name(isa) << " group " << group << " asym " << (domain == ZeroPointDomain::kInt);
+      }
+    }
+  }
+}
+
 // Weights sharing an input (q/k/v) in one pass: every output bit-identical to its own
 // linear_weight_only call, on the shared int16 path (1 and 7 tokens, compact and float32
 // metadata, biases, 2-bit interleaving) and on every fallback (160 tokens, group sizes or

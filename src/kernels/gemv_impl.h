@@ -229,19 +229,35 @@ inline float group_bias_term(const float* s, const float* off, float qmin, const
 }
 
 /// Compact metadata of one row (float16 scales h, int8 zero points z or null) to float32 scales
-/// out[g] = s[g], or s[g] * fold[g] when fold is given (one chunk per group: the single-token
-/// kernels' folded scales), returning group_bias_term's value bit for bit: qmin s + off =
-/// s (qmin - z) exactly, a float16 times a small integer. One pass instead of expanding, folding
-/// and summing the bias in three, which took a sixth of the W4A16 g32 decode kernel's time
-/// (1.08-1.17x in cache, TinyLlama decode 1.12x).
+/// out[g] = s[g], or, when fold is given, the single-token kernels' folded scales
+/// out[c] = fold[c] * s[c / Span] for each of the `chunks` chunks (Span chunks per group),
+/// returning group_bias_term's value bit for bit: qmin s + off = s (qmin - z) exactly, a float16
+/// times a small integer. One pass instead of expanding, folding and summing the bias in three,
+/// which took a sixth of the W4A16 g32 decode kernel's time (1.08-1.17x in cache, TinyLlama
+/// decode 1.12x).
+template <int Span = 1>
 inline float expand_scales_with_bias(const uint16_t* h, const int8_t* z, int64_t groups, float qmin,
-                                     const float* sums, const float* fold, float* out) {
+                                     const float* sums, const float* fold, float* out,
+                                     int64_t chunks = 0) {
   const __m256 qv = _mm256_set1_ps(qmin);
   __m256 acc = _mm256_setzero_ps();
+  // Vector steps cover whole groups only: a partial last group has fewer than Span chunks.
+  const int64_t vector_groups = fold != nullptr && Span > 1 ? chunks / Span : groups;
   int64_t g = 0;
-  for (; g + 8 <= groups; g += 8) {
+  for (; g + 8 <= vector_groups; g += 8) {
     const __m256 sv = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(h + g)));
-    _mm256_storeu_ps(out + g, fold != nullptr ? _mm256_mul_ps(_mm256_loadu_ps(fold + g), sv) : sv);
+    if (fold == nullptr) {
+      _mm256_storeu_ps(out + g, sv);
+    } else {
+      for (int part = 0; part < Span; ++part) {  // chunks g Span + 8 part .. + 8
+        const __m256i spread =
+            _mm256_add_epi32(_mm256_srli_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), Span / 2),
+                             _mm256_set1_epi32(8 * part / Span));
+        const int64_t c = g * Span + 8 * part;
+        _mm256_storeu_ps(out + c, _mm256_mul_ps(_mm256_loadu_ps(fold + c),
+                                                _mm256_permutevar8x32_ps(sv, spread)));
+      }
+    }
     __m256 b = _mm256_mul_ps(qv, sv);
     if (z != nullptr) {
       const __m256 zv = _mm256_cvtepi32_ps(
@@ -253,7 +269,9 @@ inline float expand_scales_with_bias(const uint16_t* h, const int8_t* z, int64_t
   float bias = horizontal_sum(acc);
   for (; g < groups; ++g) {
     const float sg = f16_bits_to_float(h[g]);
-    out[g] = fold != nullptr ? fold[g] * sg : sg;
+    if (fold == nullptr) out[g] = sg;
+    for (int64_t c = g * Span; fold != nullptr && c < std::min(chunks, (g + 1) * Span); ++c)
+      out[c] = fold[c] * sg;
     const float off = z != nullptr ? -sg * static_cast<float>(z[g]) : 0.0f;
     bias = std::fma(std::fma(qmin, sg, off), sums[g], bias);
   }
@@ -715,11 +733,17 @@ class SingleTokenScales {
   void fold_row(int64_t n) {
     float* cs = buffer().data();
     const int64_t groups = a_.w.groups;
-    if (chunks_per_group_ == 1 && a_.w.scales_f16 != nullptr) {
-      bias_ = expand_scales_with_bias(
-          a_.w.scales_f16 + n * groups,
-          a_.w.zero_points != nullptr ? a_.w.zero_points + n * groups : nullptr, groups,
-          a_.w.code_bias, a_.xh_group_sums + r0_ * groups, a_.chunk_scales + r0_ * a_.chunks, cs);
+    if (a_.w.scales_f16 != nullptr && chunks_per_group_ <= 4 && chunks_per_group_ != 3) {
+      const uint16_t* h = a_.w.scales_f16 + n * groups;
+      const int8_t* z = a_.w.zero_points != nullptr ? a_.w.zero_points + n * groups : nullptr;
+      const float* sums = a_.xh_group_sums + r0_ * groups;
+      const float* sx = a_.chunk_scales + r0_ * a_.chunks;
+      const float qmin = a_.w.code_bias;
+      bias_ = chunks_per_group_ == 1
+                  ? expand_scales_with_bias<1>(h, z, groups, qmin, sums, sx, cs, a_.chunks)
+              : chunks_per_group_ == 2
+                  ? expand_scales_with_bias<2>(h, z, groups, qmin, sums, sx, cs, a_.chunks)
+                  : expand_scales_with_bias<4>(h, z, groups, qmin, sums, sx, cs, a_.chunks);
       return;
     }
     const RowGroupParams row = row_group_params(a_.w, n, cs + a_.chunks + 1);
