@@ -244,6 +244,7 @@ struct Int16Activations {
   std::vector<int16_t> codes;
   std::vector<float> chunk_scales, group_sums;
   int64_t chunks = 0, stride = 0;
+  int run = 32;  // GemvInt16Args::run
 };
 
 /// Rounds row r of x (K elements) into `out` (quant_rows.h: round_row_int16); false when the row
@@ -251,15 +252,15 @@ struct Int16Activations {
 bool round_row_to_int16(const float* xr, int64_t r, const PackedLinearWeight& p,
                         Int16Activations* out) {
   const int64_t chunks = out->chunks;
-  const int bits = dtype_bits(p.dtype);
   int16_t* q = out->codes.data() + r * out->stride;
   float* scales = out->chunk_scales.data() + r * chunks;
   float* group_sums = out->group_sums.data() + r * p.groups;
-  thread_local std::vector<int16_t> interleave;  // 2-bit codes take the chunks in another order
+  thread_local std::vector<int16_t> interleave;  // pairs of chunks interleaved (GemvInt16Args)
   thread_local std::vector<int32_t> sums;
   sums.resize(static_cast<size_t>(chunks));
   int16_t* rounded = q;
-  if (bits == 2) {
+  const int run = out->run;
+  if (run != kChunk) {
     interleave.resize(static_cast<size_t>(chunks * kChunk));
     rounded = interleave.data();
   }
@@ -269,9 +270,9 @@ bool round_row_to_int16(const float* xr, int64_t r, const PackedLinearWeight& p,
   }
   double group_sum = 0.0;
   for (int64_t c = 0; c < chunks; ++c) {
-    if (bits == 2) {  // runs of 8 stay contiguous in every layout (int16_activation_slot)
-      for (int j = 0; j < kChunk; j += 8)
-        std::copy_n(rounded + c * kChunk + j, 8, q + kernels::int16_activation_slot(bits, c, j));
+    if (run != kChunk) {  // runs stay contiguous (int16_activation_slot)
+      for (int j = 0; j < kChunk; j += run)
+        std::copy_n(rounded + c * kChunk + j, run, q + kernels::int16_activation_slot(run, c, j));
     }
     // Summed with the float scale the kernels multiply by.
     group_sum += static_cast<double>(scales[c]) * static_cast<double>(sums[static_cast<size_t>(c)]);
@@ -315,19 +316,20 @@ bool linear_gemv_int16_shared(const float* x, int64_t m,
                               const std::vector<const PackedLinearWeight*>& weights,
                               const std::vector<float*>& ys, int threads) {
   const PackedLinearWeight& first = *weights.front();
-  Int16Activations act;
-  if (!round_to_int16_chunks(x, m, first, threads, &act)) return false;
   const kernels::GemvKernels& table = kernels::gemv_kernels_for(active_isa());
   const int bits = dtype_bits(first.dtype);
+  Int16Activations act;
+  act.run = kernels::int16_run(table, bits, m, first.groups, first.group_size);
+  if (!round_to_int16_chunks(x, m, first, threads, &act)) return false;
   const bool reads_compact =
       m == 1 && kernels::int16_single_token_shape(first.groups, first.group_size);
   std::vector<RowSliceJob<kernels::GemvInt16Args>> jobs;
   for (size_t i = 0; i < weights.size(); ++i) {
-    jobs.push_back(
-        {weights[i],
-         kernels::GemvInt16Args{act.codes.data(), act.stride, act.chunk_scales.data(), act.chunks,
-                                act.group_sums.data(), m, gemv_weights(*weights[i], ys[i])},
-         reads_compact});
+    jobs.push_back({weights[i],
+                    kernels::GemvInt16Args{act.codes.data(), act.stride, act.chunk_scales.data(),
+                                           act.chunks, act.group_sums.data(), m,
+                                           gemv_weights(*weights[i], ys[i]), act.run},
+                    reads_compact});
   }
   run_row_slices(jobs, bits == 8 ? table.i16_u8 : bits == 4 ? table.i16_u4 : table.i16_u2, threads);
   return true;
