@@ -51,11 +51,23 @@ struct GemvInt8Args {
 /// Int16 activations for the weight-only GEMV: x ~ chunk_scale[r, c] * xh[r, 32 c + j], each
 /// 32-element chunk rounded to nearest on its own scale (max |x| / 32767), zero-padded to whole
 /// chunks. The kernels compute (dequantized W) . (that rounded x) up to float32 rounding.
-/// Chunks may be stored in pairs interleaved by `run` elements (int16_activation_slot): 2-bit
-/// codes take run 8, the order in which one 16-byte load of two chunks of 2-bit codes widens
-/// into int16 lanes; the AVX-512 single-token 4-bit kernel takes run 16 (GemvKernels::
-/// u4_single_token_run), the order in which 32 bytes of two 4-bit chunks widen into a 512-bit
-/// register, low nibbles then high.
+/// How a row of int16 activations is stored: chunks in groups of `group` (1, 2 or 4) whose
+/// elements are interleaved by runs of `run` (int16_activation_slot). {1, 32} is plain order;
+/// 2-bit codes take {2, 8}, the order in which one 16-byte load of two chunks of 2-bit codes
+/// widens into int16 lanes, and the AVX-512 single-token kernels {4, 8} (2-bit: 32 bytes, four
+/// chunks) and {2, 16} (4-bit: 32 bytes, two chunks, low nibbles then high).
+struct Int16Layout {
+  int group = 1;
+  int run = 32;
+  bool operator==(const Int16Layout&) const = default;
+};
+
+/// Where element j of chunk c sits in a row of int16 activations stored as `layout`.
+inline int64_t int16_activation_slot(Int16Layout layout, int64_t c, int64_t j) {
+  const int64_t g = layout.group, run = layout.run;
+  return (c / g) * 32 * g + (j / run) * run * g + (c % g) * run + j % run;
+}
+
 struct GemvInt16Args {
   const int16_t* xh;  // [m, xh_stride], xh_stride >= 32 * chunks rounded up to even
   int64_t xh_stride;
@@ -64,14 +76,8 @@ struct GemvInt16Args {
   const float* xh_group_sums;  // [m, groups]: sum of the rounded x over each group
   int64_t m;
   GemvWeights w;
-  int run = 32;  // 32: chunks in order; 8 or 16: pairs of chunks interleaved by that many
+  Int16Layout layout;  // of xh
 };
-
-/// Where element j of chunk c sits in a row of int16 activations stored with `run` (above).
-inline int64_t int16_activation_slot(int run, int64_t c, int64_t j) {
-  if (run == 32) return c * 32 + j;
-  return (c / 2) * 64 + (j / run) * 2 * run + (c % 2) * run + j % run;
-}
 
 struct GemvKernels {
   void (*u8)(const GemvArgs&);
@@ -93,9 +99,10 @@ struct GemvKernels {
   /// nullptr: no offsets, off untouched).
   void (*expand_group_params)(const uint16_t* h, const int8_t* z, int64_t count, float* s,
                               float* off);
-  /// The run i16_u4 wants for one token of a single-token shape (int16_single_token_shape): 16
-  /// where an AVX-512 kernel takes two chunks per register, else 32.
-  int u4_single_token_run;
+  /// The layouts i16_u4 and i16_u2 want for one token of a single-token shape
+  /// (int16_single_token_shape): where AVX-512 kernels take 32 bytes of codes per step, {2, 16}
+  /// and {4, 8}; else {1, 32} and {2, 8}.
+  Int16Layout u4_single_token_layout, u2_single_token_layout;
 };
 
 const GemvKernels& gemv_kernels_for(Isa isa);
@@ -124,13 +131,13 @@ inline bool int16_single_token_shape(int64_t groups, int64_t group_size) {
          (chunks_per_group <= 2 || chunks_per_group == 4 || chunks_per_group % 8 == 0);
 }
 
-/// The activation run (GemvInt16Args::run) the int16 kernels of `table` expect for m tokens.
-inline int int16_run(const GemvKernels& table, int bits, int64_t m, int64_t groups,
-                     int64_t group_size) {
-  if (bits == 2) return 8;
-  if (bits == 4 && m == 1 && int16_single_token_shape(groups, group_size))
-    return table.u4_single_token_run;
-  return 32;
+/// The activation layout the int16 kernels of `table` expect for m tokens.
+inline Int16Layout int16_layout(const GemvKernels& table, int bits, int64_t m, int64_t groups,
+                                int64_t group_size) {
+  const bool single = m == 1 && int16_single_token_shape(groups, group_size);
+  if (bits == 2) return single ? table.u2_single_token_layout : Int16Layout{2, 8};
+  if (bits == 4 && single) return table.u4_single_token_layout;
+  return {};
 }
 
 }  // namespace quantkit::kernels

@@ -608,14 +608,14 @@ void gemv_int8(const GemvInt8Args& a) {
 /// the token's whole row, in int16_activation_slot order): the specification of the int16 AVX2
 /// kernels.
 template <int Bits>
-inline int64_t dot_chunk_i16(const int16_t* xh, int run, const uint8_t* row, int64_t c) {
+inline int64_t dot_chunk_i16(const int16_t* xh, Int16Layout layout, const uint8_t* row, int64_t c) {
   int64_t sum = 0;
   for (int j = 0; j < 32; ++j) {
     int32_t u = 0;
     if constexpr (Bits == 8) u = row[c * 32 + j];
     if constexpr (Bits == 4) u = (row[c * 16 + j % 16] >> (j < 16 ? 0 : 4)) & 0x0F;
     if constexpr (Bits == 2) u = (row[c * 8 + j % 8] >> (2 * (j / 8))) & 3;
-    sum += static_cast<int64_t>(xh[int16_activation_slot(run, c, j)]) * u;
+    sum += static_cast<int64_t>(xh[int16_activation_slot(layout, c, j)]) * u;
   }
   return sum;
 }
@@ -718,17 +718,32 @@ inline void chunk_times_group_scales(const float* sx, const float* s, int64_t ch
   }
 }
 
+/// step(c) for c = 0, Step, 2 Step, ... below `chunks` (of Bits-bit codes along `row`), with one
+/// prefetch per 64-byte line of codes.
+template <int Bits, int Step, class StepFn>
+inline void for_each_step_by_line(const uint8_t* row, int64_t chunks, StepFn&& step) {
+  constexpr int64_t kChunksPerLine = kLineBytes / (Bits * 4);
+  static_assert(kChunksPerLine % Step == 0);
+  int64_t c = 0;
+  for (; c + kChunksPerLine <= chunks; c += kChunksPerLine) {
+    prefetch_ahead(row + c * Bits * 4);
+    for (int64_t i = 0; i < kChunksPerLine; i += Step) step(c + i);
+  }
+  for (; c < chunks; c += Step) step(c);
+}
+
 /// A single-token kernel's view of its token and, per row, the folded scales: cs[c] = chunk
-/// scale c times the group scale of c (one pass per row, chunk_times_group_scales), plus a
-/// zero past the last chunk for 2-bit pairs. Buffers are per thread and stay in L1.
+/// scale c times the group scale of c (one pass per row, chunk_times_group_scales), plus
+/// zeros past the last chunk (kernels that step over 2 or 4 chunks). Buffers are per thread and
+/// stay in L1.
 class SingleTokenScales {
  public:
   SingleTokenScales(const GemvInt16Args& a, int64_t r0)
       : a_(a),
         r0_(r0),
         chunks_per_group_(a.w.group_size >= a.w.k ? a.chunks : a.w.group_size / kChunk) {
-    buffer().resize(static_cast<size_t>(a.chunks + 1 + 2 * a.w.groups));
-    buffer()[static_cast<size_t>(a.chunks)] = 0.0f;
+    buffer().resize(static_cast<size_t>(a.chunks + kPadding + 2 * a.w.groups));
+    std::fill_n(buffer().begin() + a.chunks, kPadding, 0.0f);
   }
   const int16_t* xh() const { return a_.xh + r0_ * a_.xh_stride; }
   const float* folded() const { return buffer().data(); }
@@ -749,7 +764,7 @@ class SingleTokenScales {
                   : expand_scales_with_bias<4>(h, z, groups, qmin, sums, sx, cs, a_.chunks);
       return;
     }
-    const RowGroupParams row = row_group_params(a_.w, n, cs + a_.chunks + 1);
+    const RowGroupParams row = row_group_params(a_.w, n, cs + a_.chunks + kPadding);
     chunk_times_group_scales(a_.chunk_scales + r0_ * a_.chunks, row.s, a_.chunks, chunks_per_group_,
                              cs);
     bias_ = group_bias_term(row.s, row.off, a_.w.code_bias, a_.xh_group_sums + r0_ * a_.w.groups,
@@ -762,6 +777,7 @@ class SingleTokenScales {
   }
 
  private:
+  static constexpr int64_t kPadding = 3;  // zero scales past the last chunk: steps of 4 chunks
   static std::vector<float>& buffer() {
     thread_local std::vector<float> b;
     return b;
@@ -795,34 +811,37 @@ void gemv_int16_single_token_avx2(const GemvInt16Args& a, int64_t r0) {
                               _mm256_broadcast_ss(cs + c), total);
       std::swap(total, spare);
     };
-    constexpr int64_t kChunksPerLine = kLineBytes / (Bits * 4);
-    int64_t c = 0;
-    for (; c + kChunksPerLine <= chunks; c += kChunksPerLine) {
-      prefetch_ahead(row + c * Bits * 4);
-      for (int64_t i = 0; i < kChunksPerLine; ++i) chunk(c + i);
-    }
-    for (; c < chunks; ++c) chunk(c);
+    for_each_step_by_line<Bits, 1>(row, chunks, chunk);
     token.store(n, _mm256_add_ps(total, spare));
   }
 }
 
 #if defined(__AVX512BW__) && defined(__AVX512DQ__)
-/// One token with 4-bit codes, two chunks per 512-bit step: 32 bytes of codes widen into int16
-/// lanes (chunk c's bytes, then c + 1's); the low nibbles meet activations [c: 0..15,
-/// c + 1: 0..15] and the high ones [c: 16..31, c + 1: 16..31] (run 16, int16_activation_slot),
-/// so int32 lanes 0..7 belong to chunk c and 8..15 to c + 1, each half times its folded scale.
-/// Server cores run 512-bit integer and FMA ops on two ports (0 and 5) where 256-bit ones take
-/// three: per two chunks 7 ops on two ports instead of 14 on three.
 // GCC 12 takes the undefined pass-through operand of unmasked AVX-512 intrinsics (conversions,
 // permutes, 256-bit extracts) for a read of an uninitialised variable.
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #endif
+/// y[token, n] from the two alternating totals of an AVX-512 single-token kernel. (The two
+/// kernels below keep their row loops apart: one loop taking the dot products as a lambda ran
+/// the 2-bit kernel at 0.9x, GCC 12 keeping its totals in memory.)
+inline void store_totals_avx512(const SingleTokenScales& token, int64_t n, __m512 total,
+                                __m512 spare) {
+  const __m512 sum = _mm512_add_ps(total, spare);
+  token.store(n, _mm256_add_ps(_mm512_castps512_ps256(sum), _mm512_extractf32x8_ps(sum, 1)));
+}
+
+/// One token with 4-bit codes, two chunks per 512-bit step: 32 bytes of codes widen into int16
+/// lanes (chunk c's bytes, then c + 1's); the low nibbles meet activations [c: 0..15,
+/// c + 1: 0..15] and the high ones [c: 16..31, c + 1: 16..31] (layout {2, 16}),
+/// so int32 lanes 0..7 belong to chunk c and 8..15 to c + 1, each half times its folded scale.
+/// Server cores run 512-bit integer and FMA ops on two ports (0 and 5) where 256-bit ones take
+/// three: per two chunks 7 ops on two ports instead of 14 on three.
 inline void gemv_int16_u4_single_token_avx512(const GemvInt16Args& a, int64_t r0) {
   SingleTokenScales token(a, r0);
   const int16_t* xh = token.xh();
-  const float* cs = token.folded();  // cs[chunks] = 0: an odd last chunk pairs with zero padding
+  const float* cs = token.folded();  // zeros past the last chunk: an odd last chunk
   const __m512i low4 = _mm512_set1_epi16(0x0F);
   const __m512i halves = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
   for (int64_t n = a.w.n_begin; n < a.w.n_end; ++n) {
@@ -842,15 +861,41 @@ inline void gemv_int16_u4_single_token_avx512(const GemvInt16Args& a, int64_t r0
       total = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), scale, total);
       std::swap(total, spare);
     };
-    constexpr int64_t kChunksPerLine = kLineBytes / 16;
-    int64_t c = 0;
-    for (; c + kChunksPerLine <= a.chunks; c += kChunksPerLine) {
-      prefetch_ahead(row + c * 16);
-      for (int64_t i = 0; i < kChunksPerLine; i += 2) pair_of_chunks(c + i);
-    }
-    for (; c < a.chunks; c += 2) pair_of_chunks(c);
-    const __m512 sum = _mm512_add_ps(total, spare);
-    token.store(n, _mm256_add_ps(_mm512_castps512_ps256(sum), _mm512_extractf32x8_ps(sum, 1)));
+    for_each_step_by_line<4, 2>(row, a.chunks, pair_of_chunks);
+    store_totals_avx512(token, n, total, spare);
+  }
+}
+
+/// One token with 2-bit codes, four chunks per 512-bit step: 32 bytes widen into int16 lanes
+/// (8 bytes per chunk); bit field i of every byte meets the 32 activations of elements
+/// 8i..8i+7 of the four chunks (layout {4, 8}), so int32 lanes 4q..4q+3 belong to chunk c + q.
+inline void gemv_int16_u2_single_token_avx512(const GemvInt16Args& a, int64_t r0) {
+  SingleTokenScales token(a, r0);
+  const int16_t* xh = token.xh();
+  const float* cs = token.folded();  // zeros past the last chunk: a partial last step
+  const __m512i three = _mm512_set1_epi16(3);
+  const __m512i quarters = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
+  for (int64_t n = a.w.n_begin; n < a.w.n_end; ++n) {
+    const uint8_t* row = a.w.codes + n * a.w.row_bytes;
+    token.fold_row(n);
+    __m512 total = _mm512_setzero_ps(), spare = _mm512_setzero_ps();
+    // Rows are padded to 64 bytes, so a partial last step's 32-byte load stays in the row.
+    auto four_chunks = [&](int64_t c) {
+      const __m512i b =
+          _mm512_cvtepu8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(row + c * 8)));
+      const int16_t* x = xh + c * kChunk;
+      auto xs = [&](int i) { return _mm512_loadu_si512(x + 32 * i); };
+      auto field = [&](int i) { return _mm512_and_si512(_mm512_srli_epi16(b, 2 * i), three); };
+      const __m512i d = _mm512_add_epi32(
+          _mm512_dpwssd_epi32(_mm512_madd_epi16(field(0), xs(0)), field(1), xs(1)),
+          _mm512_dpwssd_epi32(_mm512_madd_epi16(field(2), xs(2)), _mm512_srli_epi16(b, 6), xs(3)));
+      const __m512 scale =
+          _mm512_permutexvar_ps(quarters, _mm512_castps128_ps512(_mm_loadu_ps(cs + c)));
+      total = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), scale, total);
+      std::swap(total, spare);
+    };
+    for_each_step_by_line<2, 4>(row, a.chunks, four_chunks);
+    store_totals_avx512(token, n, total, spare);
   }
 }
 #if defined(__GNUC__) && !defined(__clang__)
@@ -931,13 +976,7 @@ inline void gemv_int16_w2_single_token_avx2(const GemvInt16Args& a, int64_t r0) 
       total = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d), scale, total);
       std::swap(total, spare);
     };
-    constexpr int64_t kChunksPerLine = kLineBytes / 8;
-    int64_t c = 0;
-    for (; c + kChunksPerLine <= a.chunks; c += kChunksPerLine) {
-      prefetch_ahead(row + c * 8);
-      for (int64_t i = 0; i < kChunksPerLine; i += 2) pair_of_chunks(c + i);
-    }
-    for (; c < a.chunks; c += 2) pair_of_chunks(c);
+    for_each_step_by_line<2, 2>(row, a.chunks, pair_of_chunks);
     token.store(n, _mm256_add_ps(total, spare));
   }
 }
@@ -992,6 +1031,12 @@ void gemv_int16_avx2(const GemvInt16Args& a) {
     if (a.m - m == 3) gemv_int16_w2_rows_avx2<3, PerChannel>(a, m);
     if (a.m - m == 2) gemv_int16_w2_rows_avx2<2, PerChannel>(a, m);
     if (a.m - m == 1) {
+#if defined(__AVX512BW__) && defined(__AVX512DQ__)
+      if (a.layout == Int16Layout{4, 8}) {
+        gemv_int16_u2_single_token_avx512(a, m);
+        return;
+      }
+#endif
       if (int16_single_token_shape(a.w.groups, a.w.group_size)) {
         gemv_int16_w2_single_token_avx2(a, m);
       } else {
@@ -1004,7 +1049,7 @@ void gemv_int16_avx2(const GemvInt16Args& a) {
     if (a.m - m == 2) gemv_int16_rows_avx2<Bits, 2, PerChannel>(a, m);
     if (a.m - m == 1) {
 #if defined(__AVX512BW__) && defined(__AVX512DQ__)
-      if (Bits == 4 && a.run == 16) {
+      if (Bits == 4 && a.layout == Int16Layout{2, 16}) {
         gemv_int16_u4_single_token_avx512(a, m);
         return;
       }
@@ -1039,7 +1084,7 @@ void gemv_int16(const GemvInt16Args& a) {
       for (int64_t c0 = 0, g = 0; c0 < a.chunks; c0 += chunks_per_group, ++g) {
         double group = 0.0;
         for (int64_t c = c0; c < std::min(a.chunks, c0 + chunks_per_group); ++c)
-          group += static_cast<double>(sx[c]) * dot_chunk_i16<Bits>(xh, a.run, row, c);
+          group += static_cast<double>(sx[c]) * dot_chunk_i16<Bits>(xh, a.layout, row, c);
         const double off = a.w.offsets != nullptr ? a.w.offsets[n * a.w.groups + g] : 0.0;
         out += s[g] * group + (a.w.code_bias * static_cast<double>(s[g]) + off) * sums[g];
       }
@@ -1073,6 +1118,13 @@ void gemv(const GemvArgs& a) {
 #undef QK_GEMV_ROWS
 }
 
+// The AVX-512 single-token kernels take 32 bytes of codes a step (GemvKernels).
+#if defined(__AVX512BW__) && defined(__AVX512DQ__)
+constexpr Int16Layout kU4SingleTokenLayout{2, 16}, kU2SingleTokenLayout{4, 8};
+#else
+constexpr Int16Layout kU4SingleTokenLayout{1, 32}, kU2SingleTokenLayout{2, 8};
+#endif
+
 inline const GemvKernels kGemvTable = {gemv<8>,
                                        gemv<4>,
                                        gemv<2>,
@@ -1085,11 +1137,7 @@ inline const GemvKernels kGemvTable = {gemv<8>,
                                        gemv_int16<4>,
                                        gemv_int16<2>,
                                        expand_group_params,
-#if defined(__AVX512BW__) && defined(__AVX512DQ__)
-                                       16
-#else
-                                       32
-#endif
-};
+                                       kU4SingleTokenLayout,
+                                       kU2SingleTokenLayout};
 
 }  // namespace quantkit::kernels::QK_ISA_NAMESPACE

@@ -244,7 +244,7 @@ struct Int16Activations {
   std::vector<int16_t> codes;
   std::vector<float> chunk_scales, group_sums;
   int64_t chunks = 0, stride = 0;
-  int run = 32;  // GemvInt16Args::run
+  kernels::Int16Layout layout;
 };
 
 /// Rounds row r of x (K elements) into `out` (quant_rows.h: round_row_int16); false when the row
@@ -259,8 +259,9 @@ bool round_row_to_int16(const float* xr, int64_t r, const PackedLinearWeight& p,
   thread_local std::vector<int32_t> sums;
   sums.resize(static_cast<size_t>(chunks));
   int16_t* rounded = q;
-  const int run = out->run;
-  if (run != kChunk) {
+  const kernels::Int16Layout layout = out->layout;
+  const bool interleaved = layout.run != kChunk;
+  if (interleaved) {
     interleave.resize(static_cast<size_t>(chunks * kChunk));
     rounded = interleave.data();
   }
@@ -270,9 +271,10 @@ bool round_row_to_int16(const float* xr, int64_t r, const PackedLinearWeight& p,
   }
   double group_sum = 0.0;
   for (int64_t c = 0; c < chunks; ++c) {
-    if (run != kChunk) {  // runs stay contiguous (int16_activation_slot)
-      for (int j = 0; j < kChunk; j += run)
-        std::copy_n(rounded + c * kChunk + j, run, q + kernels::int16_activation_slot(run, c, j));
+    if (interleaved) {  // runs stay contiguous (int16_activation_slot)
+      for (int j = 0; j < kChunk; j += layout.run)
+        std::copy_n(rounded + c * kChunk + j, layout.run,
+                    q + kernels::int16_activation_slot(layout, c, j));
     }
     // Summed with the float scale the kernels multiply by.
     group_sum += static_cast<double>(scales[c]) * static_cast<double>(sums[static_cast<size_t>(c)]);
@@ -288,7 +290,7 @@ bool round_row_to_int16(const float* xr, int64_t r, const PackedLinearWeight& p,
 bool round_to_int16_chunks(const float* x, int64_t m, const PackedLinearWeight& p, int threads,
                            Int16Activations* out) {
   out->chunks = (p.in_features + kChunk - 1) / kChunk;
-  out->stride = (out->chunks + 1) / 2 * 2 * kChunk;  // whole pairs of chunks for 2-bit codes
+  out->stride = (out->chunks + 3) / 4 * 4 * kChunk;  // whole groups of chunks (Int16Layout)
   out->codes.assign(static_cast<size_t>(m * out->stride), 0);
   out->chunk_scales.assign(static_cast<size_t>(m * out->chunks), 0.0f);
   out->group_sums.assign(static_cast<size_t>(m * p.groups), 0.0f);
@@ -319,7 +321,7 @@ bool linear_gemv_int16_shared(const float* x, int64_t m,
   const kernels::GemvKernels& table = kernels::gemv_kernels_for(active_isa());
   const int bits = dtype_bits(first.dtype);
   Int16Activations act;
-  act.run = kernels::int16_run(table, bits, m, first.groups, first.group_size);
+  act.layout = kernels::int16_layout(table, bits, m, first.groups, first.group_size);
   if (!round_to_int16_chunks(x, m, first, threads, &act)) return false;
   const bool reads_compact =
       m == 1 && kernels::int16_single_token_shape(first.groups, first.group_size);
@@ -328,7 +330,7 @@ bool linear_gemv_int16_shared(const float* x, int64_t m,
     jobs.push_back({weights[i],
                     kernels::GemvInt16Args{act.codes.data(), act.stride, act.chunk_scales.data(),
                                            act.chunks, act.group_sums.data(), m,
-                                           gemv_weights(*weights[i], ys[i]), act.run},
+                                           gemv_weights(*weights[i], ys[i]), act.layout},
                     reads_compact});
   }
   run_row_slices(jobs, bits == 8 ? table.i16_u8 : bits == 4 ? table.i16_u4 : table.i16_u2, threads);
