@@ -47,6 +47,7 @@ const std::vector<WeightCase> kCases = {
     {DType::kInt4, ZeroPointDomain::kNone, 7},
     {DType::kInt2, ZeroPointDomain::kNone, 32},
     {DType::kUInt2, ZeroPointDomain::kInt, 32},
+    {DType::kInt2, ZeroPointDomain::kNone, 0},
     {DType::kFloat8E4M3, ZeroPointDomain::kNone, 0},
     {DType::kFloat8E5M2, ZeroPointDomain::kNone, 0},
     {DType::kInt8, ZeroPointDomain::kNone, 0, DType::kFloat16},

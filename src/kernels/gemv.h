@@ -134,7 +134,8 @@ inline bool int16_single_token_shape(int64_t groups, int64_t group_size) {
 /// The activation layout the int16 kernels of `table` expect for m tokens.
 inline Int16Layout int16_layout(const GemvKernels& table, int bits, int64_t m, int64_t groups,
                                 int64_t group_size) {
-  const bool single = m == 1 && int16_single_token_shape(groups, group_size);
+  // The avx512 single-token kernels also take per-channel weights (one group).
+  const bool single = m == 1 && (groups == 1 || int16_single_token_shape(groups, group_size));
   if (bits == 2) return single ? table.u2_single_token_layout : Int16Layout{2, 8};
   if (bits == 4 && single) return table.u4_single_token_layout;
   return {};
