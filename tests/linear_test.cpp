@@ -297,27 +297,31 @@ bool same_bits(const Tensor& a, const Tensor& b) {
 // The single-token GEMV expands compact metadata, folds it into the chunk scales and sums the
 // bias in one pass at 1, 2 and 4 chunks per group: bit-identical to the three passes it
 // replaces, which float32 metadata of the same values still takes (K = 1100: vector steps of
-// 8 groups and a partial last group).
+// 16 and 8 groups and a partial last group; K = 470 at group size 64: the partial group inside
+// the only step of 8).
 TEST(Linear, CompactMetadataFoldsLikeFloat32Metadata) {
   IsaGuard guard;
-  const int64_t k = 1100, n = 19;
-  const Tensor x = testing::random_tensor({1, k}, 4);
-  for (int64_t group : {32, 64, 128}) {
-    for (ZeroPointDomain domain : {ZeroPointDomain::kNone, ZeroPointDomain::kInt}) {
-      const PackedLinearWeight compact =
-          pack_linear_weight(make_weight(n, k, {DType::kInt4, domain, group, DType::kFloat16}, 9));
-      ASSERT_TRUE(compact.compact());
-      PackedLinearWeight full = compact.clone();
-      full.scales = Tensor::empty({n, full.groups}, DType::kFloat32);
-      if (full.has_offsets) full.offsets = Tensor::empty({n, full.groups}, DType::kFloat32);
-      compact.group_params(0, n, full.scales.data<float>(),
-                           full.has_offsets ? full.offsets.data<float>() : nullptr);
-      full.scales_f16 = Tensor();
-      full.zero_points = Tensor();
-      for (Isa isa : supported_isas()) {
-        set_active_isa(isa);
-        EXPECT_TRUE(same_bits(linear_weight_only(x, compact), linear_weight_only(x, full)))
-            << isa_name(isa) << " group " << group << " asym " << (domain == ZeroPointDomain::kInt);
+  const int64_t n = 19;
+  for (int64_t k : {470, 1100}) {
+    const Tensor x = testing::random_tensor({1, k}, 4);
+    for (int64_t group : {32, 64, 128}) {
+      for (ZeroPointDomain domain : {ZeroPointDomain::kNone, ZeroPointDomain::kInt}) {
+        const PackedLinearWeight compact = pack_linear_weight(
+            make_weight(n, k, {DType::kInt4, domain, group, DType::kFloat16}, 9));
+        ASSERT_TRUE(compact.compact());
+        PackedLinearWeight full = compact.clone();
+        full.scales = Tensor::empty({n, full.groups}, DType::kFloat32);
+        if (full.has_offsets) full.offsets = Tensor::empty({n, full.groups}, DType::kFloat32);
+        compact.group_params(0, n, full.scales.data<float>(),
+                             full.has_offsets ? full.offsets.data<float>() : nullptr);
+        full.scales_f16 = Tensor();
+        full.zero_points = Tensor();
+        for (Isa isa : supported_isas()) {
+          set_active_isa(isa);
+          EXPECT_TRUE(same_bits(linear_weight_only(x, compact), linear_weight_only(x, full)))
+              << isa_name(isa) << " k " << k << " group " << group << " asym "
+              << (domain == ZeroPointDomain::kInt);
+        }
       }
     }
   }

@@ -18,6 +18,13 @@
 #include "quantkit/core/float_convert.h"
 #include "vector_sum.h"
 
+// GCC 12 takes the undefined pass-through operand of unmasked AVX-512 intrinsics (conversions,
+// permutes, 256-bit extracts) for a read of an uninitialised variable.
+#if defined(__AVX512F__) && defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#endif
+
 namespace quantkit::kernels::QK_ISA_NAMESPACE {
 
 constexpr int kChunk = 32;  // elements decoded at once
@@ -211,21 +218,59 @@ inline void decode_unsigned(const uint8_t* row, int64_t c, __m256 w[4]) {
   }
 }
 
+#if defined(__AVX512F__)
+inline __m256 halves_added(__m512 v) {
+  return _mm256_add_ps(_mm512_castps512_ps256(v), _mm512_extractf32x8_ps(v, 1));
+}
+#endif
+
+/// The running sum of the bias functions below, in the order they share: steps of 16 groups in
+/// 512-bit lanes (avx512), their halves added, then steps of 8, then one group at a time.
+struct BiasSum {
+  explicit BiasSum(float qmin_value) : qmin(qmin_value), qv(_mm256_set1_ps(qmin_value)) {}
+  float qmin;
+  __m256 qv, acc = _mm256_setzero_ps();
+#if defined(__AVX512F__)
+  __m512 qv16 = _mm512_set1_ps(qmin), acc16 = _mm512_setzero_ps();
+#endif
+};
+
+/// Where the bias sums' steps of 8 groups end, from g on: after the steps of 16 (avx512), one
+/// step of 8 at most; elsewhere all of them.
+inline int64_t steps_of_8_end(int64_t g, int64_t groups) {
+#if defined(__AVX512F__)
+  return std::min(groups, g + 8);
+#else
+  (void)g;
+  return groups;
+#endif
+}
+
 /// sum_g (qmin * s[g] + off[g]) * sums[g]: what the signed codes and the offsets add to the
 /// product on unsigned codes (off = nullptr: all zero). Every FMA is spelled out: this file is
-/// built with -ffp-contract=fast, and expand_scales_with_bias must round exactly the same way.
+/// built with -ffp-contract=fast, and expand_scales_with_bias must round exactly the same way:
+/// both sum blocks of 16 groups in 512-bit lanes where the TU has AVX-512, then one block of 8
+/// in 256-bit lanes, then one group at a time.
 inline float group_bias_term(const float* s, const float* off, float qmin, const float* sums,
                              int64_t groups) {
-  const __m256 qv = _mm256_set1_ps(qmin);
-  __m256 acc = _mm256_setzero_ps();
+  BiasSum sum(qmin);
   int64_t g = 0;
-  for (; g + 8 <= groups; g += 8) {
-    const __m256 sv = _mm256_loadu_ps(s + g);
-    const __m256 b =
-        off != nullptr ? _mm256_fmadd_ps(qv, sv, _mm256_loadu_ps(off + g)) : _mm256_mul_ps(qv, sv);
-    acc = _mm256_fmadd_ps(b, _mm256_loadu_ps(sums + g), acc);
+#if defined(__AVX512F__)
+  for (; g + 16 <= groups; g += 16) {
+    const __m512 sv = _mm512_loadu_ps(s + g);
+    const __m512 b = off != nullptr ? _mm512_fmadd_ps(sum.qv16, sv, _mm512_loadu_ps(off + g))
+                                    : _mm512_mul_ps(sum.qv16, sv);
+    sum.acc16 = _mm512_fmadd_ps(b, _mm512_loadu_ps(sums + g), sum.acc16);
   }
-  float out = horizontal_sum(acc);
+  sum.acc = halves_added(sum.acc16);
+#endif
+  for (const int64_t end = steps_of_8_end(g, groups); g + 8 <= end; g += 8) {
+    const __m256 sv = _mm256_loadu_ps(s + g);
+    const __m256 b = off != nullptr ? _mm256_fmadd_ps(sum.qv, sv, _mm256_loadu_ps(off + g))
+                                    : _mm256_mul_ps(sum.qv, sv);
+    sum.acc = _mm256_fmadd_ps(b, _mm256_loadu_ps(sums + g), sum.acc);
+  }
+  float out = horizontal_sum(sum.acc);
   for (; g < groups; ++g)
     out = std::fma(std::fma(qmin, s[g], off != nullptr ? off[g] : 0.0f), sums[g], out);
   return out;
@@ -237,20 +282,24 @@ inline float group_bias_term(const float* s, const float* off, float qmin, const
 /// returning group_bias_term's value bit for bit: qmin s + off = s (qmin - z) exactly, a float16
 /// times a small integer. One pass instead of expanding, folding and summing the bias in three,
 /// which took a sixth of the W4A16 g32 decode kernel's time (1.08-1.17x in cache, TinyLlama
-/// decode 1.12x).
+/// decode 1.12x); 16 groups a step at the avx512 level, where the folding was still a quarter
+/// of the decode kernels' time.
 template <int Span = 1>
 inline float expand_scales_with_bias(const uint16_t* h, const int8_t* z, int64_t groups, float qmin,
                                      const float* sums, const float* fold, float* out,
                                      int64_t chunks = 0) {
-  const __m256 qv = _mm256_set1_ps(qmin);
-  __m256 acc = _mm256_setzero_ps();
-  // Vector steps cover whole groups only: a partial last group has fewer than Span chunks.
-  const int64_t vector_groups = fold != nullptr && Span > 1 ? chunks / Span : groups;
-  int64_t g = 0;
-  for (; g + 8 <= vector_groups; g += 8) {
-    const __m256 sv = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(h + g)));
+  // Whole groups only take the vector stores: a partial last group has fewer than Span chunks.
+  const int64_t whole_groups = fold != nullptr && Span > 1 ? chunks / Span : groups;
+  auto store_scalar = [&](int64_t g, float sg) {
+    if (fold == nullptr) out[g] = sg;
+    for (int64_t c = g * Span; fold != nullptr && c < std::min(chunks, (g + 1) * Span); ++c)
+      out[c] = fold[c] * sg;
+  };
+  auto store_8 = [&](int64_t g, __m256 sv) {  // groups g..g+7
     if (fold == nullptr) {
       _mm256_storeu_ps(out + g, sv);
+    } else if (g + 8 > whole_groups) {
+      for (int64_t i = 0; i < 8; ++i) store_scalar(g + i, f16_bits_to_float(h[g + i]));
     } else {
       for (int part = 0; part < Span; ++part) {  // chunks g Span + 8 part .. + 8
         const __m256i spread =
@@ -261,20 +310,43 @@ inline float expand_scales_with_bias(const uint16_t* h, const int8_t* z, int64_t
                                                 _mm256_permutevar8x32_ps(sv, spread)));
       }
     }
-    __m256 b = _mm256_mul_ps(qv, sv);
+  };
+  BiasSum sum(qmin);
+  int64_t g = 0;
+#if defined(__AVX512F__)
+  for (; g + 16 <= groups; g += 16) {
+    const __m512 sv = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(h + g)));
+    if (Span == 1 && fold != nullptr) {
+      _mm512_storeu_ps(out + g, _mm512_mul_ps(_mm512_loadu_ps(fold + g), sv));
+    } else {
+      store_8(g, _mm512_castps512_ps256(sv));
+      store_8(g + 8, _mm512_extractf32x8_ps(sv, 1));
+    }
+    __m512 b = _mm512_mul_ps(sum.qv16, sv);
+    if (z != nullptr) {
+      const __m512 zv = _mm512_cvtepi32_ps(
+          _mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(z + g))));
+      b = _mm512_fmadd_ps(sum.qv16, sv, _mm512_mul_ps(_mm512_sub_ps(_mm512_setzero_ps(), sv), zv));
+    }
+    sum.acc16 = _mm512_fmadd_ps(b, _mm512_loadu_ps(sums + g), sum.acc16);
+  }
+  sum.acc = halves_added(sum.acc16);
+#endif
+  for (const int64_t end = steps_of_8_end(g, groups); g + 8 <= end; g += 8) {
+    const __m256 sv = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(h + g)));
+    store_8(g, sv);
+    __m256 b = _mm256_mul_ps(sum.qv, sv);
     if (z != nullptr) {
       const __m256 zv = _mm256_cvtepi32_ps(
           _mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(z + g))));
-      b = _mm256_fmadd_ps(qv, sv, _mm256_mul_ps(_mm256_sub_ps(_mm256_setzero_ps(), sv), zv));
+      b = _mm256_fmadd_ps(sum.qv, sv, _mm256_mul_ps(_mm256_sub_ps(_mm256_setzero_ps(), sv), zv));
     }
-    acc = _mm256_fmadd_ps(b, _mm256_loadu_ps(sums + g), acc);
+    sum.acc = _mm256_fmadd_ps(b, _mm256_loadu_ps(sums + g), sum.acc);
   }
-  float bias = horizontal_sum(acc);
+  float bias = horizontal_sum(sum.acc);
   for (; g < groups; ++g) {
     const float sg = f16_bits_to_float(h[g]);
-    if (fold == nullptr) out[g] = sg;
-    for (int64_t c = g * Span; fold != nullptr && c < std::min(chunks, (g + 1) * Span); ++c)
-      out[c] = fold[c] * sg;
+    store_scalar(g, sg);
     const float off = z != nullptr ? -sg * static_cast<float>(z[g]) : 0.0f;
     bias = std::fma(std::fma(qmin, sg, off), sums[g], bias);
   }
@@ -817,12 +889,6 @@ void gemv_int16_single_token_avx2(const GemvInt16Args& a, int64_t r0) {
 }
 
 #if defined(__AVX512BW__) && defined(__AVX512DQ__)
-// GCC 12 takes the undefined pass-through operand of unmasked AVX-512 intrinsics (conversions,
-// permutes, 256-bit extracts) for a read of an uninitialised variable.
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#endif
 /// y[token, n] from the two alternating totals of an AVX-512 single-token kernel. (The two
 /// kernels below keep their row loops apart: one loop taking the dot products as a lambda ran
 /// the 2-bit kernel at 0.9x, GCC 12 keeping its totals in memory.)
@@ -898,9 +964,6 @@ inline void gemv_int16_u2_single_token_avx512(const GemvInt16Args& a, int64_t r0
     store_totals_avx512(token, n, total, spare);
   }
 }
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic pop
-#endif
 #endif
 
 template <int Bits, int Rows, bool PerChannel>
