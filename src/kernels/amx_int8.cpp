@@ -200,6 +200,10 @@ void add_group(const WeightBlock& w, int64_t g, const int32_t* c, const int32_t*
 
 }  // namespace
 
+// Tokens in panels whose activation tiles stay in L2 while every weight block passes (512
+// tokens of K = 4096 are 2 MiB, all of L2).
+constexpr int64_t kPanelTokens = 128;
+
 void amx_linear_int8(const AmxInt8Problem& pr, int threads) {
   const PackedLinearWeight& p = *pr.weight;
   QK_CHECK(amx_takes(p), DTypeError, "amx_linear_int8: weights of dtype ", dtype_name(p.dtype),
@@ -218,42 +222,44 @@ void amx_linear_int8(const AmxInt8Problem& pr, int threads) {
     WeightBlock w(p, k_padded);
     alignas(64) int32_t c[kBlock * kBlock];
     alignas(64) float acc[kBlock * kBlock];
+    for (int64_t panel = 0; panel < pr.m; panel += kPanelTokens) {
 #pragma omp for schedule(dynamic, 1)
-    for (int64_t rb = 0; rb < row_blocks; ++rb) {
-      const int64_t n0 = rb * kBlock;
-      w.load(n0);
-      for (int64_t t0 = 0; t0 < pr.m; t0 += kBlock) {
-        std::fill(acc, acc + kBlock * kBlock, 0.0f);
-        const int64_t b0 = t0 / 16;
-        const bool both = pr.m - t0 > 16;  // else the second token block is padding: skipped
-        for (int64_t g = 0, k0 = 0; g < p.groups; ++g) {
-          _tile_zero(0);
-          _tile_zero(1);
-          _tile_zero(2);
-          _tile_zero(3);
-          for (int64_t step = 0; step < steps_per_group && k0 < k_padded; ++step, k0 += kb) {
-            _tile_loadd(4, w.tile(0, k0), w.stride());
-            _tile_loadd(5, w.tile(1, k0), w.stride());
-            _tile_loadd(6, tokens.at(b0, k0), 64);
-            _tile_dpbusd(0, 4, 6);
-            _tile_dpbusd(2, 5, 6);
-            if (!both) continue;
-            _tile_loadd(7, tokens.at(b0 + 1, k0), 64);
-            _tile_dpbusd(1, 4, 7);
-            _tile_dpbusd(3, 5, 7);
+      for (int64_t rb = 0; rb < row_blocks; ++rb) {
+        const int64_t n0 = rb * kBlock;
+        w.load(n0);
+        for (int64_t t0 = panel; t0 < std::min(pr.m, panel + kPanelTokens); t0 += kBlock) {
+          std::fill(acc, acc + kBlock * kBlock, 0.0f);
+          const int64_t b0 = t0 / 16;
+          const bool both = pr.m - t0 > 16;  // else the second token block is padding: skipped
+          for (int64_t g = 0, k0 = 0; g < p.groups; ++g) {
+            _tile_zero(0);
+            _tile_zero(1);
+            _tile_zero(2);
+            _tile_zero(3);
+            for (int64_t step = 0; step < steps_per_group && k0 < k_padded; ++step, k0 += kb) {
+              _tile_loadd(4, w.tile(0, k0), w.stride());
+              _tile_loadd(5, w.tile(1, k0), w.stride());
+              _tile_loadd(6, tokens.at(b0, k0), 64);
+              _tile_dpbusd(0, 4, 6);
+              _tile_dpbusd(2, 5, 6);
+              if (!both) continue;
+              _tile_loadd(7, tokens.at(b0 + 1, k0), 64);
+              _tile_dpbusd(1, 4, 7);
+              _tile_dpbusd(3, 5, 7);
+            }
+            _tile_stored(0, c, kBlock * 4);
+            _tile_stored(1, c + 16, kBlock * 4);
+            _tile_stored(2, c + 16 * kBlock, kBlock * 4);
+            _tile_stored(3, c + 16 * kBlock + 16, kBlock * 4);
+            add_group(w, g, c, sums.qmin_times.data() + g * sums.stride + t0,
+                      sums.sums.data() + g * sums.stride + t0, p.has_offsets, both ? 2 : 1, acc);
           }
-          _tile_stored(0, c, kBlock * 4);
-          _tile_stored(1, c + 16, kBlock * 4);
-          _tile_stored(2, c + 16 * kBlock, kBlock * 4);
-          _tile_stored(3, c + 16 * kBlock + 16, kBlock * 4);
-          add_group(w, g, c, sums.qmin_times.data() + g * sums.stride + t0,
-                    sums.sums.data() + g * sums.stride + t0, p.has_offsets, both ? 2 : 1, acc);
-        }
-        const int64_t valid = std::min(kBlock, pr.m - t0);
-        for (int64_t t = 0; t < valid; ++t) {
-          const float sx = pr.x_scale[t0 + t];
-          float* y = pr.y + (t0 + t) * p.out_features + n0;
-          for (int64_t r = 0; r < w.rows(); ++r) y[r] = acc[r * kBlock + t] * sx;
+          const int64_t valid = std::min(kBlock, pr.m - t0);
+          for (int64_t t = 0; t < valid; ++t) {
+            const float sx = pr.x_scale[t0 + t];
+            float* y = pr.y + (t0 + t) * p.out_features + n0;
+            for (int64_t r = 0; r < w.rows(); ++r) y[r] = acc[r * kBlock + t] * sx;
+          }
         }
       }
     }
