@@ -69,7 +69,7 @@ inline int64_t int16_activation_slot(Int16Layout layout, int64_t c, int64_t j) {
 }
 
 struct GemvInt16Args {
-  const int16_t* xh;  // [m, xh_stride], xh_stride >= 32 * chunks rounded up to even
+  const int16_t* xh;  // [m, xh_stride], xh_stride >= 32 * chunks rounded up to a multiple of 4
   int64_t xh_stride;
   const float* chunk_scales;  // [m, chunks]
   int64_t chunks;

@@ -36,6 +36,10 @@ bool amx_int8_usable() {
   }();
   return usable;
 }
+#elif defined(__i386__)
+bool amx_int8_usable() {
+  return false;  // no tile state in 32-bit mode
+}
 #endif
 
 bool cpu_supports(Isa isa) {

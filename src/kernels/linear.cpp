@@ -255,7 +255,7 @@ bool round_row_to_int16(const float* xr, int64_t r, const PackedLinearWeight& p,
   int16_t* q = out->codes.data() + r * out->stride;
   float* scales = out->chunk_scales.data() + r * chunks;
   float* group_sums = out->group_sums.data() + r * p.groups;
-  thread_local std::vector<int16_t> interleave;  // pairs of chunks interleaved (GemvInt16Args)
+  thread_local std::vector<int16_t> interleave;  // groups of chunks interleaved (Int16Layout)
   thread_local std::vector<int32_t> sums;
   sums.resize(static_cast<size_t>(chunks));
   int16_t* rounded = q;
