@@ -6,8 +6,8 @@
 // 16i.., tokens 16j..), two weight tiles A (16 rows x kb bytes of unsigned codes) and two
 // activation tiles B (kb/4 rows of 16 tokens x 4 bytes: the layout TDPBUSD multiplies by). One
 // weight block meets every token block of a panel of 128 tokens, so its codes (8-bit: read in
-// place; 4-bit: widened to bytes once per block and panel) stay in L1/L2. kb = 64 bytes of K per step, 32 at group size 32: each
-// group's dot products leave the tiles once, to be scaled in float.
+// place; 4-bit: widened to bytes once per block and panel) stay in L1/L2. kb = 64 bytes of K per
+// step, 32 at group size 32: each group's dot products leave the tiles once, to be scaled in float.
 #include "amx_int8.h"
 
 #include <omp.h>
