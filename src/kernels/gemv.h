@@ -55,12 +55,30 @@ struct GemvInt8Args {
 /// elements are interleaved by runs of `run` (int16_activation_slot). {1, 32} is plain order;
 /// 2-bit codes take {2, 8}, the order in which one 16-byte load of two chunks of 2-bit codes
 /// widens into int16 lanes, and the AVX-512 single-token kernels {4, 8} (2-bit: 32 bytes, four
-/// chunks) and {2, 16} (4-bit: 32 bytes, two chunks, low nibbles then high).
+/// chunks) and {4, 16, split} (4-bit: 64 bytes, four chunks, low nibbles then high).
+/// `split_bytes`: each run of 64 slots is stored as 64 high bytes (x >> 8, signed) followed by
+/// 64 low bytes (x & 0xFF, unsigned), x = 256 high + low, so that VNNI's byte dot products
+/// (vpdpbusd: 64 products an instruction against vpdpwssd's 32) take int16 activations exactly:
+/// codes times high bytes, shifted left 8, plus low bytes times codes.
 struct Int16Layout {
   int group = 1;
   int run = 32;
+  bool split_bytes = false;
   bool operator==(const Int16Layout&) const = default;
 };
+
+/// Rewrites `slots` int16 activations (a multiple of 64) in place as split bytes (Int16Layout).
+inline void split_int16_activations(int16_t* x, int64_t slots) {
+  for (int64_t s = 0; s < slots; s += 64) {
+    int16_t run[64];
+    for (int i = 0; i < 64; ++i) run[i] = x[s + i];
+    auto* bytes = reinterpret_cast<uint8_t*>(x + s);
+    for (int i = 0; i < 64; ++i) {
+      bytes[i] = static_cast<uint8_t>(static_cast<uint16_t>(run[i]) >> 8);
+      bytes[64 + i] = static_cast<uint8_t>(static_cast<uint16_t>(run[i]) & 0xFF);
+    }
+  }
+}
 
 /// Where element j of chunk c sits in a row of int16 activations stored as `layout`.
 inline int64_t int16_activation_slot(Int16Layout layout, int64_t c, int64_t j) {
@@ -100,8 +118,8 @@ struct GemvKernels {
   void (*expand_group_params)(const uint16_t* h, const int8_t* z, int64_t count, float* s,
                               float* off);
   /// The layouts i16_u4 and i16_u2 want for one token of a single-token shape
-  /// (int16_single_token_shape): where AVX-512 kernels take 32 bytes of codes per step, {2, 16}
-  /// and {4, 8}; else {1, 32} and {2, 8}.
+  /// (int16_single_token_shape): the AVX-512 kernels' {4, 16, split} (64 bytes of 4-bit codes
+  /// a step) and {4, 8} (32 bytes of 2-bit codes); else {1, 32} and {2, 8}.
   Int16Layout u4_single_token_layout, u2_single_token_layout;
 };
 

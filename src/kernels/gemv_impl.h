@@ -28,21 +28,22 @@
 namespace quantkit::kernels::QK_ISA_NAMESPACE {
 
 constexpr int kChunk = 32;  // elements decoded at once
-// Software prefetch distance along the (contiguous) packed rows. The hardware prefetcher alone
-// leaves a fifth of the DRAM bandwidth unused here; OpenBLAS's sgemv prefetches the same way.
-// 4 KiB ahead: on a Sapphire-Rapids-class host 1 KiB kept too few misses in flight (W4A16 M=1,
-// 2 threads, 1 GiB: g32 18.1 -> 19.3-19.9 GB/s, g128 19.9 -> 21.2-21.9; 8 KiB the same, 16 KiB
-// less).
-constexpr int kPrefetchBytes = 4096;
+// Software prefetch along the (contiguous) packed rows (prefetch_ahead). The hardware
+// prefetcher alone leaves a fifth of the DRAM bandwidth unused here; OpenBLAS's sgemv prefetches
+// the same way.
 constexpr int64_t kLineBytes = 64;
 
-/// Prefetches the cache line kPrefetchBytes past p. Loops issue it once per 64-byte line of
-/// codes: one per 16-byte chunk (4-bit) spent a load-port slot and an op on every chunk, and
-/// once per line made the int4 single-token GEMV 1.09x faster in cache and 1.18-1.29x from DRAM
-/// (2 threads, interleaved).
+/// Prefetches the codes ahead of p, once per 64-byte line: into L2 kL2PrefetchBytes ahead and
+/// into L1 kL1PrefetchBytes ahead. Once per line rather than per 16-byte chunk made the int4
+/// single-token GEMV 1.09x faster in cache and 1.18-1.29x from DRAM. The two distances replaced
+/// one L1 prefetch 4 KiB ahead, whose requests held the core's few L1 fill buffers for the
+/// whole DRAM latency: W4A16 M=1 from DRAM 1.10-1.20x on 1 thread, 1.04-1.13x on 2, W8A8
+/// 1.09x (interleaved runs; W8A16 within noise).
 #if defined(__AVX2__)
+constexpr int kL2PrefetchBytes = 8192, kL1PrefetchBytes = 1024;
 inline void prefetch_ahead(const uint8_t* p) {
-  _mm_prefetch(reinterpret_cast<const char*>(p + kPrefetchBytes), _MM_HINT_T0);
+  _mm_prefetch(reinterpret_cast<const char*>(p + kL2PrefetchBytes), _MM_HINT_T1);
+  _mm_prefetch(reinterpret_cast<const char*>(p + kL1PrefetchBytes), _MM_HINT_T0);
 }
 
 /// The float16 group scales are a second stream beside the codes (an eighth of their bytes at
@@ -913,36 +914,41 @@ inline void store_totals_avx512(const SingleTokenScales& token, int64_t n, __m51
   token.store(n, _mm256_add_ps(_mm512_castps512_ps256(sum), _mm512_extractf32x8_ps(sum, 1)));
 }
 
-/// One token with 4-bit codes, two chunks per 512-bit step: 32 bytes of codes widen into int16
-/// lanes (chunk c's bytes, then c + 1's); the low nibbles meet activations [c: 0..15,
-/// c + 1: 0..15] and the high ones [c: 16..31, c + 1: 16..31] (layout {2, 16}),
-/// so int32 lanes 0..7 belong to chunk c and 8..15 to c + 1, each half times its folded scale.
-/// Server cores run 512-bit integer and FMA ops on two ports (0 and 5) where 256-bit ones take
-/// three: per two chunks 7 ops on two ports instead of 14 on three.
-inline void gemv_int16_u4_single_token_avx512(const GemvInt16Args& a, int64_t r0) {
+/// One token with 4-bit codes and split-byte activations (layout {4, 16, split}), four chunks
+/// per 512-bit step: 64 bytes of codes give 64 low nibbles (chunk c + q's elements 0..15 in
+/// bytes 16q..16q+15) and 64 high ones (elements 16..31); vpdpbusd meets them with the high
+/// bytes of the activations, the sum is shifted left 8, and two more meet the low bytes with the
+/// nibbles (unsigned low bytes times codes as signed bytes, 0..15). Int32 lanes 4q..4q+3 belong
+/// to chunk c + q, each quarter times its folded scale. Per four chunks 11 ops, 7 of them on
+/// port 0, where the int16 kernel on {2, 16} it replaced took 16 (8 on port 0): 1.12x in L1,
+/// 1.03-1.05x from DRAM on 1 thread (2 threads: within noise).
+inline void gemv_int16_u4_single_token_vnni512(const GemvInt16Args& a, int64_t r0) {
   SingleTokenScales token(a, r0);
-  const int16_t* xh = token.xh();
-  const float* cs = token.folded();  // zeros past the last chunk: an odd last chunk
-  const __m512i low4 = _mm512_set1_epi16(0x0F);
-  const __m512i halves = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
+  const auto* xb = reinterpret_cast<const int8_t*>(token.xh());
+  const float* cs = token.folded();  // zeros past the last chunk: a partial last step
+  const __m512i low4 = _mm512_set1_epi8(0x0F);
+  const __m512i quarters = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
   for (int64_t n = a.w.n_begin; n < a.w.n_end; ++n) {
     const uint8_t* row = a.w.codes + n * a.w.row_bytes;
     token.fold_row(n);
     __m512 total = _mm512_setzero_ps(), spare = _mm512_setzero_ps();
-    // Rows are padded to 64 bytes, so the 32-byte load of an odd last chunk stays in the row.
-    auto pair_of_chunks = [&](int64_t c) {
-      const __m512i b =
-          _mm512_cvtepu8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(row + c * 16)));
-      const int16_t* x = xh + c * kChunk;
-      const __m512i lo = _mm512_madd_epi16(_mm512_and_si512(b, low4), _mm512_loadu_si512(x));
-      const __m512i d =
-          _mm512_dpwssd_epi32(lo, _mm512_srli_epi16(b, 4), _mm512_loadu_si512(x + 32));
+    // Rows are padded to 64 bytes and activations to whole steps (zeros): a partial last step
+    // reads inside both.
+    auto four_chunks = [&](int64_t c) {
+      const __m512i b = _mm512_loadu_si512(row + c * 16);
+      const __m512i lo = _mm512_and_si512(b, low4);
+      const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(b, 4), low4);
+      const int8_t* x = xb + c * 64;  // high bytes of lo's partners, of hi's, then low bytes
+      __m512i d = _mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, _mm512_loadu_si512(x));
+      d = _mm512_slli_epi32(_mm512_dpbusd_epi32(d, hi, _mm512_loadu_si512(x + 128)), 8);
+      d = _mm512_dpbusd_epi32(d, _mm512_loadu_si512(x + 64), lo);
+      d = _mm512_dpbusd_epi32(d, _mm512_loadu_si512(x + 192), hi);
       const __m512 scale =
-          _mm512_permutexvar_ps(halves, _mm512_castps128_ps512(two_floats(cs + c)));
+          _mm512_permutexvar_ps(quarters, _mm512_castps128_ps512(_mm_loadu_ps(cs + c)));
       total = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), scale, total);
       std::swap(total, spare);
     };
-    for_each_step_by_line<4, 2>(row, a.chunks, pair_of_chunks);
+    for_each_step_by_line<4, 4>(row, a.chunks, four_chunks);
     store_totals_avx512(token, n, total, spare);
   }
 }
@@ -1127,8 +1133,8 @@ void gemv_int16_avx2(const GemvInt16Args& a) {
     if (a.m - m == 2) gemv_int16_rows_avx2<Bits, 2, PerChannel>(a, m);
     if (a.m - m == 1) {
 #if defined(__AVX512BW__) && defined(__AVX512DQ__)
-      if (Bits == 4 && a.layout == Int16Layout{2, 16}) {
-        gemv_int16_u4_single_token_avx512(a, m);
+      if (Bits == 4 && a.layout == Int16Layout{4, 16, true}) {
+        gemv_int16_u4_single_token_vnni512(a, m);
         return;
       }
 #endif
@@ -1196,9 +1202,9 @@ void gemv(const GemvArgs& a) {
 #undef QK_GEMV_ROWS
 }
 
-// The AVX-512 single-token kernels take 32 bytes of codes a step (GemvKernels).
+// The AVX-512 single-token kernels take 64 (4-bit) and 32 bytes (2-bit) of codes a step.
 #if defined(__AVX512BW__) && defined(__AVX512DQ__)
-constexpr Int16Layout kU4SingleTokenLayout{2, 16}, kU2SingleTokenLayout{4, 8};
+constexpr Int16Layout kU4SingleTokenLayout{4, 16, true}, kU2SingleTokenLayout{4, 8};
 #else
 constexpr Int16Layout kU4SingleTokenLayout{1, 32}, kU2SingleTokenLayout{2, 8};
 #endif

@@ -283,6 +283,7 @@ bool round_row_to_int16(const float* xr, int64_t r, const PackedLinearWeight& p,
       group_sum = 0.0;
     }
   }
+  if (layout.split_bytes) kernels::split_int16_activations(q, out->stride);
   return true;
 }
 
