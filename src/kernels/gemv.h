@@ -36,7 +36,8 @@ struct GemvArgs {
   GemvWeights w;
 };
 
-/// Dynamic int8 activations: x ~ x_scale[r] * xq[r, :], xq zero-padded to a multiple of 32.
+/// Dynamic int8 activations: x ~ x_scale[r] * xq[r, :], xq zero-padded to a multiple of 128 (the
+/// avx512 W4A8 row kernel reads four chunks a step).
 struct GemvInt8Args {
   const int8_t* xq;  // [m, xq_stride]
   int64_t xq_stride;
@@ -54,8 +55,9 @@ struct GemvInt8Args {
 /// How a row of int16 activations is stored: chunks in groups of `group` (1, 2 or 4) whose
 /// elements are interleaved by runs of `run` (int16_activation_slot). {1, 32} is plain order;
 /// 2-bit codes take {2, 8}, the order in which one 16-byte load of two chunks of 2-bit codes
-/// widens into int16 lanes, and the AVX-512 single-token kernels {4, 8} (2-bit: 32 bytes, four
-/// chunks) and {4, 16, split} (4-bit: 64 bytes, four chunks, low nibbles then high).
+/// widens into int16 lanes, and the AVX-512 single-token kernels {8, 8, split} (2-bit: 64 bytes,
+/// eight chunks, bit field i meets run i) and {4, 16, split} (4-bit: 64 bytes, four chunks, low
+/// nibbles then high).
 /// `split_bytes`: each run of 64 slots is stored as 64 high bytes (x >> 8, signed) followed by
 /// 64 low bytes (x & 0xFF, unsigned), x = 256 high + low, so that VNNI's byte dot products
 /// (vpdpbusd: 64 products an instruction against vpdpwssd's 32) take int16 activations exactly:
@@ -87,7 +89,7 @@ inline int64_t int16_activation_slot(Int16Layout layout, int64_t c, int64_t j) {
 }
 
 struct GemvInt16Args {
-  const int16_t* xh;  // [m, xh_stride], xh_stride >= 32 * chunks rounded up to a multiple of 4
+  const int16_t* xh;  // [m, xh_stride], xh_stride >= 32 * chunks rounded up to a multiple of 8
   int64_t xh_stride;
   const float* chunk_scales;  // [m, chunks]
   int64_t chunks;
@@ -119,7 +121,7 @@ struct GemvKernels {
                               float* off);
   /// The layouts i16_u4 and i16_u2 want for one token of a single-token shape
   /// (int16_single_token_shape): the AVX-512 kernels' {4, 16, split} (64 bytes of 4-bit codes
-  /// a step) and {4, 8} (32 bytes of 2-bit codes); else {1, 32} and {2, 8}.
+  /// a step) and {8, 8, split} (64 bytes of 2-bit codes); else {1, 32} and {2, 8}.
   Int16Layout u4_single_token_layout, u2_single_token_layout;
 };
 

@@ -291,7 +291,7 @@ bool round_row_to_int16(const float* xr, int64_t r, const PackedLinearWeight& p,
 bool round_to_int16_chunks(const float* x, int64_t m, const PackedLinearWeight& p, int threads,
                            Int16Activations* out) {
   out->chunks = (p.in_features + kChunk - 1) / kChunk;
-  out->stride = (out->chunks + 3) / 4 * 4 * kChunk;  // whole groups of chunks (Int16Layout)
+  out->stride = (out->chunks + 7) / 8 * 8 * kChunk;  // whole groups of chunks (Int16Layout)
   out->codes.assign(static_cast<size_t>(m * out->stride), 0);
   out->chunk_scales.assign(static_cast<size_t>(m * out->chunks), 0.0f);
   out->group_sums.assign(static_cast<size_t>(m * p.groups), 0.0f);

@@ -25,7 +25,9 @@ struct TokenQuantized {
 
 TokenQuantized quantize_tokens(const float* x, int64_t m, int64_t k) {
   TokenQuantized t;
-  t.stride = (k + kChunk - 1) / kChunk * kChunk;
+  // Whole steps of the avx512 W4A8 row kernel (4 chunks), zero past K.
+  constexpr int64_t kStep = 4 * kChunk;
+  t.stride = (k + kStep - 1) / kStep * kStep;
   t.codes.assign(static_cast<size_t>(m * t.stride), 0);
   t.scales.resize(static_cast<size_t>(m));
   // The row kernels round x * (127 / amax) half-to-even and clamp to +-127 exactly as
