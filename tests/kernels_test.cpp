@@ -7,6 +7,7 @@
 #include <limits>
 
 #include "kernels/activation.h"
+#include "kernels/gemv.h"
 #include "kernels/quant_rows.h"
 #include "quantkit/kernels/isa.h"
 #include "quantkit/quant/affine.h"
@@ -121,6 +122,24 @@ TEST(Kernels, RoundRowInt16MatchesItsSpecificationAtEveryLevel) {
             << isa_name(isa);
       }
     }
+  }
+}
+
+// The split-byte activation layout of the VNNI decode kernels: every int16 the rounding can
+// produce (+-32767 and all between) is 256 * high + low with the high byte signed and the low
+// byte unsigned, the two halves of each 64-slot run stored high bytes first.
+TEST(Kernels, SplitInt16ActivationsKeepEveryValue) {
+  std::vector<int16_t> x;
+  for (int v = -32767; v <= 32767; ++v) x.push_back(static_cast<int16_t>(v));
+  x.resize((x.size() + 63) / 64 * 64, 0);
+  std::vector<int16_t> split = x;
+  kernels::split_int16_activations(split.data(), static_cast<int64_t>(split.size()));
+  const auto* bytes = reinterpret_cast<const uint8_t*>(split.data());
+  for (size_t s = 0; s < x.size(); ++s) {
+    const size_t run = s / 64, i = s % 64;
+    const int high = static_cast<int8_t>(bytes[run * 128 + i]);
+    const int low = bytes[run * 128 + 64 + i];
+    ASSERT_EQ(256 * high + low, x[s]) << "slot " << s;
   }
 }
 
