@@ -52,7 +52,7 @@ struct GemvInt8Args {
 /// Int16 activations for the weight-only GEMV: x ~ chunk_scale[r, c] * xh[r, 32 c + j], each
 /// 32-element chunk rounded to nearest on its own scale (max |x| / 32767), zero-padded to whole
 /// chunks. The kernels compute (dequantized W) . (that rounded x) up to float32 rounding.
-/// How a row of int16 activations is stored: chunks in groups of `group` (1, 2 or 4) whose
+/// How a row of int16 activations is stored: chunks in groups of `group` (1, 2, 4 or 8) whose
 /// elements are interleaved by runs of `run` (int16_activation_slot). {1, 32} is plain order;
 /// 2-bit codes take {2, 8}, the order in which one 16-byte load of two chunks of 2-bit codes
 /// widens into int16 lanes, and the AVX-512 single-token kernels {8, 8, split} (2-bit: 64 bytes,
@@ -157,7 +157,9 @@ inline Int16Layout int16_layout(const GemvKernels& table, int bits, int64_t m, i
   // The avx512 single-token kernels also take per-channel weights (one group).
   const bool single = m == 1 && (groups == 1 || int16_single_token_shape(groups, group_size));
   if (bits == 2) return single ? table.u2_single_token_layout : Int16Layout{2, 8};
-  if (bits == 4 && single) return table.u4_single_token_layout;
+  // The avx512 4-bit kernels take split bytes for any number of tokens.
+  if (bits == 4 && (single || table.u4_single_token_layout.split_bytes))
+    return table.u4_single_token_layout;
   return {};
 }
 
