@@ -1020,6 +1020,16 @@ inline void store_totals_avx512(const SingleTokenScales& token, int64_t n, __m51
   token.store(n, _mm256_add_ps(_mm512_castps512_ps256(sum), _mm512_extractf32x8_ps(sum, 1)));
 }
 
+/// Int32 dots of four chunks of 4-bit codes (lo: their low nibbles, hi: their high ones) with
+/// split-byte activations at x: the high bytes of lo's partners at x, their low bytes at x + 64,
+/// then hi's at x + 128 and x + 192 (Int16Layout {4, 16, split}).
+inline __m512i split_dot_u4(__m512i lo, __m512i hi, const int8_t* x) {
+  __m512i d = _mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, _mm512_loadu_si512(x));
+  d = _mm512_slli_epi32(_mm512_dpbusd_epi32(d, hi, _mm512_loadu_si512(x + 128)), 8);
+  d = _mm512_dpbusd_epi32(d, _mm512_loadu_si512(x + 64), lo);
+  return _mm512_dpbusd_epi32(d, _mm512_loadu_si512(x + 192), hi);
+}
+
 /// One token with 4-bit codes and split-byte activations (layout {4, 16, split}), four chunks
 /// per 512-bit step: 64 bytes of codes give 64 low nibbles (chunk c + q's elements 0..15 in
 /// bytes 16q..16q+15) and 64 high ones (elements 16..31); vpdpbusd meets them with the high
@@ -1044,11 +1054,7 @@ inline void gemv_int16_u4_single_token_vnni512(const GemvInt16Args& a, int64_t r
       const __m512i b = _mm512_loadu_si512(row + c * 16);
       const __m512i lo = _mm512_and_si512(b, low4);
       const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(b, 4), low4);
-      const int8_t* x = xb + c * 64;  // high bytes of lo's partners, of hi's, then low bytes
-      __m512i d = _mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, _mm512_loadu_si512(x));
-      d = _mm512_slli_epi32(_mm512_dpbusd_epi32(d, hi, _mm512_loadu_si512(x + 128)), 8);
-      d = _mm512_dpbusd_epi32(d, _mm512_loadu_si512(x + 64), lo);
-      d = _mm512_dpbusd_epi32(d, _mm512_loadu_si512(x + 192), hi);
+      const __m512i d = split_dot_u4(lo, hi, xb + c * 64);
       const __m512 scale =
           _mm512_permutexvar_ps(quarters, _mm512_castps128_ps512(_mm_loadu_ps(cs + c)));
       total = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), scale, total);
@@ -1098,11 +1104,7 @@ void gemv_int16_u4_tokens_vnni512(const GemvInt16Args& a, int64_t r0) {
       const auto in_row = static_cast<__mmask8>(c + 4 <= chunks ? 0xF : (1 << (chunks - c)) - 1);
 #pragma GCC unroll 8
       for (int r = 0; r < Rows; ++r) {
-        const int8_t* x = xb[r] + c * 64;
-        __m512i d = _mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, _mm512_loadu_si512(x));
-        d = _mm512_slli_epi32(_mm512_dpbusd_epi32(d, hi, _mm512_loadu_si512(x + 128)), 8);
-        d = _mm512_dpbusd_epi32(d, _mm512_loadu_si512(x + 64), lo);
-        d = _mm512_dpbusd_epi32(d, _mm512_loadu_si512(x + 192), hi);
+        const __m512i d = split_dot_u4(lo, hi, xb[r] + c * 64);
         const __m512 chunk_scale = _mm512_permutexvar_ps(
             quarters, _mm512_castps128_ps512(_mm_maskz_loadu_ps(in_row, sx[r] + c)));
         total[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), _mm512_mul_ps(group_scale, chunk_scale),
