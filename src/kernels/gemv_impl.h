@@ -1011,9 +1011,7 @@ void gemv_int16_single_token_avx2(const GemvInt16Args& a, int64_t r0) {
 }
 
 #if defined(__AVX512BW__) && defined(__AVX512DQ__)
-/// y[token, n] from the two alternating totals of an AVX-512 single-token kernel. (The two
-/// kernels below keep their row loops apart: one loop taking the dot products as a lambda ran
-/// the 2-bit kernel at 0.9x, GCC 12 keeping its totals in memory.)
+/// y[token, n] from the two alternating totals of an AVX-512 single-token kernel.
 inline void store_totals_avx512(const SingleTokenScales& token, int64_t n, __m512 total,
                                 __m512 spare) {
   const __m512 sum = _mm512_add_ps(total, spare);
@@ -1038,31 +1036,48 @@ inline __m512i split_dot_u4(__m512i lo, __m512i hi, const int8_t* x) {
 /// to chunk c + q, each quarter times its folded scale. Per four chunks 11 ops, 7 of them on
 /// port 0, where the int16 kernel on {2, 16} it replaced took 16 (8 on port 0): 1.12x in L1,
 /// 1.03-1.05x from DRAM on 1 thread (2 threads: within noise).
-inline void gemv_int16_u4_single_token_vnni512(const GemvInt16Args& a, int64_t r0) {
+/// One step's int32 dots as floats and the scales of their lanes.
+struct ScaledDot {
+  __m512 dot, scale;
+};
+
+/// The row loop of the single-token split-byte kernels: per row, fold the scales, then one
+/// step_dot(codes, x, folded scales) per Step chunks into two alternating totals. step_dot
+/// returns its values rather than adding into the totals, which kept them in registers (a
+/// lambda updating captured totals ran the 2-bit kernel at 0.9x under GCC 12).
+template <int Bits, int Step, class StepDot>
+void single_token_split_rows(const GemvInt16Args& a, int64_t r0, StepDot step_dot) {
   SingleTokenScales token(a, r0);
   const auto* xb = reinterpret_cast<const int8_t*>(token.xh());
   const float* cs = token.folded();  // zeros past the last chunk: a partial last step
-  const __m512i low4 = _mm512_set1_epi8(0x0F);
-  const __m512i quarters = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
   for (int64_t n = a.w.n_begin; n < a.w.n_end; ++n) {
     const uint8_t* row = a.w.codes + n * a.w.row_bytes;
     token.fold_row(n);
     __m512 total = _mm512_setzero_ps(), spare = _mm512_setzero_ps();
     // Rows are padded to 64 bytes and activations to whole steps (zeros): a partial last step
     // reads inside both.
-    auto four_chunks = [&](int64_t c) {
-      const __m512i b = _mm512_loadu_si512(row + c * 16);
-      const __m512i lo = _mm512_and_si512(b, low4);
-      const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(b, 4), low4);
-      const __m512i d = split_dot_u4(lo, hi, xb + c * 64);
-      const __m512 scale =
-          _mm512_permutexvar_ps(quarters, _mm512_castps128_ps512(_mm_loadu_ps(cs + c)));
-      total = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), scale, total);
+    auto step = [&](int64_t c) {
+      const ScaledDot p = step_dot(row + c * Bits * 4, xb + c * 64, cs + c);
+      total = _mm512_fmadd_ps(p.dot, p.scale, total);
       std::swap(total, spare);
     };
-    for_each_step_by_line<4, 4>(row, a.chunks, four_chunks);
+    for_each_step_by_line<Bits, Step>(row, a.chunks, step);
     store_totals_avx512(token, n, total, spare);
   }
+}
+
+inline void gemv_int16_u4_single_token_vnni512(const GemvInt16Args& a, int64_t r0) {
+  // Constants made inside the step (hoisted by the compiler): captured, they travelled on the
+  // stack and were reloaded every step.
+  single_token_split_rows<4, 4>(a, r0, [](const uint8_t* codes, const int8_t* x, const float* s) {
+    const __m512i low4 = _mm512_set1_epi8(0x0F);
+    const __m512i quarters = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
+    const __m512i b = _mm512_loadu_si512(codes);
+    const __m512i lo = _mm512_and_si512(b, low4);
+    const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(b, 4), low4);
+    return ScaledDot{_mm512_cvtepi32_ps(split_dot_u4(lo, hi, x)),
+                     _mm512_permutexvar_ps(quarters, _mm512_castps128_ps512(_mm_loadu_ps(s)))};
+  });
 }
 
 /// 4-bit codes for Rows tokens on split-byte activations (layout {4, 16, split}, as
@@ -1127,42 +1142,27 @@ void gemv_int16_u4_tokens_vnni512(const GemvInt16Args& a, int64_t r0) {
 /// chunks 19 ops, 13 on port 0, where two steps of the int16 kernel on {4, 8} it replaced took
 /// 30 (16): 1.16x in cache, 1.10-1.23x from DRAM on 1 thread (2 threads: within noise).
 inline void gemv_int16_u2_single_token_vnni512(const GemvInt16Args& a, int64_t r0) {
-  SingleTokenScales token(a, r0);
-  const auto* xb = reinterpret_cast<const int8_t*>(token.xh());
-  const float* cs = token.folded();  // zeros past the last chunk: a partial last step
-  const __m512i three = _mm512_set1_epi8(3);
-  const __m512i pairs = _mm512_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
-  for (int64_t n = a.w.n_begin; n < a.w.n_end; ++n) {
-    const uint8_t* row = a.w.codes + n * a.w.row_bytes;
-    token.fold_row(n);
-    __m512 total = _mm512_setzero_ps(), spare = _mm512_setzero_ps();
-    // Rows are padded to 64 bytes and activations to whole steps (zeros): a partial last step
-    // reads inside both.
-    auto eight_chunks = [&](int64_t c) {
-      const __m512i b = _mm512_loadu_si512(row + c * 8);
-      const __m512i f[4] = {_mm512_and_si512(b, three),
-                            _mm512_and_si512(_mm512_srli_epi16(b, 2), three),
-                            _mm512_and_si512(_mm512_srli_epi16(b, 4), three),
-                            _mm512_and_si512(_mm512_srli_epi16(b, 6), three)};
-      const int8_t* x = xb + c * 64;
-      auto high = [&](int i) { return _mm512_loadu_si512(x + 128 * i); };
-      auto low = [&](int i) { return _mm512_loadu_si512(x + 128 * i + 64); };
-      __m512i d = _mm512_dpbusd_epi32(_mm512_setzero_si512(), f[0], high(0));
-      d = _mm512_dpbusd_epi32(d, f[1], high(1));
-      d = _mm512_dpbusd_epi32(d, f[2], high(2));
-      d = _mm512_slli_epi32(_mm512_dpbusd_epi32(d, f[3], high(3)), 8);
-      d = _mm512_dpbusd_epi32(d, low(0), f[0]);
-      d = _mm512_dpbusd_epi32(d, low(1), f[1]);
-      d = _mm512_dpbusd_epi32(d, low(2), f[2]);
-      d = _mm512_dpbusd_epi32(d, low(3), f[3]);
-      const __m512 scale =
-          _mm512_permutexvar_ps(pairs, _mm512_castps256_ps512(_mm256_loadu_ps(cs + c)));
-      total = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), scale, total);
-      std::swap(total, spare);
-    };
-    for_each_step_by_line<2, 8>(row, a.chunks, eight_chunks);
-    store_totals_avx512(token, n, total, spare);
-  }
+  single_token_split_rows<2, 8>(a, r0, [](const uint8_t* codes, const int8_t* x, const float* s) {
+    const __m512i three = _mm512_set1_epi8(3);
+    const __m512i pairs = _mm512_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
+    const __m512i b = _mm512_loadu_si512(codes);
+    const __m512i f[4] = {_mm512_and_si512(b, three),
+                          _mm512_and_si512(_mm512_srli_epi16(b, 2), three),
+                          _mm512_and_si512(_mm512_srli_epi16(b, 4), three),
+                          _mm512_and_si512(_mm512_srli_epi16(b, 6), three)};
+    auto high = [&](int i) { return _mm512_loadu_si512(x + 128 * i); };
+    auto low = [&](int i) { return _mm512_loadu_si512(x + 128 * i + 64); };
+    __m512i d = _mm512_dpbusd_epi32(_mm512_setzero_si512(), f[0], high(0));
+    d = _mm512_dpbusd_epi32(d, f[1], high(1));
+    d = _mm512_dpbusd_epi32(d, f[2], high(2));
+    d = _mm512_slli_epi32(_mm512_dpbusd_epi32(d, f[3], high(3)), 8);
+    d = _mm512_dpbusd_epi32(d, low(0), f[0]);
+    d = _mm512_dpbusd_epi32(d, low(1), f[1]);
+    d = _mm512_dpbusd_epi32(d, low(2), f[2]);
+    d = _mm512_dpbusd_epi32(d, low(3), f[3]);
+    return ScaledDot{_mm512_cvtepi32_ps(d),
+                     _mm512_permutexvar_ps(pairs, _mm512_castps256_ps512(_mm256_loadu_ps(s)))};
+  });
 }
 #endif
 
