@@ -19,7 +19,7 @@
 #include "quantkit/core/error.h"
 
 #if defined(__AMX_INT8__) && defined(__AMX_TILE__) && defined(__AVX512F__)
-#include <immintrin.h>
+#include "amx_tiles.h"
 #define QK_AMX_BUILT 1
 #endif
 
@@ -45,30 +45,11 @@ int64_t k_step(const PackedLinearWeight& p) {
   return p.group_size >= p.in_features || p.group_size % 64 == 0 ? 64 : 32;
 }
 
-struct alignas(64) TileConfig {
-  uint8_t palette = 1;
-  uint8_t start_row = 0;
-  uint8_t reserved[14] = {};
-  uint16_t colsb[16] = {};
-  uint8_t rows[16] = {};
-};
-
 // Tiles 0-3: accumulators C[i][j] = tile 2i + j; 4-5: weights A[i]; 6-7: activations B[j].
-void configure_tiles(int64_t kb) {
-  TileConfig cfg;
-  for (int t = 0; t < 4; ++t) {
-    cfg.rows[t] = 16;
-    cfg.colsb[t] = 64;
-  }
-  for (int t = 4; t < 6; ++t) {
-    cfg.rows[t] = 16;
-    cfg.colsb[t] = static_cast<uint16_t>(kb);
-  }
-  for (int t = 6; t < 8; ++t) {
-    cfg.rows[t] = static_cast<uint8_t>(kb / 4);
-    cfg.colsb[t] = 64;
-  }
-  _tile_loadconfig(&cfg);
+void configure_int8_tiles(int64_t kb) {
+  const auto k = static_cast<uint16_t>(kb);
+  const auto b_rows = static_cast<uint8_t>(kb / 4);
+  amx::configure_tiles({16, 16, 16, 16, 16, 16, b_rows, b_rows}, {64, 64, 64, 64, k, k, 64, 64});
 }
 
 /// The activations as B tiles: token block b (16 tokens, the count padded to whole 32-token
@@ -121,67 +102,9 @@ GroupSums group_sums(const AmxInt8Problem& pr, int64_t tokens_padded, int32_t qm
   return g;
 }
 
-/// One thread's weight block: 32 rows of unsigned code bytes (8-bit rows in place when all 32
-/// exist, else copied; 4-bit widened to a byte per code in element order), and their group
-/// scales and offsets.
-class WeightBlock {
- public:
-  WeightBlock(const PackedLinearWeight& p, int64_t k_padded)
-      : p_(p), k_padded_(k_padded), scales_(static_cast<size_t>(kBlock * p.groups)) {
-    if (p.has_offsets) offsets_.resize(scales_.size());
-  }
-  void load(int64_t n0) {
-    rows_ = std::min(kBlock, p_.out_features - n0);
-    p_.group_params(n0, rows_, scales_.data(), p_.has_offsets ? offsets_.data() : nullptr);
-    const uint8_t* codes = p_.codes.data<uint8_t>() + n0 * p_.row_bytes;
-    if (p_.dtype == DType::kInt8 && rows_ == kBlock) {
-      base_ = codes;
-      stride_ = p_.row_bytes;
-      return;
-    }
-    // Every byte of the rows that exist is written below; rows past N must read as zero.
-    bytes_.resize(static_cast<size_t>(kBlock * k_padded_));
-    std::fill(bytes_.begin() + rows_ * k_padded_, bytes_.end(), uint8_t{0});
-    base_ = bytes_.data();
-    stride_ = k_padded_;
-    for (int64_t r = 0; r < rows_; ++r) {
-      const uint8_t* src = codes + r * p_.row_bytes;
-      uint8_t* dst = bytes_.data() + r * k_padded_;
-      if (p_.dtype == DType::kInt8) {
-        std::memcpy(dst, src, static_cast<size_t>(std::min(p_.row_bytes, k_padded_)));
-        continue;
-      }
-      const __m128i low4 = _mm_set1_epi8(0x0F);
-      for (int64_t c = 0; c * 32 < k_padded_ && c * 16 < p_.row_bytes; ++c) {
-        const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(src + c * 16));
-        _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + c * 32), _mm_and_si128(b, low4));
-        _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + c * 32 + 16),
-                         _mm_and_si128(_mm_srli_epi16(b, 4), low4));
-      }
-    }
-  }
-  const uint8_t* tile(int i, int64_t k0) const { return base_ + i * 16 * stride_ + k0; }
-  int64_t stride() const { return stride_; }
-  int64_t rows() const { return rows_; }
-  float scale(int64_t r, int64_t g) const {
-    return scales_[static_cast<size_t>(r * p_.groups + g)];
-  }
-  float offset(int64_t r, int64_t g) const {
-    return offsets_.empty() ? 0.0f : offsets_[static_cast<size_t>(r * p_.groups + g)];
-  }
-
- private:
-  const PackedLinearWeight& p_;
-  int64_t k_padded_;
-  std::vector<float> scales_, offsets_;
-  std::vector<uint8_t> bytes_;
-  const uint8_t* base_ = nullptr;
-  int64_t stride_ = 0, rows_ = 0;
-};
-
 /// acc[r][t] += s[r] * float(c[r][t] + qmin sum_t) + off[r] * sum_t over a 32 x 32 step (its
 /// first 16 tokens only when `halves` is 1).
-void add_group(const WeightBlock& w, int64_t g, const int32_t* c, const int32_t* qmin_times,
+void add_group(const amx::WeightBlock& w, int64_t g, const int32_t* c, const int32_t* qmin_times,
                const float* sums, bool offsets, int halves, float* acc) {
   for (int64_t r = 0; r < w.rows(); ++r) {
     const __m512 s = _mm512_set1_ps(w.scale(r, g));
@@ -218,8 +141,8 @@ void amx_linear_int8(const AmxInt8Problem& pr, int threads) {
   const int64_t row_blocks = (p.out_features + kBlock - 1) / kBlock;
 #pragma omp parallel num_threads(threads)
   {
-    configure_tiles(kb);
-    WeightBlock w(p, k_padded);
+    configure_int8_tiles(kb);
+    amx::WeightBlock w(p, k_padded);
     alignas(64) int32_t c[kBlock * kBlock];
     alignas(64) float acc[kBlock * kBlock];
     for (int64_t panel = 0; panel < pr.m; panel += kPanelTokens) {

@@ -10,6 +10,7 @@
 #include <limits>
 #include <vector>
 
+#include "amx_int16.h"
 #include "gemv.h"
 #include "linear_internal.h"
 #include "quant_rows.h"
@@ -338,6 +339,28 @@ bool linear_gemv_int16_shared(const float* x, int64_t m,
   return true;
 }
 
+/// The weight-only linear through AMX tiles (amx_int16.h); false (nothing written) when x is not
+/// finite.
+bool linear_amx_int16(const float* x, int64_t m, const PackedLinearWeight& p, float* y,
+                      int threads) {
+  Int16Activations act;  // plain layout: the kernel regroups it for its tiles
+  if (!round_to_int16_chunks(x, m, p, threads, &act)) return false;
+  kernels::amx_linear_int16({&p, act.codes.data(), act.stride, act.chunk_scales.data(), act.chunks,
+                             act.group_sums.data(), m, y},
+                            threads);
+  return true;
+}
+
+/// Whether the AMX tiles take this product (amx_int16_min_tokens).
+bool amx_int16_runs(const PackedLinearWeight& p, int64_t m, GemvActivations activations) {
+  static const int64_t min_tokens = [] {
+    const char* e = std::getenv("QK_AMX16_MIN");
+    return e ? std::atoi(e) : 16;
+  }();
+  return active_isa() == Isa::kAmx && activations == GemvActivations::kInt16 &&
+         kernels::amx_int16_takes(p) && m >= min_tokens;
+}
+
 /// The int16 GEMV (4 tokens per decoded chunk) stays ahead of dequantized tiles + sgemm up to
 /// about 160 rows (int4 g32, 4096^2: 110 / 118 / 110 GFLOPS at M = 64 / 128 / 256 against 64 /
 /// 96 / 126); the avx512 4-bit kernel (8 tokens per pass, split-byte activations) up to about
@@ -398,6 +421,8 @@ Tensor linear_weight_only(const Tensor& x, const PackedLinearWeight& p, const Te
   const int threads = num_threads();
   if (active_isa() == Isa::kReference) {
     linear_reference(x.data<float>(), m, p, y.data<float>());
+  } else if (amx_int16_runs(p, m, activations) &&
+             linear_amx_int16(x.data<float>(), m, p, y.data<float>(), threads)) {
   } else if (m >= gemm_min_rows(p, activations) || !has_gemv_kernel(p)) {
     linear_gemm(x.data<float>(), m, p, y.data<float>(), threads);
   } else {
@@ -423,7 +448,7 @@ std::vector<Tensor> linear_weight_only_shared_input(
     shared = shared && w->in_features == first.in_features && x.size(-1) == w->in_features &&
              dtype_bits(w->dtype) == dtype_bits(first.dtype) && w->group_size == first.group_size &&
              !is_float8(w->dtype) && has_gemv_kernel(*w) && w->out_features > 0 &&
-             m < gemm_min_rows(*w, activations);
+             m < gemm_min_rows(*w, activations) && !amx_int16_runs(*w, m, activations);
   }
   auto bias_of = [&](size_t i) { return biases.empty() ? nullptr : biases[i]; };
   std::vector<Tensor> ys;

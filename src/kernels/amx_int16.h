@@ -1,0 +1,35 @@
+// Weight-only linear on int16 activations through AMX tiles (the amx ISA level). Private to the
+// library.
+#pragma once
+
+#include <cstdint>
+
+#include "quantkit/kernels/linear.h"
+
+namespace quantkit::kernels {
+
+/// Int16 activations rounded per 32-element chunk (GemvInt16Args, plain layout) and the packed
+/// weight of the weight-only linear.
+struct AmxInt16Problem {
+  const PackedLinearWeight* weight;  // 8, 4 or 2-bit integer codes; groups of 32 k or per channel
+  const int16_t* xh;                 // [m, xh_stride], zero past K up to 32 * chunks
+  int64_t xh_stride;
+  const float* chunk_scales;  // [m, chunks]
+  int64_t chunks;
+  const float* xh_group_sums;  // [m, groups]: sums of the rounded x over each group
+  int64_t m;
+  float* y;  // [m, N]
+};
+
+/// Whether amx_linear_int16 takes this weight: integer codes (not float8) in groups of a
+/// multiple of 32 elements, or per channel.
+bool amx_int16_takes(const PackedLinearWeight& p);
+
+/// y = x W^T with x the int16 activations, through TDPBUSD / TDPBUUD. Each int16 is split into a
+/// signed high byte and an unsigned low byte; per 32-element chunk, codes . x =
+/// 256 (codes . high) + codes . low exactly in int32, then chunk_scale * group_scale * float(dot),
+/// plus (group_scale * qmin + group_offset) * group sum. Only call it where Isa::kAmx is
+/// supported.
+void amx_linear_int16(const AmxInt16Problem& problem, int threads);
+
+}  // namespace quantkit::kernels
