@@ -25,6 +25,13 @@ struct AmxInt16Problem {
 /// multiple of 32 elements, or per channel.
 bool amx_int16_takes(const PackedLinearWeight& p);
 
+/// Tokens from which amx_linear_int16 beats the avx512 int16 kernels (4096 x 4096, in cache, 2
+/// threads, AMX against vpdpbusd, GFLOPS): 4 tokens 107-124 / 174-208, 6: 155 / 168, 8: 198-228
+/// / 144-193, 16: 373-426 / 150-202.
+constexpr int64_t amx_int16_min_tokens() {
+  return 8;
+}
+
 /// y = x W^T with x the int16 activations, through TDPBUSD / TDPBUUD. Each int16 is split into a
 /// signed high byte and an unsigned low byte; per 32-element chunk, codes . x =
 /// 256 (codes . high) + codes . low exactly in int32, then chunk_scale * group_scale * float(dot),

@@ -142,7 +142,7 @@ void amx_linear_int8(const AmxInt8Problem& pr, int threads) {
 #pragma omp parallel num_threads(threads)
   {
     configure_int8_tiles(kb);
-    amx::WeightBlock w(p, k_padded);
+    amx::WeightBlock w(p, k_padded, kb, true);
     alignas(64) int32_t c[kBlock * kBlock];
     alignas(64) float acc[kBlock * kBlock];
     for (int64_t panel = 0; panel < pr.m; panel += kPanelTokens) {

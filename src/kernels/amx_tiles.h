@@ -33,13 +33,24 @@ inline void configure_tiles(const uint8_t (&rows)[8], const uint16_t (&colsb)[8]
   _tile_loadconfig(&cfg);
 }
 
-/// One thread's block of 32 weight rows as unsigned code bytes (8-bit rows read in place when
-/// all 32 exist, else copied; 4- and 2-bit codes widened to a byte each in element order; rows
-/// past N read as zero), with their group scales and offsets as float32.
+/// One thread's block of 32 weight rows as unsigned code bytes, with their group scales and
+/// offsets as float32. The bytes are stored tile-major, [K / kb][32 rows][kb bytes], so that
+/// one A tile (16 rows x kb bytes) is 16 kb contiguous bytes: rows of K bytes apart all fall in
+/// the same L1 set when K is a multiple of 4096 and evicted each other. 4- and 2-bit codes are
+/// widened to a byte each in element order; rows past N read as zero. `in_place_8bit`: whole
+/// blocks of 8-bit rows are read where they are instead (stride row_bytes), no copy.
+/// `code_bias`: added to every copied code byte (wrapping): qmin turns the unsigned codes u into
+/// the signed q = u + qmin.
 class WeightBlock {
  public:
-  WeightBlock(const PackedLinearWeight& p, int64_t k_padded)
-      : p_(p), k_padded_(k_padded), scales_(static_cast<size_t>(kBlockRows * p.groups)) {
+  WeightBlock(const PackedLinearWeight& p, int64_t k_padded, int64_t kb, bool in_place_8bit,
+              int8_t code_bias = 0)
+      : p_(p),
+        k_padded_(k_padded),
+        kb_(kb),
+        in_place_8bit_(in_place_8bit),
+        code_bias_(code_bias),
+        scales_(static_cast<size_t>(kBlockRows * p.groups)) {
     if (p.has_offsets) offsets_.resize(scales_.size());
   }
   void load(int64_t n0) {
@@ -47,29 +58,40 @@ class WeightBlock {
     p_.group_params(n0, rows_, scales_.data(), p_.has_offsets ? offsets_.data() : nullptr);
     const uint8_t* codes = p_.codes.data<uint8_t>() + n0 * p_.row_bytes;
     const int bits = dtype_bits(p_.dtype);
-    if (bits == 8 && rows_ == kBlockRows) {
+    if (bits == 8 && rows_ == kBlockRows && in_place_8bit_ && code_bias_ == 0) {
       base_ = codes;
-      stride_ = p_.row_bytes;
+      row_stride_ = p_.row_bytes;
+      step_stride_ = kb_;
+      tile_stride_ = p_.row_bytes;
       return;
     }
     bytes_.resize(static_cast<size_t>(kBlockRows * k_padded_));
-    std::fill(bytes_.begin() + rows_ * k_padded_, bytes_.end(), uint8_t{0});
     base_ = bytes_.data();
-    stride_ = k_padded_;
-    for (int64_t r = 0; r < rows_; ++r) {
-      const uint8_t* src = codes + r * p_.row_bytes;
-      uint8_t* dst = bytes_.data() + r * k_padded_;
-      if (bits == 8) {
-        std::memcpy(dst, src, static_cast<size_t>(std::min(p_.row_bytes, k_padded_)));
-      } else if (bits == 4) {
-        widen_u4(src, dst);
-      } else {
-        widen_u2(src, dst);
+    row_stride_ = kb_;
+    step_stride_ = kBlockRows * kb_;
+    tile_stride_ = kb_;
+    if (rows_ < kBlockRows) std::fill(bytes_.begin(), bytes_.end(), uint8_t{0});
+    // Chunks outer: the block is written in address order.
+    const __m128i bias = _mm_set1_epi8(code_bias_);
+    for (int64_t c = 0; c * 32 < k_padded_; ++c) {
+      uint8_t* dst = bytes_.data() + (c * 32 / kb_) * step_stride_ + c * 32 % kb_;
+      for (int64_t r = 0; r < rows_; ++r, dst += kb_) {
+        const uint8_t* src = codes + r * p_.row_bytes;
+        if (bits == 8) {
+          copy_u8(src + c * 32, bias, dst);
+        } else if (bits == 4) {
+          widen_u4(src + c * 16, bias, dst);
+        } else {
+          widen_u2(src + c * 8, bias, dst);
+        }
       }
     }
   }
-  const uint8_t* tile(int i, int64_t k0) const { return base_ + i * 16 * stride_ + k0; }
-  int64_t stride() const { return stride_; }
+  /// Rows 16 i .. 16 i + 15 at K offset k0 (a multiple of kb), `stride()` bytes apart.
+  const uint8_t* tile(int i, int64_t k0) const {
+    return base_ + (k0 / kb_) * step_stride_ + i * 16 * row_stride_;
+  }
+  int64_t stride() const { return tile_stride_; }
   int64_t rows() const { return rows_; }
   float scale(int64_t r, int64_t g) const {
     return scales_[static_cast<size_t>(r * p_.groups + g)];
@@ -79,37 +101,42 @@ class WeightBlock {
   }
 
  private:
-  // A 32-element chunk of 4-bit codes is 16 bytes: elements 0-15 in the low nibbles, 16-31 in
-  // the high ones (linear.h).
-  void widen_u4(const uint8_t* src, uint8_t* dst) const {
-    const __m128i low4 = _mm_set1_epi8(0x0F);
-    for (int64_t c = 0; c * 32 < k_padded_ && c * 16 < p_.row_bytes; ++c) {
-      const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(src + c * 16));
-      _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + c * 32), _mm_and_si128(b, low4));
-      _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + c * 32 + 16),
-                       _mm_and_si128(_mm_srli_epi16(b, 4), low4));
+  // Each writes the 32 codes of one chunk as bytes plus `bias` (wrapping).
+  static void copy_u8(const uint8_t* src, __m128i bias, uint8_t* dst) {
+    for (int half = 0; half < 2; ++half) {
+      const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(src + 16 * half));
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + 16 * half), _mm_add_epi8(b, bias));
     }
   }
+  // A 32-element chunk of 4-bit codes is 16 bytes: elements 0-15 in the low nibbles, 16-31 in
+  // the high ones (linear.h).
+  static void widen_u4(const uint8_t* src, __m128i bias, uint8_t* dst) {
+    const __m128i low4 = _mm_set1_epi8(0x0F);
+    const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(src));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(dst), _mm_add_epi8(_mm_and_si128(b, low4), bias));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + 16),
+                     _mm_add_epi8(_mm_and_si128(_mm_srli_epi16(b, 4), low4), bias));
+  }
   // A chunk of 2-bit codes is 8 bytes: bit field i (bits 2i, 2i + 1) holds elements 8i..8i + 7.
-  void widen_u2(const uint8_t* src, uint8_t* dst) const {
+  static void widen_u2(const uint8_t* src, __m128i bias, uint8_t* dst) {
     const __m128i low2 = _mm_set1_epi8(0x03);
-    for (int64_t c = 0; c * 32 < k_padded_ && c * 8 < p_.row_bytes; ++c) {
-      const __m128i b = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(src + c * 8));
-      const __m128i f01 =
-          _mm_unpacklo_epi64(_mm_and_si128(b, low2), _mm_and_si128(_mm_srli_epi16(b, 2), low2));
-      const __m128i f23 = _mm_unpacklo_epi64(_mm_and_si128(_mm_srli_epi16(b, 4), low2),
-                                             _mm_and_si128(_mm_srli_epi16(b, 6), low2));
-      _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + c * 32), f01);
-      _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + c * 32 + 16), f23);
-    }
+    const __m128i b = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(src));
+    const __m128i f01 =
+        _mm_unpacklo_epi64(_mm_and_si128(b, low2), _mm_and_si128(_mm_srli_epi16(b, 2), low2));
+    const __m128i f23 = _mm_unpacklo_epi64(_mm_and_si128(_mm_srli_epi16(b, 4), low2),
+                                           _mm_and_si128(_mm_srli_epi16(b, 6), low2));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(dst), _mm_add_epi8(f01, bias));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + 16), _mm_add_epi8(f23, bias));
   }
 
   const PackedLinearWeight& p_;
-  int64_t k_padded_;
+  int64_t k_padded_, kb_;
+  bool in_place_8bit_;
+  int8_t code_bias_;
   std::vector<float> scales_, offsets_;
   std::vector<uint8_t> bytes_;
   const uint8_t* base_ = nullptr;
-  int64_t stride_ = 0, rows_ = 0;
+  int64_t row_stride_ = 0, step_stride_ = 0, tile_stride_ = 0, rows_ = 0;
 };
 
 }  // namespace quantkit::kernels::amx

@@ -353,12 +353,8 @@ bool linear_amx_int16(const float* x, int64_t m, const PackedLinearWeight& p, fl
 
 /// Whether the AMX tiles take this product (amx_int16_min_tokens).
 bool amx_int16_runs(const PackedLinearWeight& p, int64_t m, GemvActivations activations) {
-  static const int64_t min_tokens = [] {
-    const char* e = std::getenv("QK_AMX16_MIN");
-    return e ? std::atoi(e) : 16;
-  }();
   return active_isa() == Isa::kAmx && activations == GemvActivations::kInt16 &&
-         kernels::amx_int16_takes(p) && m >= min_tokens;
+         kernels::amx_int16_takes(p) && m >= kernels::amx_int16_min_tokens();
 }
 
 /// The int16 GEMV (4 tokens per decoded chunk) stays ahead of dequantized tiles + sgemm up to
