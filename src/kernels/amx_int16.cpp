@@ -12,7 +12,10 @@
 //
 // W4A16 g32, 4096 x 4096, in cache, 2 threads: 500-610 GFLOPS at M = 32-512 (the avx512 int16
 // kernel: 190-215); the weight block's bytes must be written in one piece each (a separate pass
-// adding qmin after the widening stores stalled on store forwarding: 270 at M = 32).
+// adding qmin after the widening stores stalled on store forwarding: 270 at M = 32). Measured
+// and dropped: x as two bfloat16 terms through TDPBF16PS (no per-chunk scaling, but 0.65-0.75x
+// at g32, 0.9x per channel), the chunk loop outside a panel of 8 token blocks (weight tiles from
+// L1: 0.75-0.9x), issuing chunk c + 1's tile products before scaling chunk c (within noise).
 #include "amx_int16.h"
 
 #include <omp.h>
@@ -40,8 +43,8 @@ constexpr int64_t kChunk = 32;
 constexpr int64_t kTokens = 16;  // tokens per step: the columns of one accumulator tile
 
 /// Activations regrouped for the tiles: token block b (16 tokens, zero tokens past m) holds,
-/// per chunk, its high bytes [8][16 tokens][4] then its low bytes [8][16][4], followed by the
-/// block's chunk scales [chunks][16] and group sums [groups][16].
+/// per chunk, its high bytes [8][16 tokens][4] then its low bytes [8][16][4]; beside them, per
+/// block, the chunk scales [chunks][16 tokens] and group sums [groups][16 tokens].
 class TokenTiles {
  public:
   TokenTiles(const AmxInt16Problem& pr, int threads) : chunks_(pr.chunks) {

@@ -32,10 +32,10 @@ constexpr int64_t amx_int16_min_tokens() {
   return 8;
 }
 
-/// y = x W^T with x the int16 activations, through TDPBUSD / TDPBUUD. Each int16 is split into a
-/// signed high byte and an unsigned low byte; per 32-element chunk, codes . x =
-/// 256 (codes . high) + codes . low exactly in int32, then chunk_scale * group_scale * float(dot),
-/// plus (group_scale * qmin + group_offset) * group sum. Only call it where Isa::kAmx is
+/// y = x W^T with x the int16 activations, through the AMX-INT8 tile dot products. Each int16 is
+/// split into a signed high byte and an unsigned low byte; per 32-element chunk, q . x =
+/// 256 (q . high) + q . low exactly in int32 (q = u + qmin, the signed code), then chunk_scale *
+/// group_scale * float(dot), plus group_offset * group sum. Only call it where Isa::kAmx is
 /// supported.
 void amx_linear_int16(const AmxInt16Problem& problem, int threads);
 

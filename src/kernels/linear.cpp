@@ -361,7 +361,8 @@ bool amx_int16_runs(const PackedLinearWeight& p, int64_t m, GemvActivations acti
 /// about 160 rows (int4 g32, 4096^2: 110 / 118 / 110 GFLOPS at M = 64 / 128 / 256 against 64 /
 /// 96 / 126); the avx512 4-bit kernel (8 tokens per pass, split-byte activations) up to about
 /// 384 (2 threads: 162-193 / 177-194 / 177-181 / 143-149 GFLOPS at M = 192 / 256 / 384 / 512
-/// against 134-136 / 156-167 / 184-189 / 201-214); the float GEMV only up to 64.
+/// against 134-136 / 156-167 / 184-189 / 201-214); the float GEMV only up to 64. At the amx
+/// level the AMX tiles take every M from amx_int16_min_tokens on, before this applies.
 int64_t gemm_min_rows(const PackedLinearWeight& p, GemvActivations activations) {
   if (activations != GemvActivations::kInt16 || is_float8(p.dtype)) return kGemmMinRows;
   const bool split_bytes_4bit =
