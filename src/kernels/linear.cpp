@@ -420,6 +420,7 @@ Tensor linear_weight_only(const Tensor& x, const PackedLinearWeight& p, const Te
     linear_reference(x.data<float>(), m, p, y.data<float>());
   } else if (amx_int16_runs(p, m, activations) &&
              linear_amx_int16(x.data<float>(), m, p, y.data<float>(), threads)) {
+    // y is written; x holding NaN or Inf goes on to the paths below, which carry it in float.
   } else if (m >= gemm_min_rows(p, activations) || !has_gemv_kernel(p)) {
     linear_gemm(x.data<float>(), m, p, y.data<float>(), threads);
   } else {
