@@ -125,6 +125,26 @@ TEST(Kernels, RoundRowInt16MatchesItsSpecificationAtEveryLevel) {
   }
 }
 
+// The group sums of the dynamic int8 activations: exact at every level, for runs of any length
+// (the vector body and its tail) and at the extremes of the int8 range.
+TEST(Kernels, SumInt8IsExactAtEveryLevel) {
+  for (int64_t n : {0, 1, 31, 32, 33, 64, 127, 4096, 4099}) {
+    std::vector<int8_t> codes(static_cast<size_t>(n));
+    uint32_t state = static_cast<uint32_t>(n) * 2654435761u + 1;
+    for (int8_t& c : codes) {
+      state = state * 1664525u + 1013904223u;
+      c = static_cast<int8_t>(state >> 24);
+    }
+    if (n > 64) std::fill(codes.begin(), codes.begin() + 64, int8_t{-128});
+    int64_t want = 0;
+    for (int8_t c : codes) want += c;
+    for (Isa isa : supported_isas()) {
+      EXPECT_EQ(kernels::quant_row_kernels_for(isa).sum_int8(codes.data(), n), want)
+          << isa_name(isa) << " n=" << n;
+    }
+  }
+}
+
 // The split-byte activation layout of the VNNI decode kernels: every int16 the rounding can
 // produce (+-32767 and all between) is 256 * high + low with the high byte signed and the low
 // byte unsigned, the two halves of each 64-slot run stored high bytes first.

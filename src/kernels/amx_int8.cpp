@@ -14,6 +14,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <memory>
 #include <vector>
 
 #include "quantkit/core/error.h"
@@ -55,25 +56,42 @@ void configure_int8_tiles(int64_t kb) {
 /// The activations as B tiles: token block b (16 tokens, the count padded to whole 32-token
 /// steps with zero tokens) holds [k_padded / 4][16 tokens][4 bytes].
 struct TokenTiles {
-  std::vector<int8_t> data;
+  std::unique_ptr<int8_t[]> data;  // uninitialised storage: token_tiles writes every byte
   int64_t blocks = 0;
   int64_t block_bytes = 0;
   const int8_t* at(int64_t block, int64_t k0) const {
-    return data.data() + block * block_bytes + k0 * 16;
+    return data.get() + block * block_bytes + k0 * 16;
   }
 };
 
 TokenTiles token_tiles(const AmxInt8Problem& pr, int64_t k_padded, int threads) {
+  QK_CHECK(pr.xq_stride >= k_padded && pr.xq_stride < (int64_t{1} << 27), ValueError,
+           "amx_linear_int8: activation rows of ", pr.xq_stride, " bytes: the tiles read ",
+           k_padded, " and the gather offsets are int32");
   TokenTiles t;
   t.blocks = (pr.m + kBlock - 1) / kBlock * 2;
   t.block_bytes = k_padded * 16;
-  t.data.assign(static_cast<size_t>(t.blocks * t.block_bytes), 0);
-  const int64_t k_stored = std::min(pr.xq_stride, k_padded);  // xq is zero past K already
+  t.data.reset(new int8_t[static_cast<size_t>(t.blocks * t.block_bytes)]);
+  const __m512i lanes = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
+  // One gather per tile row: the same 4 bytes of K from each of the block's 16 tokens; tokens
+  // past m are masked off and read as zero.
 #pragma omp parallel for schedule(static) num_threads(threads) if (pr.m * k_padded > 65536)
-  for (int64_t token = 0; token < pr.m; ++token) {
-    const int8_t* src = pr.xq + token * pr.xq_stride;
-    int8_t* dst = t.data.data() + (token / 16) * t.block_bytes + (token % 16) * 4;
-    for (int64_t k = 0; k < k_stored; k += 4) std::memcpy(dst + k * 16, src + k, 4);
+  for (int64_t b = 0; b < t.blocks; ++b) {
+    const int64_t live = std::clamp<int64_t>(pr.m - b * 16, 0, 16);
+    int8_t* dst = t.data.get() + b * t.block_bytes;
+    if (live == 0) {  // the padding half of the last step
+      std::memset(dst, 0, static_cast<size_t>(t.block_bytes));
+      continue;
+    }
+    const auto mask = static_cast<__mmask16>((1u << live) - 1);
+    const __m512i offsets =
+        _mm512_mullo_epi32(lanes, _mm512_set1_epi32(static_cast<int>(pr.xq_stride)));
+    const int8_t* src = pr.xq + b * 16 * pr.xq_stride;
+    for (int64_t k = 0; k < k_padded; k += 4, dst += 64) {
+      const __m512i v =
+          _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), mask, offsets, src + k, 1);
+      _mm512_storeu_si512(dst, v);
+    }
   }
   return t;
 }

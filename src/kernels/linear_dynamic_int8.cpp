@@ -3,6 +3,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
+#include <memory>
 #include <vector>
 
 #include "amx_int8.h"
@@ -16,26 +18,32 @@ namespace {
 
 constexpr int64_t kChunk = 32;
 
-/// Per-row symmetric int8 codes (zero-padded to a multiple of 32) and scales.
+/// Per-row symmetric int8 codes (zero-padded to a multiple of 128), scales, and the exact sum of
+/// the codes of every group of `group_size` elements ([m, groups] as float; none for 0).
 struct TokenQuantized {
-  std::vector<int8_t> codes;
+  std::unique_ptr<int8_t[]> codes;  // uninitialised storage: each row is written whole below
   std::vector<float> scales;
+  std::vector<float> group_sums;
   int64_t stride = 0;
 };
 
-TokenQuantized quantize_tokens(const float* x, int64_t m, int64_t k) {
+TokenQuantized quantize_tokens(const float* x, int64_t m, int64_t k, int64_t group_size) {
   TokenQuantized t;
   // Whole steps of the avx512 W4A8 row kernel (4 chunks), zero past K.
   constexpr int64_t kStep = 4 * kChunk;
   t.stride = (k + kStep - 1) / kStep * kStep;
-  t.codes.assign(static_cast<size_t>(m * t.stride), 0);
+  t.codes.reset(new int8_t[static_cast<size_t>(m * t.stride)]);
   t.scales.resize(static_cast<size_t>(m));
+  const int64_t groups = group_size > 0 ? (k + group_size - 1) / group_size : 0;
+  t.group_sums.resize(static_cast<size_t>(m * groups));
   // The row kernels round x * (127 / amax) half-to-even and clamp to +-127 exactly as
   // nearbyint + clamp would, at the active ISA level.
   const kernels::QuantRowKernels& rows = kernels::quant_row_kernels();
   int64_t bad_row = -1;
 #pragma omp parallel for schedule(static) num_threads(num_threads()) if (m * k > 65536)
   for (int64_t r = 0; r < m; ++r) {
+    int8_t* codes = t.codes.get() + r * t.stride;
+    std::memset(codes + k, 0, static_cast<size_t>(t.stride - k));
     float mn = 0.0f, mx = 0.0f, poison = 0.0f;
     rows.minmax(x + r * k, k, &mn, &mx, &poison);
     if (std::isnan(poison)) {
@@ -47,7 +55,12 @@ TokenQuantized quantize_tokens(const float* x, int64_t m, int64_t k) {
     const float inv = amax > 0.0f ? 127.0f / amax : 0.0f;
     t.scales[static_cast<size_t>(r)] = amax > 0.0f ? amax / 127.0f : 1.0f;
     rows.quantize_bytes(x + r * k, k, inv, 0.0f, -127.0f, 127.0f,
-                        reinterpret_cast<uint8_t*>(t.codes.data() + r * t.stride));
+                        reinterpret_cast<uint8_t*>(codes));
+    for (int64_t g = 0; g < groups; ++g) {
+      const int64_t begin = g * group_size;
+      t.group_sums[static_cast<size_t>(r * groups + g)] =
+          static_cast<float>(rows.sum_int8(codes + begin, std::min(group_size, k - begin)));
+    }
   }
   QK_CHECK(bad_row < 0, ValueError, "dynamic int8 linear: row ", bad_row,
            " of the activations holds NaN or Inf; per-token scales need finite inputs");
@@ -66,12 +79,12 @@ Tensor fake_quantize_per_token_int8(const Tensor& x) {
   QK_CHECK(x.defined() && x.dtype() == DType::kFloat32 && x.dim() >= 1, DTypeError,
            "fake_quantize_per_token_int8: x must be a float32 tensor of rank >= 1");
   const int64_t k = x.size(-1), m = k ? x.numel() / k : 0;
-  const TokenQuantized t = quantize_tokens(x.data<float>(), m, k);
+  const TokenQuantized t = quantize_tokens(x.data<float>(), m, k, 0);
   Tensor out = Tensor::empty(x.shape(), DType::kFloat32);
 #pragma omp parallel for schedule(static) num_threads(num_threads()) if (m * k > 65536)
   for (int64_t r = 0; r < m; ++r) {
     const float scale = t.scales[static_cast<size_t>(r)];
-    const int8_t* codes = t.codes.data() + r * t.stride;
+    const int8_t* codes = t.codes.get() + r * t.stride;
     float* dst = out.data<float>() + r * k;
     for (int64_t i = 0; i < k; ++i) dst[i] = scale * static_cast<float>(codes[i]);
   }
@@ -95,28 +108,17 @@ Tensor linear_dynamic_int8(const Tensor& x, const PackedLinearWeight& p, const T
   Tensor y = Tensor::empty(out_shape, DType::kFloat32);
   const int64_t m = x.numel() / std::max<int64_t>(p.in_features, 1);
   if (m == 0 || p.out_features == 0) return y;
-  const TokenQuantized t = quantize_tokens(x.data<float>(), m, p.in_features);
-  std::vector<float> sums(static_cast<size_t>(m * p.groups));  // per token and group, exact
-#pragma omp parallel for schedule(static) num_threads(num_threads()) if (m * p.in_features > 65536)
-  for (int64_t r = 0; r < m; ++r) {
-    const int8_t* codes = t.codes.data() + r * t.stride;
-    for (int64_t g = 0; g < p.groups; ++g) {
-      int32_t sum = 0;
-      for (int64_t i = g * p.group_size; i < std::min(p.in_features, (g + 1) * p.group_size); ++i)
-        sum += codes[i];
-      sums[static_cast<size_t>(r * p.groups + g)] = static_cast<float>(sum);
-    }
-  }
+  const TokenQuantized t = quantize_tokens(x.data<float>(), m, p.in_features, p.group_size);
+  const float* sums = t.group_sums.data();  // per token and group, exact
   if (active_isa() == Isa::kAmx && kernels::amx_takes(p) && m >= kernels::amx_min_tokens(p)) {
     kernels::amx_linear_int8(
-        {&p, t.codes.data(), t.stride, t.scales.data(), sums.data(), m, y.data<float>()},
-        num_threads());
+        {&p, t.codes.get(), t.stride, t.scales.data(), sums, m, y.data<float>()}, num_threads());
     add_bias(bias, m, y);
     return y;
   }
   const kernels::GemvKernels& table = kernels::gemv_kernels_for(active_isa());
   run_row_slices(p,
-                 kernels::GemvInt8Args{t.codes.data(), t.stride, t.scales.data(), sums.data(), m,
+                 kernels::GemvInt8Args{t.codes.get(), t.stride, t.scales.data(), sums, m,
                                        gemv_weights(p, y.data<float>())},
                  p.dtype == DType::kInt8 ? table.i8_w8 : table.i8_w4, num_threads(),
                  kernels::int8_kernel_reads_compact(m, dtype_bits(p.dtype)));

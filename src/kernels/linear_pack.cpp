@@ -115,14 +115,22 @@ void compact_group_params(PackedLinearWeight& p) {
   p.offsets = Tensor();
 }
 
+/// Bytes of one row's codes, chunks of 32 codes rounded up to whole cache lines (before any spare
+/// line between rows).
+int64_t dense_row_bytes(int64_t k, int bits) {
+  const int64_t padded_k = (k + kChunk - 1) / kChunk * kChunk;
+  return (padded_k * bits / 8 + 63) / 64 * 64;
+}
+
 }  // namespace
 
 int64_t PackedLinearWeight::nbytes() const {
+  // The spare line of row_bytes is never read: it is not counted as streamed.
+  const int64_t code_bytes = out_features * dense_row_bytes(in_features, dtype_bits(dtype));
   if (compact()) {
-    return codes.nbytes() + scales_f16.nbytes() +
-           (zero_points.defined() ? zero_points.nbytes() : 0);
+    return code_bytes + scales_f16.nbytes() + (zero_points.defined() ? zero_points.nbytes() : 0);
   }
-  return codes.nbytes() + scales.nbytes() + (has_offsets ? offsets.nbytes() : 0);
+  return code_bytes + scales.nbytes() + (has_offsets ? offsets.nbytes() : 0);
 }
 
 PackedLinearWeight PackedLinearWeight::clone() const {
@@ -173,7 +181,9 @@ PackedLinearWeight pack_float_group_params(const QTensor& weight) {
   p.scheme = scheme;
   const int bits = dtype_bits(scheme.dtype);
   const int64_t padded_k = (p.in_features + kChunk - 1) / kChunk * kChunk;
-  p.row_bytes = (padded_k * bits / 8 + 63) / 64 * 64;
+  p.row_bytes = dense_row_bytes(p.in_features, bits);
+  // See row_bytes in linear.h. Int8 W8A8 at M = 128-512 (4096^2, in cache): 3-5 % faster.
+  if (bits == 8 && p.row_bytes >= 1024 && p.row_bytes % 512 == 0) p.row_bytes += 64;
   p.codes = Tensor::zeros({p.out_features, p.row_bytes}, DType::kUInt8);
   p.scales = Tensor::empty({p.out_features, p.groups}, DType::kFloat32);
   const bool fp8 = is_float8(scheme.dtype);

@@ -27,6 +27,8 @@ struct QuantRowKernels {
   /// all-zero chunk: scale 0, codes 0), sums[c] = the chunk's sum of q. q is zero-padded to
   /// whole chunks. False (outputs unspecified) when x holds NaN or Inf.
   bool (*round_row_int16)(const float* x, int64_t k, int16_t* q, float* scales, int32_t* sums);
+  /// The sum of n int8 codes (exact for n < 2^24).
+  int32_t (*sum_int8)(const int8_t* codes, int64_t n);
 };
 
 const QuantRowKernels& quant_row_kernels();

@@ -232,7 +232,14 @@ bool round_row_int16(const float* __restrict x, int64_t k, int16_t* __restrict q
   return round_chunk_int16(tail, q + whole * kChunk, scales + whole, sums + whole);
 }
 
+int32_t sum_int8(const int8_t* __restrict codes, int64_t n) {
+  int32_t sum = 0;
+  for (int64_t i = 0; i < n; ++i) sum += codes[i];
+  return sum;
+}
+
 inline const QuantRowKernels kTable = {quantize_bytes, dequantize_bytes, pack_nibbles,
-                                       unpack_nibbles, minmax,           round_row_int16};
+                                       unpack_nibbles, minmax,           round_row_int16,
+                                       sum_int8};
 
 }  // namespace quantkit::kernels::QK_ISA_NAMESPACE

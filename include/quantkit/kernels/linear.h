@@ -29,7 +29,10 @@ struct PackedLinearWeight {
   int64_t group_size = 0;    // K for per-channel
   int64_t groups = 0;        // ceil(K / group_size)
   DType dtype = DType::kInt8;
-  int64_t row_bytes = 0;     // bytes per packed row (multiple of 64)
+  /// Bytes from one packed row to the next: a multiple of 64, with one spare cache line where
+  /// 8-bit rows would be a multiple of 512 bytes (>= 1 KiB) apart, so that the rows an AMX tile
+  /// reads in place do not all map to the same few L1 sets.
+  int64_t row_bytes = 0;
   Tensor codes;              // uint8 [N, row_bytes]
   Tensor scales;             // float32 [N, groups]; undefined when compact()
   Tensor offsets;            // float32 [N, groups]; undefined for float8 and when compact()
