@@ -149,7 +149,8 @@ inline void store_dots(int32_t (&dots)[2][amx::kBlockRows * kTokens]) {
 /// scales straight into acc.
 template <bool kSignedCodes>
 void block_product(const amx::WeightBlock& w, const TokenTiles& tokens, int64_t b, int64_t chunks,
-                   int64_t chunks_per_group, int64_t groups, bool offsets, float* acc) {
+                   int64_t chunks_per_group, int64_t groups, bool offsets, amx::BlockPrefetch* next,
+                   float* acc) {
   alignas(64) int32_t dots[2][amx::kBlockRows * kTokens];
   alignas(64) float group_acc[amx::kBlockRows * kTokens];
   const int64_t rows = w.rows();
@@ -158,6 +159,7 @@ void block_product(const amx::WeightBlock& w, const TokenTiles& tokens, int64_t 
   std::fill(acc, acc + amx::kBlockRows * kTokens, 0.0f);
   for (int64_t g = 0, c = 0; g < groups; ++g) {
     if (chunks_per_group == 1) {
+      if (next) next->step();
       chunk_tiles<kSignedCodes>(w, tokens, b, c);
       store_dots(dots);
       const __m512 cs = _mm512_loadu_ps(chunk_scales + c * kTokens);
@@ -171,6 +173,7 @@ void block_product(const amx::WeightBlock& w, const TokenTiles& tokens, int64_t 
       const int64_t c_end = std::min(chunks, c + chunks_per_group);
       std::fill(group_acc, group_acc + rows * kTokens, 0.0f);
       for (; c < c_end; ++c) {
+        if (next) next->step();
         chunk_tiles<kSignedCodes>(w, tokens, b, c);
         store_dots(dots);
         const __m512 cs = _mm512_loadu_ps(chunk_scales + c * kTokens);
@@ -215,13 +218,15 @@ void amx_linear_int16(const AmxInt16Problem& pr, int threads) {
     for (int64_t rb = 0; rb < row_blocks; ++rb) {
       const int64_t n0 = rb * amx::kBlockRows;
       w.load(n0);
+      amx::BlockPrefetch next(p, rb + threads, pr.chunks);  // (amx_tiles.h)
       for (int64_t b = 0; b < tokens.blocks(); ++b) {
+        amx::BlockPrefetch* during = b == 0 ? &next : nullptr;
         if (qmin < 0) {
           block_product<true>(w, tokens, b, pr.chunks, chunks_per_group, p.groups, p.has_offsets,
-                              acc);
+                              during, acc);
         } else {
           block_product<false>(w, tokens, b, pr.chunks, chunks_per_group, p.groups, p.has_offsets,
-                               acc);
+                               during, acc);
         }
         const int64_t valid = std::min(kTokens, pr.m - b * kTokens);
         for (int64_t t = 0; t < valid; ++t) {

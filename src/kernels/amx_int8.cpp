@@ -158,6 +158,7 @@ void amx_linear_int8(const AmxInt8Problem& pr, int threads) {
   const int64_t tokens_padded = tokens.blocks * 16;
   const GroupSums sums = group_sums(pr, tokens_padded, qmin);
   const int64_t row_blocks = (p.out_features + kBlock - 1) / kBlock;
+  const bool widened = dtype_bits(p.dtype) < 8;
 #pragma omp parallel num_threads(threads)
   {
     configure_int8_tiles(kb);
@@ -169,6 +170,7 @@ void amx_linear_int8(const AmxInt8Problem& pr, int threads) {
       for (int64_t rb = 0; rb < row_blocks; ++rb) {
         const int64_t n0 = rb * kBlock;
         w.load(n0);
+        amx::BlockPrefetch next(p, widened ? rb + threads : row_blocks, k_padded / kb);
         for (int64_t t0 = panel; t0 < std::min(pr.m, panel + kPanelTokens); t0 += kBlock) {
           std::fill(acc, acc + kBlock * kBlock, 0.0f);
           const int64_t b0 = t0 / 16;
@@ -179,6 +181,7 @@ void amx_linear_int8(const AmxInt8Problem& pr, int threads) {
             _tile_zero(2);
             _tile_zero(3);
             for (int64_t step = 0; step < steps_per_group && k0 < k_padded; ++step, k0 += kb) {
+              if (t0 == 0) next.step();
               _tile_loadd(4, w.tile(0, k0), w.stride());
               _tile_loadd(5, w.tile(1, k0), w.stride());
               _tile_loadd(6, tokens.at(b0, k0), 64);
