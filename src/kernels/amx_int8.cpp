@@ -28,7 +28,7 @@ namespace quantkit::kernels {
 
 int64_t amx_min_tokens(const PackedLinearWeight& p) {
   const bool groups_of_32 = p.group_size < p.in_features && p.group_size % 64 != 0;
-  return groups_of_32 ? 16 : 8;
+  return groups_of_32 ? 12 : 8;
 }
 
 bool amx_takes(const PackedLinearWeight& p) {

@@ -23,8 +23,9 @@ struct AmxInt8Problem {
 bool amx_takes(const PackedLinearWeight& p);
 
 /// Tokens from which amx_linear_int8 beats the vpdpbusd kernels (2 threads, 4096 x 4096): 8;
-/// 16 at group size 32, whose per-group float scaling of 32-token steps costs more than the
-/// 8 real tokens of a step gain (8 tokens: 0.85x).
+/// 12 at group size 32, whose per-group float scaling of 32-token steps costs more than a few
+/// real tokens gain (in cache: 8 tokens 0.80x, 10 0.91x, 12 1.0x, 14 1.12x; weights from DRAM,
+/// with the next block prefetched: 8 0.97x, 10 1.14x, 12 1.20x).
 int64_t amx_min_tokens(const PackedLinearWeight& p);
 
 /// y = (x_scale * xq) W^T through TDPBUSD: W's unsigned codes are the tiles' unsigned operand,
