@@ -459,6 +459,51 @@ TEST(LinearDynamicInt8, EveryIsaMatchesTheSpecification) {
       compared, worst, worst_vs_float);
 }
 
+// Quantizing x once for several weights changes nothing: every output equals its own call, for
+// weights that share the group size (one quantization) and for mixes that do not (one each).
+TEST(LinearDynamicInt8, SharedInputEqualsSeparateCallsBitForBit) {
+  IsaGuard guard;
+  const int64_t k = 96;
+  const std::vector<std::vector<WeightCase>> groups = {
+      {{DType::kInt8, ZeroPointDomain::kNone, 0}, {DType::kInt8, ZeroPointDomain::kInt, 0}},
+      {{DType::kInt4, ZeroPointDomain::kNone, 32, DType::kFloat16},
+       {DType::kInt8, ZeroPointDomain::kInt, 32}},
+      {{DType::kInt4, ZeroPointDomain::kNone, 32}, {DType::kInt8, ZeroPointDomain::kNone, 0}},
+      {{DType::kUInt8, ZeroPointDomain::kInt, 0}, {DType::kInt8, ZeroPointDomain::kNone, 0}},
+  };
+  for (Isa isa : supported_isas()) {
+    set_active_isa(isa);
+    for (const std::vector<WeightCase>& cases : groups) {
+      std::vector<PackedLinearWeight> packed;
+      std::vector<Tensor> biases;
+      for (size_t i = 0; i < cases.size(); ++i) {
+        packed.push_back(
+            pack_linear_weight(make_weight(17 + 16 * static_cast<int64_t>(i), k, cases[i], 5 + i)));
+        biases.push_back(testing::random_tensor({packed.back().out_features}, 9 + i));
+      }
+      const std::vector<const PackedLinearWeight*> weights = {&packed[0], &packed[1]};
+      const std::vector<const Tensor*> bias_ptrs = {&biases[0], nullptr};
+      for (int64_t m : {1, 7, 40}) {
+        const Tensor x = testing::random_tensor({m, k}, 3);
+        const std::vector<Tensor> ys = linear_dynamic_int8_shared_input(x, weights, bias_ptrs);
+        ASSERT_EQ(ys.size(), weights.size());
+        for (size_t i = 0; i < weights.size(); ++i) {
+          EXPECT_TRUE(same_bits(ys[i], linear_dynamic_int8(x, *weights[i], bias_ptrs[i])))
+              << isa_name(isa) << " m=" << m << " weight " << i;
+        }
+      }
+    }
+  }
+  const PackedLinearWeight p =
+      pack_linear_weight(make_weight(8, k, {DType::kInt8, ZeroPointDomain::kNone, 0}, 1));
+  const Tensor x = testing::random_tensor({1, k}, 2);
+  EXPECT_THROW(linear_dynamic_int8_shared_input(x, {}), ValueError);
+  EXPECT_THROW(linear_dynamic_int8_shared_input(x, {&p}, {nullptr, nullptr}), ValueError);
+  EXPECT_THROW(linear_dynamic_int8_shared_input(testing::random_tensor({1, k + 1}, 2), {&p}),
+               ShapeError);
+  EXPECT_THROW(linear_dynamic_int8_shared_input(x.to(DType::kFloat64), {&p}), DTypeError);
+}
+
 TEST(LinearDynamicInt8, RejectsNonFiniteActivations) {
   const PackedLinearWeight p =
       pack_linear_weight(make_weight(4, 64, {DType::kInt8, ZeroPointDomain::kNone, 0}, 1));

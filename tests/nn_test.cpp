@@ -431,9 +431,9 @@ TEST(workflows, weight_only_activation_calibration_and_freeze) {
   EXPECT_GT(sqnr_db(y_float, y), 30.0);
 }
 
-// forward_shared_input: plain weight-only QLinear modules run together and equal their own
-// forwards bit for bit; a list with any other module (here a float Linear, or a QLinear still
-// calibrating) runs each forward.
+// forward_shared_input: plain QLinear modules of one activation mode (weight-only, dynamic int8)
+// run together and equal their own forwards bit for bit; a list with any other module (here a float
+// Linear, or a QLinear still calibrating) runs each forward.
 TEST(workflows, forward_shared_input_equals_each_forward) {
   Sequential m;
   m.add("q", make_module<Linear>(64, 32, false))
@@ -463,9 +463,21 @@ TEST(workflows, forward_shared_input_equals_each_forward) {
   EXPECT_TRUE(same(qk[1], (*k)(Value(x)).as_float("test")));
   const std::vector<Tensor> mixed = forward_shared_input({q, f}, x);
   EXPECT_TRUE(same(mixed[1], (*f)(Value(x)).as_float("test")));
+  // Dynamic per-token int8 on both: x is quantized once; on one only: each runs its own.
+  auto& q_linear = static_cast<WeightOnlyLinear&>(*q);
+  auto& k_linear = static_cast<WeightOnlyLinear&>(*k);
+  q_linear.activations = ActivationQuant::kInt8DynamicPerToken;
+  const Tensor x8 = random_tensor({8, 64}, 6);
+  const std::vector<Tensor> one_mode = forward_shared_input({q, k}, x8);
+  EXPECT_TRUE(same(one_mode[0], (*q)(Value(x8)).as_float("test")));
+  EXPECT_TRUE(same(one_mode[1], (*k)(Value(x8)).as_float("test")));
+  k_linear.activations = ActivationQuant::kInt8DynamicPerToken;
+  const std::vector<Tensor> dynamic = forward_shared_input({q, k}, x8);
+  EXPECT_TRUE(same(dynamic[0], (*q)(Value(x8)).as_float("test")));
+  EXPECT_TRUE(same(dynamic[1], (*k)(Value(x8)).as_float("test")));
   set_calibration(m, true);  // a calibrating QLinear records its input: its own forward runs
   forward_shared_input({q, k}, x);
-  EXPECT_GT(static_cast<WeightOnlyLinear&>(*q).observed_absmax, 0.0f);
+  EXPECT_GT(q_linear.observed_absmax, 0.0f);
 }
 
 }  // namespace

@@ -126,6 +126,14 @@ kernels::GemvWeights gemv_weights(const PackedLinearWeight& p, float* y) {
           p.compact() && p.has_offsets ? p.zero_points.data<int8_t>() : nullptr};
 }
 
+void check_shared_weights(const char* op, const std::vector<const PackedLinearWeight*>& weights,
+                          const std::vector<const Tensor*>& biases) {
+  QK_CHECK(!weights.empty(), ValueError, op, ": no weights");
+  QK_CHECK(biases.empty() || biases.size() == weights.size(), ValueError, op, ": ", biases.size(),
+           " biases for ", weights.size(),
+           " weights (give one per weight, null for none, or none at all)");
+}
+
 void check_bias(const Tensor* bias, const PackedLinearWeight& p) {
   QK_CHECK(bias == nullptr || (bias->dtype() == DType::kFloat32 && bias->numel() == p.out_features),
            ShapeError, "linear: bias must be float32 [", p.out_features, "], got ",
@@ -433,10 +441,7 @@ Tensor linear_weight_only(const Tensor& x, const PackedLinearWeight& p, const Te
 std::vector<Tensor> linear_weight_only_shared_input(
     const Tensor& x, const std::vector<const PackedLinearWeight*>& weights,
     const std::vector<const Tensor*>& biases) {
-  QK_CHECK(!weights.empty(), ValueError, "linear_weight_only_shared_input: no weights");
-  QK_CHECK(biases.empty() || biases.size() == weights.size(), ValueError,
-           "linear_weight_only_shared_input: ", biases.size(), " biases for ", weights.size(),
-           " weights (give one per weight, null for none, or none at all)");
+  check_shared_weights("linear_weight_only_shared_input", weights, biases);
   const PackedLinearWeight& first = *weights.front();
   const GemvActivations activations = gemv_activations();
   const int64_t m = x.defined() && x.dim() >= 1 ? x.numel() / std::max<int64_t>(x.size(-1), 1) : 0;

@@ -91,39 +91,78 @@ Tensor fake_quantize_per_token_int8(const Tensor& x) {
   return out;
 }
 
-Tensor linear_dynamic_int8(const Tensor& x, const PackedLinearWeight& p, const Tensor* bias) {
+namespace {
+
+void check_dynamic_input(const Tensor& x, const PackedLinearWeight& p) {
   QK_CHECK(x.defined() && x.dtype() == DType::kFloat32, DTypeError,
            "dynamic int8 linear: x must be float32, got ",
            x.defined() ? dtype_name(x.dtype()) : "undefined");
   QK_CHECK(x.dim() >= 1 && x.size(-1) == p.in_features, ShapeError,
            "dynamic int8 linear: x has shape ", shape_to_string(x.shape()),
            " but the weight takes ", p.in_features, " input features");
+}
+
+/// y = x W^T (+ bias) from x's quantized tokens t (group sums at p's group size), shaped like x
+/// with N last.
+Tensor product_of_tokens(const TokenQuantized& t, const Shape& x_shape, int64_t m,
+                         const PackedLinearWeight& p, const Tensor* bias) {
+  Shape out_shape = x_shape;
+  out_shape.back() = p.out_features;
+  Tensor y = Tensor::empty(out_shape, DType::kFloat32);
+  if (m == 0 || p.out_features == 0) return y;
+  const float* sums = t.group_sums.data();  // per token and group, exact
+  if (active_isa() == Isa::kAmx && kernels::amx_takes(p) && m >= kernels::amx_min_tokens(p)) {
+    kernels::amx_linear_int8(
+        {&p, t.codes.get(), t.stride, t.scales.data(), sums, m, y.data<float>()}, num_threads());
+  } else {
+    const kernels::GemvKernels& table = kernels::gemv_kernels_for(active_isa());
+    run_row_slices(p,
+                   kernels::GemvInt8Args{t.codes.get(), t.stride, t.scales.data(), sums, m,
+                                         gemv_weights(p, y.data<float>())},
+                   p.dtype == DType::kInt8 ? table.i8_w8 : table.i8_w4, num_threads(),
+                   kernels::int8_kernel_reads_compact(m, dtype_bits(p.dtype)));
+  }
+  add_bias(bias, m, y);
+  return y;
+}
+
+}  // namespace
+
+Tensor linear_dynamic_int8(const Tensor& x, const PackedLinearWeight& p, const Tensor* bias) {
+  check_dynamic_input(x, p);
   check_bias(bias, p);
   if (active_isa() == Isa::kReference || !has_int8_kernel(p)) {
     // int8 codes times the token scale are exact in float32: keep them so.
     return linear_weight_only(fake_quantize_per_token_int8(x), p, bias, GemvActivations::kFloat32);
   }
-  Shape out_shape = x.shape();
-  out_shape.back() = p.out_features;
-  Tensor y = Tensor::empty(out_shape, DType::kFloat32);
   const int64_t m = x.numel() / std::max<int64_t>(p.in_features, 1);
-  if (m == 0 || p.out_features == 0) return y;
   const TokenQuantized t = quantize_tokens(x.data<float>(), m, p.in_features, p.group_size);
-  const float* sums = t.group_sums.data();  // per token and group, exact
-  if (active_isa() == Isa::kAmx && kernels::amx_takes(p) && m >= kernels::amx_min_tokens(p)) {
-    kernels::amx_linear_int8(
-        {&p, t.codes.get(), t.stride, t.scales.data(), sums, m, y.data<float>()}, num_threads());
-    add_bias(bias, m, y);
-    return y;
+  return product_of_tokens(t, x.shape(), m, p, bias);
+}
+
+std::vector<Tensor> linear_dynamic_int8_shared_input(
+    const Tensor& x, const std::vector<const PackedLinearWeight*>& weights,
+    const std::vector<const Tensor*>& biases) {
+  check_shared_weights("linear_dynamic_int8_shared_input", weights, biases);
+  auto bias_of = [&](size_t i) { return biases.empty() ? nullptr : biases[i]; };
+  const PackedLinearWeight& first = *weights.front();
+  bool shared = active_isa() != Isa::kReference;
+  for (size_t i = 0; i < weights.size(); ++i) {
+    check_dynamic_input(x, *weights[i]);
+    check_bias(bias_of(i), *weights[i]);
+    shared = shared && has_int8_kernel(*weights[i]) && weights[i]->group_size == first.group_size;
   }
-  const kernels::GemvKernels& table = kernels::gemv_kernels_for(active_isa());
-  run_row_slices(p,
-                 kernels::GemvInt8Args{t.codes.get(), t.stride, t.scales.data(), sums, m,
-                                       gemv_weights(p, y.data<float>())},
-                 p.dtype == DType::kInt8 ? table.i8_w8 : table.i8_w4, num_threads(),
-                 kernels::int8_kernel_reads_compact(m, dtype_bits(p.dtype)));
-  add_bias(bias, m, y);
-  return y;
+  std::vector<Tensor> ys;
+  if (!shared) {
+    for (size_t i = 0; i < weights.size(); ++i)
+      ys.push_back(linear_dynamic_int8(x, *weights[i], bias_of(i)));
+    return ys;
+  }
+  const int64_t m = x.numel() / std::max<int64_t>(first.in_features, 1);
+  const TokenQuantized t = quantize_tokens(x.data<float>(), m, first.in_features, first.group_size);
+  for (size_t i = 0; i < weights.size(); ++i)
+    ys.push_back(product_of_tokens(t, x.shape(), m, *weights[i], bias_of(i)));
+  return ys;
 }
 
 }  // namespace quantkit

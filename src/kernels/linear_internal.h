@@ -92,6 +92,10 @@ void run_row_slices(const PackedLinearWeight& p, Args args, Kernel kernel, int t
 
 /// Throws ShapeError unless bias is null or float32 [out_features].
 void check_bias(const Tensor* bias, const PackedLinearWeight& p);
+/// The checks of the *_shared_input calls (`op` names the call in the error): at least one
+/// weight, and no biases or one per weight.
+void check_shared_weights(const char* op, const std::vector<const PackedLinearWeight*>& weights,
+                          const std::vector<const Tensor*>& biases);
 /// y[r, :] += bias for r < rows (no-op for a null bias).
 void add_bias(const Tensor* bias, int64_t rows, Tensor& y);
 

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <optional>
 #include <sstream>
 #include <typeinfo>
 
@@ -294,17 +295,24 @@ Tensor scale_input_channels(const Tensor& x, const Tensor& scale) {
 std::vector<Tensor> forward_shared_input(const std::vector<Module*>& modules, const Tensor& x) {
   std::vector<const PackedLinearWeight*> weights;
   std::vector<const Tensor*> biases;
+  std::optional<ActivationQuant> mode;  // every module's, when they agree
   for (Module* m : modules) {
     auto* q = typeid(*m) == typeid(WeightOnlyLinear) ? static_cast<WeightOnlyLinear*>(m) : nullptr;
-    if (q == nullptr || q->activations != ActivationQuant::kNone || q->input_scale.defined() ||
-        q->calibrating || q->activation_post_process != nullptr) {
+    if (q == nullptr || q->input_scale.defined() || q->calibrating ||
+        q->activation_post_process != nullptr || (mode && *mode != q->activations)) {
       break;
     }
+    mode = q->activations;
     weights.push_back(&q->packed);
     biases.push_back(q->bias.defined() ? &q->bias : nullptr);
   }
-  if (weights.size() == modules.size() && !modules.empty())
-    return linear_weight_only_shared_input(x, weights, biases);
+  if (weights.size() == modules.size() && !modules.empty()) {
+    if (*mode == ActivationQuant::kNone) return linear_weight_only_shared_input(x, weights, biases);
+    if (*mode == ActivationQuant::kInt8DynamicPerToken && x.defined() &&
+        x.dtype() == DType::kFloat32) {
+      return linear_dynamic_int8_shared_input(x, weights, biases);
+    }
+  }
   std::vector<Tensor> ys;
   for (Module* m : modules) ys.push_back((*m)(Value(x)).to_float());
   return ys;

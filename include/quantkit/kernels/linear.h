@@ -80,6 +80,15 @@ Tensor linear_weight_only(const Tensor& x, const PackedLinearWeight& weight,
 Tensor linear_dynamic_int8(const Tensor& x, const PackedLinearWeight& weight,
                            const Tensor* bias = nullptr);
 
+/// linear_dynamic_int8 of several weights on the same x (a layer's q/k/v or gate/up
+/// projections): ys[i] bit-identical to linear_dynamic_int8(x, *weights[i], biases[i]) (biases
+/// empty, or one per weight, null for none). Where every weight has an integer kernel and all
+/// share the group size, x is quantized to int8 once for all of them: TinyLlama's q/k/v
+/// (2048 -> 2048, 256, 256; int8, 2 threads) 1.08-1.23x faster together at M = 16-256.
+std::vector<Tensor> linear_dynamic_int8_shared_input(
+    const Tensor& x, const std::vector<const PackedLinearWeight*>& weights,
+    const std::vector<const Tensor*>& biases = {});
+
 /// The per-row int8 quantization of linear_dynamic_int8, returned dequantized (float32).
 Tensor fake_quantize_per_token_int8(const Tensor& x);
 

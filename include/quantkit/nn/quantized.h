@@ -138,10 +138,11 @@ class WeightOnlyLinear : public Module {
 };
 
 /// Runs modules that all take the same input x and returns their outputs (float32) in order:
-/// a layer's q/k/v or gate/up projections. When every one is a plain weight-only QLinear
-/// (activations none, no input scaling, not calibrating, no output observer) they run together
-/// through linear_weight_only_shared_input, bit-identical to running each; otherwise each runs
-/// its own forward.
+/// a layer's q/k/v or gate/up projections. When every one is a plain QLinear (no input scaling,
+/// not calibrating, no output observer) with the same activations, weight-only or dynamic
+/// per-token int8, they run together through linear_weight_only_shared_input or
+/// linear_dynamic_int8_shared_input, bit-identical to running each; otherwise each runs its own
+/// forward.
 std::vector<Tensor> forward_shared_input(const std::vector<Module*>& modules, const Tensor& x);
 
 /// Elementwise function on a quantized input, requantized to fixed output qparams through a
