@@ -426,13 +426,16 @@ Tensor linear_weight_only(const Tensor& x, const PackedLinearWeight& p, const Te
   const int threads = num_threads();
   if (active_isa() == Isa::kReference) {
     linear_reference(x.data<float>(), m, p, y.data<float>());
-  } else if (amx_int16_runs(p, m, activations) &&
-             linear_amx_int16(x.data<float>(), m, p, y.data<float>(), threads)) {
-    // y is written; x holding NaN or Inf goes on to the paths below, which carry it in float.
-  } else if (m >= gemm_min_rows(p, activations) || !has_gemv_kernel(p)) {
-    linear_gemm(x.data<float>(), m, p, y.data<float>(), threads);
-  } else {
-    linear_gemv(x.data<float>(), m, p, y.data<float>(), threads, activations);
+  } else if (const bool amx = amx_int16_runs(p, m, activations);
+             !amx || !linear_amx_int16(x.data<float>(), m, p, y.data<float>(), threads)) {
+    // After a failed AMX run (its int16 rounding refuses NaN or Inf in x) the GEMV skips the
+    // same rounding and carries x in float32, where its own failure would have led it.
+    if (m >= gemm_min_rows(p, activations) || !has_gemv_kernel(p)) {
+      linear_gemm(x.data<float>(), m, p, y.data<float>(), threads);
+    } else {
+      linear_gemv(x.data<float>(), m, p, y.data<float>(), threads,
+                  amx ? GemvActivations::kFloat32 : activations);
+    }
   }
   add_bias(bias, m, y);
   return y;
