@@ -47,8 +47,7 @@ constexpr int64_t kTokens = 16;  // tokens per step: the columns of one accumula
 /// block, the chunk scales [chunks][16 tokens] and group sums [groups][16 tokens].
 class TokenTiles {
  public:
-  TokenTiles(const AmxInt16Problem& pr, int threads) : chunks_(pr.chunks) {
-    const int64_t groups = pr.weight->groups;
+  TokenTiles(const AmxInt16Problem& pr, int64_t groups, int threads) : chunks_(pr.chunks) {
     blocks_ = (pr.m + kTokens - 1) / kTokens;
     bytes_.assign(static_cast<size_t>(blocks_ * chunks_ * 2 * kChunk * kTokens), 0);
     scales_.assign(static_cast<size_t>(blocks_ * chunks_ * kTokens), 0.0f);
@@ -197,17 +196,14 @@ void block_product(const amx::WeightBlock& w, const TokenTiles& tokens, int64_t 
   }
 }
 
-}  // namespace
-
-void amx_linear_int16(const AmxInt16Problem& pr, int threads) {
-  const PackedLinearWeight& p = *pr.weight;
+/// y = x W^T for one weight on the regrouped activations.
+void weight_product(const TokenTiles& tokens, const PackedLinearWeight& p, int64_t chunks,
+                    int64_t m, float* y, int threads) {
   QK_CHECK(amx_int16_takes(p), DTypeError, "amx_linear_int16: weights of dtype ",
            dtype_name(p.dtype), " and group size ", p.group_size, " have no AMX kernel");
-  const int64_t k_padded = pr.chunks * kChunk;
-  const int64_t chunks_per_group =
-      p.group_size >= p.in_features ? pr.chunks : p.group_size / kChunk;
+  const int64_t k_padded = chunks * kChunk;
+  const int64_t chunks_per_group = p.group_size >= p.in_features ? chunks : p.group_size / kChunk;
   const auto qmin = static_cast<int8_t>(dtype_info(p.dtype).int_min);
-  const TokenTiles tokens(pr, threads);
   const int64_t row_blocks = (p.out_features + amx::kBlockRows - 1) / amx::kBlockRows;
 #pragma omp parallel num_threads(threads)
   {
@@ -218,20 +214,20 @@ void amx_linear_int16(const AmxInt16Problem& pr, int threads) {
     for (int64_t rb = 0; rb < row_blocks; ++rb) {
       const int64_t n0 = rb * amx::kBlockRows;
       w.load(n0);
-      amx::BlockPrefetch next(p, rb + threads, pr.chunks);  // (amx_tiles.h)
+      amx::BlockPrefetch next(p, rb + threads, chunks);  // (amx_tiles.h)
       for (int64_t b = 0; b < tokens.blocks(); ++b) {
         amx::BlockPrefetch* during = b == 0 ? &next : nullptr;
         if (qmin < 0) {
-          block_product<true>(w, tokens, b, pr.chunks, chunks_per_group, p.groups, p.has_offsets,
+          block_product<true>(w, tokens, b, chunks, chunks_per_group, p.groups, p.has_offsets,
                               during, acc);
         } else {
-          block_product<false>(w, tokens, b, pr.chunks, chunks_per_group, p.groups, p.has_offsets,
+          block_product<false>(w, tokens, b, chunks, chunks_per_group, p.groups, p.has_offsets,
                                during, acc);
         }
-        const int64_t valid = std::min(kTokens, pr.m - b * kTokens);
+        const int64_t valid = std::min(kTokens, m - b * kTokens);
         for (int64_t t = 0; t < valid; ++t) {
-          float* y = pr.y + (b * kTokens + t) * p.out_features + n0;
-          for (int64_t r = 0; r < w.rows(); ++r) y[r] = acc[r * kTokens + t];
+          float* yt = y + (b * kTokens + t) * p.out_features + n0;
+          for (int64_t r = 0; r < w.rows(); ++r) yt[r] = acc[r * kTokens + t];
         }
       }
     }
@@ -239,9 +235,27 @@ void amx_linear_int16(const AmxInt16Problem& pr, int threads) {
   }
 }
 
+}  // namespace
+
+void amx_linear_int16(const AmxInt16Problem& pr,
+                      const std::vector<const PackedLinearWeight*>& weights,
+                      const std::vector<float*>& ys, int threads) {
+  QK_CHECK(!weights.empty() && ys.size() == weights.size(), ValueError,
+           "amx_linear_int16: ", weights.size(), " weights and ", ys.size(), " outputs");
+  for (const PackedLinearWeight* p : weights) {
+    QK_CHECK(p->in_features == weights.front()->in_features &&
+                 p->group_size == weights.front()->group_size,
+             ShapeError, "amx_linear_int16: weights sharing x must agree on K and group size");
+  }
+  const TokenTiles tokens(pr, weights.front()->groups, threads);
+  for (size_t i = 0; i < weights.size(); ++i)
+    weight_product(tokens, *weights[i], pr.chunks, pr.m, ys[i], threads);
+}
+
 #else
 
-void amx_linear_int16(const AmxInt16Problem&, int) {
+void amx_linear_int16(const AmxInt16Problem&, const std::vector<const PackedLinearWeight*>&,
+                      const std::vector<float*>&, int) {
   throw ValueError("amx_linear_int16: this build has no AMX kernels (compiler without -mamx-int8)");
 }
 

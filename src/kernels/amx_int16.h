@@ -3,22 +3,20 @@
 #pragma once
 
 #include <cstdint>
+#include <vector>
 
 #include "quantkit/kernels/linear.h"
 
 namespace quantkit::kernels {
 
-/// Int16 activations rounded per 32-element chunk (GemvInt16Args, plain layout) and the packed
-/// weight of the weight-only linear.
+/// Int16 activations rounded per 32-element chunk (GemvInt16Args, plain layout).
 struct AmxInt16Problem {
-  const PackedLinearWeight* weight;  // 8, 4 or 2-bit integer codes; groups of 32 k or per channel
-  const int16_t* xh;                 // [m, xh_stride], zero past K up to 32 * chunks
+  const int16_t* xh;  // [m, xh_stride], zero past K up to 32 * chunks
   int64_t xh_stride;
   const float* chunk_scales;  // [m, chunks]
   int64_t chunks;
   const float* xh_group_sums;  // [m, groups]: sums of the rounded x over each group
   int64_t m;
-  float* y;  // [m, N]
 };
 
 /// Whether amx_linear_int16 takes this weight: integer codes (not float8) in groups of a
@@ -36,7 +34,10 @@ constexpr int64_t amx_int16_min_tokens() {
 /// split into a signed high byte and an unsigned low byte; per 32-element chunk, q . x =
 /// 256 (q . high) + q . low exactly in int32 (q = u + qmin, the signed code), then chunk_scale *
 /// group_scale * float(dot), plus group_offset * group sum. Only call it where Isa::kAmx is
-/// supported.
-void amx_linear_int16(const AmxInt16Problem& problem, int threads);
+/// supported. ys[i] [m, N_i] = x W_i^T for weights that share x (equal K and group size, 8, 4
+/// or 2-bit integer codes): the activations are regrouped for the tiles once for all of them.
+void amx_linear_int16(const AmxInt16Problem& problem,
+                      const std::vector<const PackedLinearWeight*>& weights,
+                      const std::vector<float*>& ys, int threads);
 
 }  // namespace quantkit::kernels

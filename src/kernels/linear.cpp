@@ -347,16 +347,21 @@ bool linear_gemv_int16_shared(const float* x, int64_t m,
   return true;
 }
 
-/// The weight-only linear through AMX tiles (amx_int16.h); false (nothing written) when x is not
-/// finite.
+/// The weight-only linear through AMX tiles (amx_int16.h) for weights that share x (equal K and
+/// group size): one rounding, one regrouping. False (nothing written) when x is not finite.
+bool linear_amx_int16_shared(const float* x, int64_t m,
+                             const std::vector<const PackedLinearWeight*>& weights,
+                             const std::vector<float*>& ys, int threads) {
+  Int16Activations act;  // plain layout: the kernel regroups it for its tiles
+  if (!round_to_int16_chunks(x, m, *weights.front(), threads, &act)) return false;
+  kernels::amx_linear_int16(
+      {act.codes.data(), act.stride, act.chunk_scales.data(), act.chunks, act.group_sums.data(), m},
+      weights, ys, threads);
+  return true;
+}
 bool linear_amx_int16(const float* x, int64_t m, const PackedLinearWeight& p, float* y,
                       int threads) {
-  Int16Activations act;  // plain layout: the kernel regroups it for its tiles
-  if (!round_to_int16_chunks(x, m, p, threads, &act)) return false;
-  kernels::amx_linear_int16({&p, act.codes.data(), act.stride, act.chunk_scales.data(), act.chunks,
-                             act.group_sums.data(), m, y},
-                            threads);
-  return true;
+  return linear_amx_int16_shared(x, m, {&p}, {y}, threads);
 }
 
 /// Whether the AMX tiles take this product (amx_int16_min_tokens).
@@ -448,17 +453,20 @@ std::vector<Tensor> linear_weight_only_shared_input(
   const PackedLinearWeight& first = *weights.front();
   const GemvActivations activations = gemv_activations();
   const int64_t m = x.defined() && x.dim() >= 1 ? x.numel() / std::max<int64_t>(x.size(-1), 1) : 0;
-  bool shared = active_isa() != Isa::kReference && activations == GemvActivations::kInt16 &&
+  bool common = active_isa() != Isa::kReference && activations == GemvActivations::kInt16 &&
                 x.defined() && x.dtype() == DType::kFloat32 && x.dim() >= 1 && m > 0;
+  bool amx = common, gemv = common;
   for (const PackedLinearWeight* w : weights) {
-    shared = shared && w->in_features == first.in_features && x.size(-1) == w->in_features &&
-             dtype_bits(w->dtype) == dtype_bits(first.dtype) && w->group_size == first.group_size &&
-             !is_float8(w->dtype) && has_gemv_kernel(*w) && w->out_features > 0 &&
-             m < gemm_min_rows(*w, activations) && !amx_int16_runs(*w, m, activations);
+    common = common && w->in_features == first.in_features && x.size(-1) == w->in_features &&
+             w->group_size == first.group_size && w->out_features > 0;
+    const bool on_amx = amx_int16_runs(*w, m, activations);
+    amx = amx && on_amx;
+    gemv = gemv && !on_amx && dtype_bits(w->dtype) == dtype_bits(first.dtype) &&
+           !is_float8(w->dtype) && has_gemv_kernel(*w) && m < gemm_min_rows(*w, activations);
   }
   auto bias_of = [&](size_t i) { return biases.empty() ? nullptr : biases[i]; };
   std::vector<Tensor> ys;
-  if (shared) {
+  if (common && (amx || gemv)) {
     std::vector<float*> outs;
     for (size_t i = 0; i < weights.size(); ++i) {
       check_bias(bias_of(i), *weights[i]);
@@ -467,7 +475,10 @@ std::vector<Tensor> linear_weight_only_shared_input(
       ys.push_back(Tensor::empty(out_shape, DType::kFloat32));
       outs.push_back(ys.back().data<float>());
     }
-    if (linear_gemv_int16_shared(x.data<float>(), m, weights, outs, num_threads())) {
+    const bool finite =
+        amx ? linear_amx_int16_shared(x.data<float>(), m, weights, outs, num_threads())
+            : linear_gemv_int16_shared(x.data<float>(), m, weights, outs, num_threads());
+    if (finite) {
       for (size_t i = 0; i < weights.size(); ++i) add_bias(bias_of(i), m, ys[i]);
       return ys;
     }
