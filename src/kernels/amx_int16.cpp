@@ -23,6 +23,7 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <memory>
 #include <vector>
 
 #include "quantkit/core/error.h"
@@ -50,38 +51,55 @@ constexpr int64_t kTokens = 16;  // tokens per step: the columns of one accumula
 class TokenTiles {
  public:
   TokenTiles(const AmxInt16Problem& pr, int64_t groups, int threads) : chunks_(pr.chunks) {
+    QK_CHECK(pr.xh_stride < (int64_t{1} << 26), ValueError, "amx_linear_int16: activation rows of ",
+             pr.xh_stride, " elements: the gather offsets are int32");
     blocks_ = (pr.m + kTokens - 1) / kTokens;
-    bytes_.assign(static_cast<size_t>(blocks_ * chunks_ * 2 * kChunk * kTokens), 0);
+    bytes_.reset(new uint8_t[static_cast<size_t>(blocks_ * chunks_ * 2 * kChunk * kTokens)]);
     scales_.assign(static_cast<size_t>(blocks_ * chunks_ * kTokens), 0.0f);
     sums_.assign(static_cast<size_t>(blocks_ * groups * kTokens), 0.0f);
+    // Byte offsets of 8 tokens' rows; each 64-bit gather takes 4 int16 of 8 tokens.
+    const __m256i rows = _mm256_mullo_epi32(_mm256_set_epi32(7, 6, 5, 4, 3, 2, 1, 0),
+                                            _mm256_set1_epi32(static_cast<int>(pr.xh_stride * 2)));
 #pragma omp parallel for schedule(static) num_threads(threads) if (pr.m * pr.chunks > 2048)
-    for (int64_t token = 0; token < pr.m; ++token) {
-      const int64_t b = token / kTokens, t = token % kTokens;
-      const int16_t* x = pr.xh + token * pr.xh_stride;
+    for (int64_t b = 0; b < blocks_; ++b) {
+      const int64_t live = std::min(kTokens, pr.m - b * kTokens);
+      const auto live_mask = static_cast<uint32_t>((1u << live) - 1);
+      const int16_t* x = pr.xh + b * kTokens * pr.xh_stride;
       for (int64_t c = 0; c < chunks_; ++c) {
-        uint8_t* high = chunk_bytes(b, c) + t * 4;
+        uint8_t* high = chunk_bytes(b, c);
         uint8_t* low = high + kChunk * kTokens;
-        for (int64_t j = 0; j < kChunk; ++j) {
-          const auto v = static_cast<uint16_t>(x[c * kChunk + j]);
-          high[(j / 4) * 64 + j % 4] = static_cast<uint8_t>(v >> 8);
-          low[(j / 4) * 64 + j % 4] = static_cast<uint8_t>(v & 0xFF);
+        for (int64_t q = 0; q < kChunk / 4; ++q) {  // tile row q: elements 4q..4q+3
+          for (int half = 0; half < 2; ++half) {    // tokens 8 half .. 8 half + 7
+            const auto mask = static_cast<__mmask8>(live_mask >> (8 * half));
+            const int16_t* base = x + 8 * half * pr.xh_stride + c * kChunk + 4 * q;
+            const __m512i v =
+                _mm512_mask_i32gather_epi64(_mm512_setzero_si512(), mask, rows, base, 1);
+            // maskz: GCC 12 warns that the unmasked forms read an undefined register.
+            const __m256i hi = _mm512_maskz_cvtepi16_epi8(~0u, _mm512_maskz_srli_epi16(~0u, v, 8));
+            const __m256i lo = _mm512_maskz_cvtepi16_epi8(~0u, v);
+            _mm256_storeu_si256(reinterpret_cast<__m256i*>(high + q * 64 + half * 32), hi);
+            _mm256_storeu_si256(reinterpret_cast<__m256i*>(low + q * 64 + half * 32), lo);
+          }
         }
-        scales_[static_cast<size_t>((b * chunks_ + c) * kTokens + t)] =
-            pr.chunk_scales[token * chunks_ + c];
+        for (int64_t t = 0; t < live; ++t)
+          scales_[static_cast<size_t>((b * chunks_ + c) * kTokens + t)] =
+              pr.chunk_scales[(b * kTokens + t) * chunks_ + c];
       }
-      for (int64_t g = 0; g < groups; ++g)
-        sums_[static_cast<size_t>((b * groups + g) * kTokens + t)] =
-            pr.xh_group_sums[token * groups + g];
+      for (int64_t t = 0; t < live; ++t) {
+        for (int64_t g = 0; g < groups; ++g)
+          sums_[static_cast<size_t>((b * groups + g) * kTokens + t)] =
+              pr.xh_group_sums[(b * kTokens + t) * groups + g];
+      }
     }
   }
   int64_t blocks() const {
     return blocks_;
   }
   uint8_t* chunk_bytes(int64_t b, int64_t c) {
-    return bytes_.data() + (b * chunks_ + c) * 2 * kChunk * kTokens;
+    return bytes_.get() + (b * chunks_ + c) * 2 * kChunk * kTokens;
   }
   const uint8_t* high(int64_t b, int64_t c) const {
-    return bytes_.data() + (b * chunks_ + c) * 2 * kChunk * kTokens;
+    return bytes_.get() + (b * chunks_ + c) * 2 * kChunk * kTokens;
   }
   const uint8_t* low(int64_t b, int64_t c) const {
     return high(b, c) + kChunk * kTokens;
@@ -95,7 +113,7 @@ class TokenTiles {
 
  private:
   int64_t chunks_, blocks_ = 0;
-  std::vector<uint8_t> bytes_;
+  std::unique_ptr<uint8_t[]> bytes_;  // uninitialised storage: every byte is written
   std::vector<float> scales_, sums_;
 };
 
