@@ -1,13 +1,14 @@
-// Dynamic W8A8 / W4A8 through AMX (TDPBUSD on 16 x 64-byte tiles). Compiled with the AMX flags
-// (src/CMakeLists.txt); isa.cpp only offers the amx level where the CPU has AMX-INT8 and the OS
-// has granted the tile state.
+// Dynamic W8A8 / W4A8 through AMX (TDPBUSD / TDPBSSD on 16 x 64-byte tiles). Compiled with the
+// AMX flags (src/CMakeLists.txt); isa.cpp only offers the amx level where the CPU has AMX-INT8
+// and the OS has granted the tile state.
 //
 // Blocking: 32 weight rows x 32 tokens per step, four int32 accumulator tiles (C[i][j]: rows
-// 16i.., tokens 16j..), two weight tiles A (16 rows x kb bytes of unsigned codes) and two
-// activation tiles B (kb/4 rows of 16 tokens x 4 bytes: the layout TDPBUSD multiplies by). One
-// weight block meets every token block of a panel of 256 tokens, so its codes (8-bit: read in
-// place; 4-bit: widened to bytes once per block and panel) stay in L1/L2. kb = 64 bytes of K per
-// step, 32 at group size 32: each group's dot products leave the tiles once, to be scaled in float.
+// 16i.., tokens 16j..), two weight tiles A (16 rows x kb bytes of codes) and two activation tiles
+// B (kb/4 rows of 16 tokens x 4 bytes: the layout TDP* multiplies by). One weight block meets
+// every token block of a panel of 256 tokens, so its codes (8-bit: unsigned, read in place;
+// 4-bit: widened to signed bytes once per block and panel) stay in L1/L2. kb = 64 bytes of K per
+// step, 32 at group size 32: each group's dot products leave the tiles once, to be scaled in
+// float, four groups to a pass over the accumulators (add_groups).
 #include "amx_int8.h"
 
 #include <omp.h>
@@ -28,7 +29,7 @@ namespace quantkit::kernels {
 
 int64_t amx_min_tokens(const PackedLinearWeight& p) {
   const bool groups_of_32 = p.group_size < p.in_features && p.group_size % 64 != 0;
-  return groups_of_32 ? 12 : 8;
+  return groups_of_32 ? 6 : 4;
 }
 
 bool amx_takes(const PackedLinearWeight& p) {
@@ -96,7 +97,8 @@ TokenTiles token_tiles(const AmxInt8Problem& pr, int64_t k_padded, int threads) 
   return t;
 }
 
-/// Per group and token (padded to whole steps): qmin * sum xq as int32 and sum xq as float.
+/// Per group and token (padded to whole steps): sum xq as float and, for the unsigned 8-bit codes
+/// read in place, qmin * sum xq as int32 (empty when qmin is 0: the widened codes are signed).
 struct GroupSums {
   std::vector<int32_t> qmin_times;
   std::vector<float> sums;
@@ -107,37 +109,132 @@ GroupSums group_sums(const AmxInt8Problem& pr, int64_t tokens_padded, int32_t qm
   GroupSums g;
   const int64_t groups = pr.weight->groups;
   g.stride = tokens_padded;
-  g.qmin_times.assign(static_cast<size_t>(groups * tokens_padded), 0);
+  if (qmin != 0) g.qmin_times.assign(static_cast<size_t>(groups * tokens_padded), 0);
   g.sums.assign(static_cast<size_t>(groups * tokens_padded), 0.0f);
   for (int64_t token = 0; token < pr.m; ++token) {
     for (int64_t grp = 0; grp < groups; ++grp) {
       const float s = pr.xq_group_sums[token * groups + grp];
       g.sums[static_cast<size_t>(grp * tokens_padded + token)] = s;
-      g.qmin_times[static_cast<size_t>(grp * tokens_padded + token)] =
-          qmin * static_cast<int32_t>(s);
+      if (qmin != 0)
+        g.qmin_times[static_cast<size_t>(grp * tokens_padded + token)] =
+            qmin * static_cast<int32_t>(s);
     }
   }
   return g;
 }
 
-/// acc[r][t] += s[r] * float(c[r][t] + qmin sum_t) + off[r] * sum_t over a 32 x 32 step (its
-/// first 16 tokens only when `halves` is 1).
-void add_group(const amx::WeightBlock& w, int64_t g, const int32_t* c, const int32_t* qmin_times,
-               const float* sums, bool offsets, int halves, float* acc) {
+/// Groups whose int32 dot products wait in L1 before one float pass adds them all: the pass keeps
+/// each accumulator row in registers across the groups instead of loading and storing it per
+/// group.
+constexpr int64_t kGroupsPerPass = 4;
+
+/// acc[r][t] += sum over groups g0 .. g0 + count - 1 of s[r][g] * float(c[g][r][t] +
+/// qmin_sum[g][t]) + off[r][g] * sum[g][t], over a 32 x 32 step (its first 16 tokens only when
+/// `halves` is 1). c holds the groups' 32 x 32 int32 dot products; kQmin: the codes were the
+/// unsigned ones (else signed, no qmin term). kCount > 0 fixes count at compile time so that the
+/// group loop unrolls.
+template <int kCount, bool kQmin, bool kOffsets>
+void add_groups(const amx::WeightBlock& w, int64_t g0, int64_t count, const int32_t* c,
+                const GroupSums& gs, int64_t t0, int halves, float* acc) {
+  if constexpr (kCount > 0) count = kCount;
+  const int64_t at0 = g0 * gs.stride + t0;
   for (int64_t r = 0; r < w.rows(); ++r) {
-    const __m512 s = _mm512_set1_ps(w.scale(r, g));
-    const __m512 off = _mm512_set1_ps(w.offset(r, g));
+    const float* s = w.row_scales(r) + g0;
+    const float* off = kOffsets ? w.row_offsets(r) + g0 : nullptr;
     for (int h = 0; h < halves; ++h) {
-      const __m512i dot = _mm512_add_epi32(_mm512_loadu_si512(c + r * kBlock + 16 * h),
-                                           _mm512_loadu_si512(qmin_times + 16 * h));
-      // maskz: GCC 12 warns that the unmasked conversion reads an undefined register.
-      __m512 v = _mm512_fmadd_ps(_mm512_maskz_cvtepi32_ps(0xFFFF, dot), s,
-                                 _mm512_loadu_ps(acc + r * kBlock + 16 * h));
-      if (offsets) v = _mm512_fmadd_ps(off, _mm512_loadu_ps(sums + 16 * h), v);
-      _mm512_storeu_ps(acc + r * kBlock + 16 * h, v);
+      float* a = acc + r * kBlock + 16 * h;
+      const int32_t* cr = c + r * kBlock + 16 * h;
+      __m512 v = _mm512_loadu_ps(a);
+      for (int64_t i = 0; i < count; ++i) {
+        const int64_t at = at0 + i * gs.stride + 16 * h;
+        __m512i dot = _mm512_loadu_si512(cr + i * kBlock * kBlock);
+        if constexpr (kQmin)
+          dot = _mm512_add_epi32(dot, _mm512_loadu_si512(gs.qmin_times.data() + at));
+        // maskz: GCC 12 warns that the unmasked conversion reads an undefined register.
+        v = _mm512_fmadd_ps(_mm512_maskz_cvtepi32_ps(0xFFFF, dot), _mm512_set1_ps(s[i]), v);
+        if constexpr (kOffsets)
+          v = _mm512_fmadd_ps(_mm512_set1_ps(off[i]), _mm512_loadu_ps(gs.sums.data() + at), v);
+      }
+      _mm512_storeu_ps(a, v);
     }
   }
 }
+
+template <bool kQmin, bool kOffsets>
+void add_groups_of(const amx::WeightBlock& w, int64_t g0, int64_t count, const int32_t* c,
+                   const GroupSums& gs, int64_t t0, int halves, float* acc) {
+  if (count == kGroupsPerPass) {
+    add_groups<kGroupsPerPass, kQmin, kOffsets>(w, g0, count, c, gs, t0, halves, acc);
+  } else {
+    add_groups<0, kQmin, kOffsets>(w, g0, count, c, gs, t0, halves, acc);
+  }
+}
+
+/// add_groups for the codes' signedness and the weights' offsets.
+void add_groups_any(const amx::WeightBlock& w, int64_t g0, int64_t count, const int32_t* c,
+                    const GroupSums& gs, int64_t t0, bool offsets, int halves, float* acc) {
+  const bool qmin = !gs.qmin_times.empty();
+  if (qmin && offsets) add_groups_of<true, true>(w, g0, count, c, gs, t0, halves, acc);
+  if (qmin && !offsets) add_groups_of<true, false>(w, g0, count, c, gs, t0, halves, acc);
+  if (!qmin && offsets) add_groups_of<false, true>(w, g0, count, c, gs, t0, halves, acc);
+  if (!qmin && !offsets) add_groups_of<false, false>(w, g0, count, c, gs, t0, halves, acc);
+}
+
+/// Tile C += tile A . tile B: signed times signed bytes (kSigned) or unsigned times signed. A
+/// macro: the intrinsics paste their tile numbers into the instruction text.
+#define QK_TILE_DOT(C, A, B) \
+  do {                       \
+    if constexpr (kSigned) { \
+      _tile_dpbssd(C, A, B); \
+    } else {                 \
+      _tile_dpbusd(C, A, B); \
+    }                        \
+  } while (0)
+
+/// K steps ahead at which the first pass over a block read in place prefetches its rows.
+constexpr int64_t kStepsAhead = 2;
+
+/// Accumulates `steps` K steps from k0 of a 32-row weight block times token blocks b0 (and
+/// b0 + 1 when `both`) into tiles 0-3. kSigned: the codes were widened to signed bytes (TDPBSSD);
+/// else they are the unsigned codes read in place (TDPBUSD). `next`: set on the block's first
+/// pass, when its codes arrive from memory (it prefetches the block after a copied one).
+template <bool kSigned>
+void group_tiles(const amx::WeightBlock& w, const TokenTiles& tokens, int64_t b0, int64_t k0,
+                 int64_t k_end, int64_t steps, int64_t kb, bool both, amx::BlockPrefetch* next) {
+  // Pointers advance by a step's bytes: w.tile() divides by kb, which the loop cannot afford.
+  const uint8_t* a = w.tile(0, k0);
+  const int64_t a1 = w.tile(1, k0) - a;
+  const int8_t* b = tokens.at(b0, k0);
+  const int64_t b1 = tokens.at(b0 + 1, k0) - b;
+  const int64_t a_step = w.step_bytes(), b_step = kb * 16;
+  // Rows read in place are 32 streams that the hardware prefetcher follows too closely: on the
+  // first pass each row's line two steps ahead goes to L1 by hand. Weights streamed from DRAM,
+  // 4096^2, 2 threads: W8A8 M = 32 1.10-1.12x; neutral at M = 8, 16 and in cache.
+  const bool ahead = next != nullptr && w.in_place();
+  for (int64_t step = 0; step < steps && k0 < k_end; ++step, k0 += kb) {
+    if (next) next->step();
+    if (ahead && k0 + kStepsAhead * kb < k_end) {
+      const auto* line = reinterpret_cast<const char*>(a + kStepsAhead * a_step);
+      for (int64_t r = 0; r < amx::kBlockRows; ++r)
+        _mm_prefetch(line + r * w.stride(), _MM_HINT_T0);
+    }
+    // Each product issues as soon as its two tiles are in: A0 B0, then B1, then A1 (in cache,
+    // group size 32: 1.10-1.15x against all four loads first).
+    _tile_loadd(4, a, w.stride());
+    _tile_loadd(6, b, 64);
+    QK_TILE_DOT(0, 4, 6);
+    if (both) {
+      _tile_loadd(7, b + b1, 64);
+      QK_TILE_DOT(1, 4, 7);
+    }
+    _tile_loadd(5, a + a1, w.stride());
+    QK_TILE_DOT(2, 5, 6);
+    if (both) QK_TILE_DOT(3, 5, 7);
+    a += a_step;
+    b += b_step;
+  }
+}
+#undef QK_TILE_DOT
 
 }  // namespace
 
@@ -153,51 +250,51 @@ void amx_linear_int8(const AmxInt8Problem& pr, int threads) {
   const int64_t kb = k_step(p);
   const int64_t k_padded = (p.in_features + kb - 1) / kb * kb;
   const int64_t steps_per_group = p.group_size >= p.in_features ? k_padded / kb : p.group_size / kb;
+  // 4-bit codes are widened to signed bytes on the way into the block (q = u + qmin), which
+  // drops the qmin * sum x term; 8-bit rows are read in place as the unsigned u.
+  const bool widened = dtype_bits(p.dtype) < 8;
   const auto qmin = static_cast<int32_t>(dtype_info(p.dtype).int_min);
   const TokenTiles tokens = token_tiles(pr, k_padded, threads);
   const int64_t tokens_padded = tokens.blocks * 16;
-  const GroupSums sums = group_sums(pr, tokens_padded, qmin);
+  const GroupSums sums = group_sums(pr, tokens_padded, widened ? 0 : qmin);
   const int64_t row_blocks = (p.out_features + kBlock - 1) / kBlock;
-  const bool widened = dtype_bits(p.dtype) < 8;
 #pragma omp parallel num_threads(threads)
   {
     configure_int8_tiles(kb);
-    amx::WeightBlock w(p, k_padded, kb, true);
-    alignas(64) int32_t c[kBlock * kBlock];
+    amx::WeightBlock w(p, k_padded, kb, true, widened ? static_cast<int8_t>(qmin) : int8_t{0});
+    alignas(64) int32_t c[kGroupsPerPass * kBlock * kBlock];
     alignas(64) float acc[kBlock * kBlock];
     for (int64_t panel = 0; panel < pr.m; panel += kPanelTokens) {
 #pragma omp for schedule(dynamic, 1)
       for (int64_t rb = 0; rb < row_blocks; ++rb) {
         const int64_t n0 = rb * kBlock;
         w.load(n0);
-        amx::BlockPrefetch next(p, widened ? rb + threads : row_blocks, k_padded / kb);
+        amx::BlockPrefetch next(p, w.in_place() ? row_blocks : rb + threads, k_padded / kb);
         for (int64_t t0 = panel; t0 < std::min(pr.m, panel + kPanelTokens); t0 += kBlock) {
           std::fill(acc, acc + kBlock * kBlock, 0.0f);
           const int64_t b0 = t0 / 16;
           const bool both = pr.m - t0 > 16;  // else the second token block is padding: skipped
-          for (int64_t g = 0, k0 = 0; g < p.groups; ++g) {
+          for (int64_t g = 0; g < p.groups; ++g) {
+            const int64_t slot = g % kGroupsPerPass;
             _tile_zero(0);
             _tile_zero(1);
             _tile_zero(2);
             _tile_zero(3);
-            for (int64_t step = 0; step < steps_per_group && k0 < k_padded; ++step, k0 += kb) {
-              if (t0 == 0) next.step();
-              _tile_loadd(4, w.tile(0, k0), w.stride());
-              _tile_loadd(5, w.tile(1, k0), w.stride());
-              _tile_loadd(6, tokens.at(b0, k0), 64);
-              _tile_dpbusd(0, 4, 6);
-              _tile_dpbusd(2, 5, 6);
-              if (!both) continue;
-              _tile_loadd(7, tokens.at(b0 + 1, k0), 64);
-              _tile_dpbusd(1, 4, 7);
-              _tile_dpbusd(3, 5, 7);
+            amx::BlockPrefetch* pf = t0 == 0 ? &next : nullptr;
+            if (widened) {
+              group_tiles<true>(w, tokens, b0, g * steps_per_group * kb, k_padded, steps_per_group,
+                                kb, both, pf);
+            } else {
+              group_tiles<false>(w, tokens, b0, g * steps_per_group * kb, k_padded, steps_per_group,
+                                 kb, both, pf);
             }
-            _tile_stored(0, c, kBlock * 4);
-            _tile_stored(1, c + 16, kBlock * 4);
-            _tile_stored(2, c + 16 * kBlock, kBlock * 4);
-            _tile_stored(3, c + 16 * kBlock + 16, kBlock * 4);
-            add_group(w, g, c, sums.qmin_times.data() + g * sums.stride + t0,
-                      sums.sums.data() + g * sums.stride + t0, p.has_offsets, both ? 2 : 1, acc);
+            int32_t* cg = c + slot * kBlock * kBlock;
+            _tile_stored(0, cg, kBlock * 4);
+            _tile_stored(1, cg + 16, kBlock * 4);
+            _tile_stored(2, cg + 16 * kBlock, kBlock * 4);
+            _tile_stored(3, cg + 16 * kBlock + 16, kBlock * 4);
+            if (slot == kGroupsPerPass - 1 || g == p.groups - 1)
+              add_groups_any(w, g - slot, slot + 1, c, sums, t0, p.has_offsets, both ? 2 : 1, acc);
           }
           const int64_t valid = std::min(kBlock, pr.m - t0);
           for (int64_t t = 0; t < valid; ++t) {

@@ -22,10 +22,12 @@ struct AmxInt8Problem {
 /// multiple of 64, or per channel).
 bool amx_takes(const PackedLinearWeight& p);
 
-/// Tokens from which amx_linear_int8 beats the vpdpbusd kernels (2 threads, 4096 x 4096): 8;
-/// 12 at group size 32, whose per-group float scaling of 32-token steps costs more than a few
-/// real tokens gain (in cache: 8 tokens 0.80x, 10 0.91x, 12 1.0x, 14 1.12x; weights from DRAM,
-/// with the next block prefetched: 8 0.97x, 10 1.14x, 12 1.20x).
+/// Tokens from which amx_linear_int8 beats the vpdpbusd kernels (2 threads, 4096 x 4096): 4;
+/// 6 at group size 32, whose per-group float scaling of 32-token steps costs more than a few
+/// real tokens gain. Against the vpdpbusd kernels, AMX over VNNI at 4 / 6 / 8 tokens: int8
+/// per-channel in cache 1.10 / 2.6 / 2.0x, weights from DRAM 1.13 / 2.0 / 1.73x; int4 group 128
+/// in cache 0.92 / 1.03 / 1.09x, from DRAM 1.05 / 1.16 / 1.25x; int4 group 32 at 6 / 8 / 12
+/// tokens in cache 0.90 / 1.07 / 1.42x, from DRAM 1.19 / 1.30 / 1.52x.
 int64_t amx_min_tokens(const PackedLinearWeight& p);
 
 /// y = (x_scale * xq) W^T through TDPBUSD: W's unsigned codes are the tiles' unsigned operand,

@@ -120,12 +120,21 @@ class WeightBlock {
     return base_ + (k0 / kb_) * step_stride_ + i * 16 * row_stride_;
   }
   int64_t stride() const { return tile_stride_; }
+  /// Whether the loaded block is read where the packed rows are (stride() = row_bytes).
+  bool in_place() const { return base_ != bytes_.data(); }
+  /// Bytes from a tile at K offset k0 to the same rows' tile at k0 + kb.
+  int64_t step_bytes() const { return step_stride_; }
   int64_t rows() const { return rows_; }
   float scale(int64_t r, int64_t g) const {
     return scales_[static_cast<size_t>(r * p_.groups + g)];
   }
   float offset(int64_t r, int64_t g) const {
     return offsets_.empty() ? 0.0f : offsets_[static_cast<size_t>(r * p_.groups + g)];
+  }
+  /// Row r's scales (and offsets, null when there are none), one per group.
+  const float* row_scales(int64_t r) const { return scales_.data() + r * p_.groups; }
+  const float* row_offsets(int64_t r) const {
+    return offsets_.empty() ? nullptr : offsets_.data() + r * p_.groups;
   }
 
  private:
