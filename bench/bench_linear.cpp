@@ -166,6 +166,10 @@ BENCHMARK_CAPTURE(BM_GemvDram, w4a8_g32_pertoken, DType::kInt4, 32, true)
     ->Arg(2)
     ->UseRealTime()
     ->Unit(benchmark::kMicrosecond);
+BENCHMARK_CAPTURE(BM_GemvDram, w4a8_perchannel_pertoken, DType::kInt4, 0, true)
+    ->Arg(2)
+    ->UseRealTime()
+    ->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_SgemmResident)
     ->Arg(8)
     ->Arg(32)
@@ -179,6 +183,11 @@ BENCHMARK_CAPTURE(BM_GemmResident, w4a16_g32, DType::kInt4, 32, false)
     ->UseRealTime()
     ->Unit(benchmark::kMillisecond);
 BENCHMARK_CAPTURE(BM_GemmResident, w4a8_g32_pertoken, DType::kInt4, 32, true)
+    ->Arg(8)
+    ->Arg(32)
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(BM_GemmResident, w4a8_perchannel_pertoken, DType::kInt4, 0, true)
     ->Arg(8)
     ->Arg(32)
     ->UseRealTime()

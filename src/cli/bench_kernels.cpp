@@ -155,6 +155,8 @@ int run_bench_kernels(const BenchKernelOptions& options) {
       {"w2a16_g32", DType::kInt2, 32, false},
       {"w8a8_pertoken", DType::kInt8, 0, true},
       {"w4a8_g32_pertoken", DType::kInt4, 32, true},
+      // The seed's quantize_activation layout: per-channel weights only.
+      {"w4a8_perchannel_pertoken", DType::kInt4, 0, true},
       // The same weight-only kernels on float32 activations (set_gemv_activations(kFloat32)).
       {"w8a16_perchannel_fp32act", DType::kInt8, 0, false, GemvActivations::kFloat32},
       {"w4a16_g32_fp32act", DType::kInt4, 32, false, GemvActivations::kFloat32},
@@ -168,6 +170,11 @@ int run_bench_kernels(const BenchKernelOptions& options) {
                        static_cast<double>(copies[0].nbytes()) / s / 1e9, "dram_read_bw", dram,
                        "GB/s"});
   }
+  std::vector<WeightCase> dynamic_cases;
+  for (const WeightCase& c : gemv_cases)
+    if (c.dynamic_int8) dynamic_cases.push_back(c);
+  std::vector<WeightCase> gemm_cases = {gemv_cases[1]};  // w4a16_g32 beside the dynamic ones
+  gemm_cases.insert(gemm_cases.end(), dynamic_cases.begin(), dynamic_cases.end());
   // Integer activations beyond one row with weights still streamed from DRAM: batched decode.
   for (int64_t m : {int64_t{1}, int64_t{8}, int64_t{32}}) {
     double anchor = 0.0;
@@ -181,7 +188,7 @@ int run_bench_kernels(const BenchKernelOptions& options) {
 #endif
     if (m == 1) continue;  // ours at m = 1 is above, in GB/s against the probe
     const Tensor x = random_normal({m, dim}, 4, 0.02f);
-    for (const WeightCase& c : {gemv_cases[6], gemv_cases[7]}) {
+    for (const WeightCase& c : dynamic_cases) {
       const std::vector<PackedLinearWeight> copies = dram_copies(pack(w, c), dram_bytes);
       const double s = mean_seconds(static_cast<int>(copies.size()) * 2, [&](int i) {
         (void)run(x, copies[static_cast<size_t>(i) % copies.size()], c);
@@ -219,7 +226,7 @@ int run_bench_kernels(const BenchKernelOptions& options) {
     records.push_back(
         {"gemm_onednn_u8s8" + rows_label(m), int8_anchor, "fp32_sgemm", sgemm, "GOPS"});
 #endif
-    for (const WeightCase& c : {gemv_cases[1], gemv_cases[6], gemv_cases[7]}) {
+    for (const WeightCase& c : gemm_cases) {
       const PackedLinearWeight packed = pack(w, c);
       const double ours = flops / best_seconds(5, [&](int) { (void)run(x, packed, c); }) / 1e9;
       if (c.dynamic_int8) {
