@@ -81,16 +81,24 @@ class WeightBlock {
         scales_(static_cast<size_t>(kBlockRows * p.groups)) {
     if (p.has_offsets) offsets_.resize(scales_.size());
   }
+  /// Rows n0 .. n0 + 31 (fewer at the end), codes and all.
   void load(int64_t n0) {
+    begin(n0);
+    widen_until(k_padded_);
+  }
+  /// Rows n0 ..: their scales and offsets now, the codes of a copied block as widen_until()
+  /// asks, so that a kernel can widen a few steps ahead of its tile loads (the vector units run
+  /// beside AMX) instead of all before them.
+  void begin(int64_t n0) {
     rows_ = std::min(kBlockRows, p_.out_features - n0);
     p_.group_params(n0, rows_, scales_.data(), p_.has_offsets ? offsets_.data() : nullptr);
-    const uint8_t* codes = p_.codes.data<uint8_t>() + n0 * p_.row_bytes;
-    const int bits = dtype_bits(p_.dtype);
-    if (bits == 8 && rows_ == kBlockRows && in_place_8bit_ && code_bias_ == 0) {
-      base_ = codes;
+    codes_ = p_.codes.data<uint8_t>() + n0 * p_.row_bytes;
+    if (dtype_bits(p_.dtype) == 8 && rows_ == kBlockRows && in_place_8bit_ && code_bias_ == 0) {
+      base_ = codes_;
       row_stride_ = p_.row_bytes;
       step_stride_ = kb_;
       tile_stride_ = p_.row_bytes;
+      ready_chunks_ = k_padded_ / 32;
       return;
     }
     bytes_.resize(static_cast<size_t>(kBlockRows * k_padded_));
@@ -99,12 +107,19 @@ class WeightBlock {
     step_stride_ = kBlockRows * kb_;
     tile_stride_ = kb_;
     if (rows_ < kBlockRows) std::fill(bytes_.begin(), bytes_.end(), uint8_t{0});
-    // Chunks outer: the block is written in address order.
+    ready_chunks_ = 0;
+  }
+  /// Makes the codes of K offsets below k (rounded up to a 32-element chunk) ready to load.
+  void widen_until(int64_t k) {
+    const int64_t end = std::min(k_padded_, k + 31) / 32;
+    if (end <= ready_chunks_) return;
+    const int bits = dtype_bits(p_.dtype);
     const __m128i bias = _mm_set1_epi8(code_bias_);
-    for (int64_t c = 0; c * 32 < k_padded_; ++c) {
+    // Chunks outer: the block is written in address order.
+    for (int64_t c = ready_chunks_; c < end; ++c) {
       uint8_t* dst = bytes_.data() + (c * 32 / kb_) * step_stride_ + c * 32 % kb_;
       for (int64_t r = 0; r < rows_; ++r, dst += kb_) {
-        const uint8_t* src = codes + r * p_.row_bytes;
+        const uint8_t* src = codes_ + r * p_.row_bytes;
         if (bits == 8) {
           copy_u8(src + c * 32, bias, dst);
         } else if (bits == 4) {
@@ -114,6 +129,7 @@ class WeightBlock {
         }
       }
     }
+    ready_chunks_ = end;
   }
   /// Rows 16 i .. 16 i + 15 at K offset k0 (a multiple of kb), `stride()` bytes apart.
   const uint8_t* tile(int i, int64_t k0) const {
@@ -172,8 +188,9 @@ class WeightBlock {
   int8_t code_bias_;
   std::vector<float> scales_, offsets_;
   std::vector<uint8_t> bytes_;
+  const uint8_t* codes_ = nullptr;  // packed rows of the block
   const uint8_t* base_ = nullptr;
-  int64_t row_stride_ = 0, step_stride_ = 0, tile_stride_ = 0, rows_ = 0;
+  int64_t row_stride_ = 0, step_stride_ = 0, tile_stride_ = 0, rows_ = 0, ready_chunks_ = 0;
 };
 
 }  // namespace quantkit::kernels::amx
