@@ -30,9 +30,10 @@ bool amx_takes(const PackedLinearWeight& p);
 /// tokens in cache 0.90 / 1.07 / 1.42x, from DRAM 1.19 / 1.30 / 1.52x.
 int64_t amx_min_tokens(const PackedLinearWeight& p);
 
-/// y = (x_scale * xq) W^T through TDPBUSD: W's unsigned codes are the tiles' unsigned operand,
-/// the activations the signed one, q . x = u . x + qmin sum x per group in wrapping int32 (exact),
-/// then per group s_g float(dot) + off_g sum x. Only call it where Isa::kAmx is supported.
+/// y = (x_scale * xq) W^T through AMX tiles: 8-bit weights read in place, their unsigned codes
+/// times the signed activations (TDPBUSD, q . x = u . x + qmin sum x); 4-bit codes widened to
+/// signed bytes q (TDPBSSD). Dots per group in int32 (exact), then per group
+/// s_g float(dot) + off_g sum x. Only call it where Isa::kAmx is supported.
 void amx_linear_int8(const AmxInt8Problem& problem, int threads);
 
 }  // namespace quantkit::kernels

@@ -99,6 +99,7 @@ class WeightBlock {
       step_stride_ = kb_;
       tile_stride_ = p_.row_bytes;
       ready_chunks_ = k_padded_ / 32;
+      in_place_ = true;
       return;
     }
     bytes_.resize(static_cast<size_t>(kBlockRows * k_padded_));
@@ -108,6 +109,7 @@ class WeightBlock {
     tile_stride_ = kb_;
     if (rows_ < kBlockRows) std::fill(bytes_.begin(), bytes_.end(), uint8_t{0});
     ready_chunks_ = 0;
+    in_place_ = false;
   }
   /// Makes the codes of K offsets below k (rounded up to a 32-element chunk) ready to load.
   void widen_until(int64_t k) {
@@ -137,7 +139,7 @@ class WeightBlock {
   }
   int64_t stride() const { return tile_stride_; }
   /// Whether the loaded block is read where the packed rows are (stride() = row_bytes).
-  bool in_place() const { return base_ != bytes_.data(); }
+  bool in_place() const { return in_place_; }
   /// Bytes from a tile at K offset k0 to the same rows' tile at k0 + kb.
   int64_t step_bytes() const { return step_stride_; }
   int64_t rows() const { return rows_; }
@@ -191,6 +193,7 @@ class WeightBlock {
   const uint8_t* codes_ = nullptr;  // packed rows of the block
   const uint8_t* base_ = nullptr;
   int64_t row_stride_ = 0, step_stride_ = 0, tile_stride_ = 0, rows_ = 0, ready_chunks_ = 0;
+  bool in_place_ = false;
 };
 
 }  // namespace quantkit::kernels::amx
