@@ -33,14 +33,23 @@ struct Record {
   std::string unit;
 };
 
-/// Best time of `repeats` calls of fn (seconds); fn gets the call index.
-double best_seconds(int repeats, const std::function<void(int)>& fn) {
-  double best = 1e30;
-  for (int i = 0; i < repeats; ++i) {
-    const auto t0 = std::chrono::steady_clock::now();
-    fn(i);
-    best = std::min(best,
-                    std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+/// Best time (seconds) of each of `fns` over `rounds` rounds that call every fn in turn, each
+/// call timed right after an untimed one (so its weights are in cache: the last-level cache
+/// keeps only about 64 MiB per thread between calls, less than the cases of one M together).
+/// This host is shared and its speed drifts by 10-30 % over seconds (oneDNN's M = 128 figure
+/// read 2600 and 4050 GOPS in two runs a minute apart when each case took its own five calls):
+/// interleaved, a slow spell slows ours and the anchors alike.
+std::vector<double> best_seconds_interleaved(int rounds,
+                                             const std::vector<std::function<void()>>& fns) {
+  std::vector<double> best(fns.size(), 1e30);
+  for (int round = 0; round < rounds; ++round) {
+    for (size_t i = 0; i < fns.size(); ++i) {
+      fns[i]();
+      const auto t0 = std::chrono::steady_clock::now();
+      fns[i]();
+      const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      best[i] = std::min(best[i], s);
+    }
   }
   return best;
 }
@@ -91,26 +100,40 @@ std::string rows_label(int64_t m) {
 }
 
 #if QUANTKIT_HAVE_ONEDNN
-/// oneDNN u8s8 matmul of m rows: GB/s of weight bytes over DRAM-cycled copies (dram_bytes > 0),
-/// or GOPS on one cache-resident copy.
-double onednn_u8s8(const Tensor& w, int64_t m, int64_t dram_bytes, int threads) {
-  const int64_t n = w.size(0), k = w.size(1);
-  std::vector<int8_t> codes(static_cast<size_t>(n * k));
-  for (size_t i = 0; i < codes.size(); ++i)
-    codes[i] = static_cast<int8_t>(std::lround(w.data<float>()[i] * 2000.0f) % 127);
-  std::vector<uint8_t> x(static_cast<size_t>(m * k));
-  for (size_t i = 0; i < x.size(); ++i) x[i] = static_cast<uint8_t>((i * 37) % 251);
-  std::vector<float> y(static_cast<size_t>(m * n));
-  omp_set_num_threads(threads);
-  OneDnnU8S8Matmul mm(m, k, n);
-  const int64_t copies = dram_bytes > 0 ? (dram_bytes + n * k - 1) / (n * k) : 1;
-  for (int64_t c = 0; c < copies; ++c) mm.add_weights(codes.data());
-  const auto call = [&](int i) { mm.run(x.data(), i % copies, y.data()); };
-  if (dram_bytes > 0) {
-    const double s = mean_seconds(static_cast<int>(copies) * 2, call);
-    return m == 1 ? static_cast<double>(n * k) / s / 1e9 : 2.0 * m * n * k / s / 1e9;
+/// oneDNN's u8s8 matmul of m rows against `copies` prepacked copies of w's int8 codes (codes
+/// derived from w, activations a fixed pattern: the speed does not depend on the values).
+class OneDnnAnchor {
+ public:
+  OneDnnAnchor(const Tensor& w, int64_t m, int64_t copies, int threads)
+      : copies_(copies),
+        x_(static_cast<size_t>(m * w.size(1))),
+        y_(static_cast<size_t>(m * w.size(0))),
+        mm_(m, w.size(1), w.size(0)) {
+    std::vector<int8_t> codes(static_cast<size_t>(w.numel()));
+    for (size_t i = 0; i < codes.size(); ++i)
+      codes[i] = static_cast<int8_t>(std::lround(w.data<float>()[i] * 2000.0f) % 127);
+    for (size_t i = 0; i < x_.size(); ++i) x_[i] = static_cast<uint8_t>((i * 37) % 251);
+    omp_set_num_threads(threads);
+    for (int64_t c = 0; c < copies; ++c) mm_.add_weights(codes.data());
   }
-  return 2.0 * static_cast<double>(m * n * k) / best_seconds(5, call) / 1e9;
+  int64_t copies() const { return copies_; }
+  /// One matmul on copy i % copies().
+  void run(int i) { mm_.run(x_.data(), i % copies_, y_.data()); }
+
+ private:
+  int64_t copies_;
+  std::vector<uint8_t> x_;
+  std::vector<float> y_;
+  OneDnnU8S8Matmul mm_;
+};
+
+/// oneDNN u8s8 matmul of m rows: GB/s of weight bytes (m = 1) or GOPS over DRAM-cycled copies.
+double onednn_u8s8_dram(const Tensor& w, int64_t m, int64_t dram_bytes, int threads) {
+  const int64_t n = w.size(0), k = w.size(1);
+  OneDnnAnchor anchor(w, m, (dram_bytes + n * k - 1) / (n * k), threads);
+  const double s =
+      mean_seconds(static_cast<int>(anchor.copies()) * 2, [&](int i) { anchor.run(i); });
+  return m == 1 ? static_cast<double>(n * k) / s / 1e9 : 2.0 * m * n * k / s / 1e9;
 }
 #endif
 
@@ -180,7 +203,7 @@ int run_bench_kernels(const BenchKernelOptions& options) {
     double anchor = 0.0;
     std::string anchor_name = "-";
 #if QUANTKIT_HAVE_ONEDNN
-    anchor = onednn_u8s8(w, m, dram_bytes, threads);
+    anchor = onednn_u8s8_dram(w, m, dram_bytes, threads);
     anchor_name = "onednn_u8s8";
     records.push_back({(m == 1 ? "gemv_onednn_u8s8" : "gemm_onednn_u8s8") + rows_label(m) + "_dram",
                        anchor, m == 1 ? "dram_read_bw" : "-", m == 1 ? dram : 0.0,
@@ -203,32 +226,43 @@ int run_bench_kernels(const BenchKernelOptions& options) {
     Tensor y = Tensor::empty({m, dim}, DType::kFloat32);
     const double flops =
         2.0 * static_cast<double>(m) * static_cast<double>(dim) * static_cast<double>(dim);
-    openblas_set_num_threads(threads);
-    const double sgemm =
-        flops /
-        best_seconds(5,
-                     [&](int) {
-                       cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(m),
-                                   static_cast<int>(dim), static_cast<int>(dim), 1.0f,
-                                   x.data<float>(), static_cast<int>(dim), w.data<float>(),
-                                   static_cast<int>(dim), 0.0f, y.data<float>(),
-                                   static_cast<int>(dim));
-                     }) /
-        1e9;
-    // Back to quantkit's setting: its kernels call sgemm from inside their own thread pool.
-    openblas_set_num_threads(1);
+    // The anchors and our cases of this M, timed in interleaved rounds.
+    std::vector<std::function<void()>> fns;
+    fns.emplace_back([&] {
+      // OpenBLAS at the benchmark's thread count, then back to quantkit's setting: its kernels
+      // call sgemm from inside their own thread pool.
+      openblas_set_num_threads(threads);
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(m),
+                  static_cast<int>(dim), static_cast<int>(dim), 1.0f, x.data<float>(),
+                  static_cast<int>(dim), w.data<float>(), static_cast<int>(dim), 0.0f,
+                  y.data<float>(), static_cast<int>(dim));
+      openblas_set_num_threads(1);
+    });
+#if QUANTKIT_HAVE_ONEDNN
+    OneDnnAnchor onednn(w, m, 1, threads);
+    fns.emplace_back([&] { onednn.run(0); });
+#endif
+    std::vector<PackedLinearWeight> packed;
+    for (const WeightCase& c : gemm_cases) packed.push_back(pack(w, c));
+    for (size_t i = 0; i < gemm_cases.size(); ++i)
+      fns.emplace_back([&, i] { (void)run(x, packed[i], gemm_cases[i]); });
+    const std::vector<double> seconds = best_seconds_interleaved(5, fns);
+    auto rate = [&](size_t i) { return flops / seconds[i] / 1e9; };
+    const double sgemm = rate(0);
     records.push_back({"gemm_fp32_openblas" + rows_label(m), sgemm, "-", 0.0, "GFLOPS"});
     std::string int8_anchor_name = "fp32_sgemm";
     double int8_anchor = sgemm;
+    size_t first_case = 1;
 #if QUANTKIT_HAVE_ONEDNN
     int8_anchor_name = "onednn_u8s8";
-    int8_anchor = onednn_u8s8(w, m, 0, threads);
+    int8_anchor = rate(1);
+    first_case = 2;
     records.push_back(
         {"gemm_onednn_u8s8" + rows_label(m), int8_anchor, "fp32_sgemm", sgemm, "GOPS"});
 #endif
-    for (const WeightCase& c : gemm_cases) {
-      const PackedLinearWeight packed = pack(w, c);
-      const double ours = flops / best_seconds(5, [&](int) { (void)run(x, packed, c); }) / 1e9;
+    for (size_t i = 0; i < gemm_cases.size(); ++i) {
+      const WeightCase& c = gemm_cases[i];
+      const double ours = rate(first_case + i);
       if (c.dynamic_int8) {
         records.push_back(
             {"gemm_" + c.label + rows_label(m), ours, int8_anchor_name, int8_anchor, "GOPS"});
