@@ -8,7 +8,9 @@
 // every token block of a panel of 256 tokens, so its codes (8-bit: unsigned, read in place;
 // 4-bit: widened to signed bytes once per block and panel) stay in L1/L2. kb = 64 bytes of K per
 // step, 32 at group size 32: each group's dot products leave the tiles once, to be scaled in
-// float, four groups to a pass over the accumulators (add_groups).
+// float, four groups to a pass over the accumulators (add_groups). Up to 8 tokens at group size
+// 32, the idle half of the token columns takes the next group instead (paired groups): one
+// full-K product and one float pass serve two groups.
 #include "amx_int8.h"
 
 #include <omp.h>
@@ -26,11 +28,6 @@
 #endif
 
 namespace quantkit::kernels {
-
-int64_t amx_min_tokens(const PackedLinearWeight& p) {
-  const bool groups_of_32 = p.group_size < p.in_features && p.group_size % 64 != 0;
-  return groups_of_32 ? 6 : 4;
-}
 
 bool amx_takes(const PackedLinearWeight& p) {
   return (p.dtype == DType::kInt8 || p.dtype == DType::kInt4 || p.dtype == DType::kUInt4) &&
@@ -123,6 +120,43 @@ GroupSums group_sums(const AmxInt8Problem& pr, int64_t tokens_padded, int32_t qm
   return g;
 }
 
+/// Tokens up to which groups of 32 are paired: token columns 0-7 of a 64-byte step hold the
+/// first group's 32 bytes of K and columns 8-15 the second's (the other half of each zero), so
+/// one TDP over 64 bytes of weights gives both groups' dots side by side, where two TDPs over 32
+/// bytes (each as slow as a full one) left half the columns idle; the float pass then scales
+/// 16 lanes of two groups at once.
+constexpr int64_t kPairedMaxTokens = 8;
+
+/// Token tiles of at most kPairedMaxTokens tokens (columns 8-15 zero) rearranged for paired
+/// groups: in each 16-row step, rows 8-15 (the second group's K) move to columns 8-15.
+void pair_token_columns(TokenTiles& t, int64_t k_padded) {
+  int8_t* block = t.data.get();
+  for (int64_t row = 8; row < k_padded / 4; row += (row % 16 == 15) ? 9 : 1) {
+    int8_t* r = block + row * 64;
+    std::memcpy(r + 32, r, 32);
+    std::memset(r, 0, 32);
+  }
+}
+
+/// GroupSums for paired groups: entry [pair][lane], lanes 0-7 the first group's tokens, 8-15 the
+/// second's (zero past the last group).
+GroupSums paired_group_sums(const GroupSums& g, int64_t groups) {
+  GroupSums out;
+  const int64_t pairs = (groups + 1) / 2;
+  out.stride = 16;
+  out.sums.assign(static_cast<size_t>(pairs * 16), 0.0f);
+  if (!g.qmin_times.empty()) out.qmin_times.assign(out.sums.size(), 0);
+  for (int64_t grp = 0; grp < groups; ++grp) {
+    for (int64_t t = 0; t < kPairedMaxTokens; ++t) {
+      const auto to = static_cast<size_t>(grp / 2 * 16 + grp % 2 * 8 + t);
+      const auto from = static_cast<size_t>(grp * g.stride + t);
+      out.sums[to] = g.sums[from];
+      if (!g.qmin_times.empty()) out.qmin_times[to] = g.qmin_times[from];
+    }
+  }
+  return out;
+}
+
 /// Groups whose int32 dot products wait in L1 before one float pass adds them all: the pass keeps
 /// each accumulator row in registers across the groups instead of loading and storing it per
 /// group.
@@ -133,14 +167,30 @@ constexpr int64_t kGroupsPerPass = 4;
 /// `halves` is 1). c holds the groups' 32 x 32 int32 dot products; kQmin: the codes were the
 /// unsigned ones (else signed, no qmin term). kCount > 0 fixes count at compile time so that the
 /// group loop unrolls.
-template <int kCount, bool kQmin, bool kOffsets>
+/// kPaired: g0 and count count pairs of groups (paired_group_sums), and each lane takes the
+/// scale (offset) of its group: the pair's first in lanes 0-7, its second in 8-15.
+template <int kCount, bool kQmin, bool kOffsets, bool kPaired>
 void add_groups(const amx::WeightBlock& w, int64_t g0, int64_t count, const int32_t* c,
                 const GroupSums& gs, int64_t t0, int halves, float* acc) {
   if constexpr (kCount > 0) count = kCount;
   const int64_t at0 = g0 * gs.stride + t0;
+  const __m512i pair_lanes = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
+  // Lane values of group slot i (i-th group, or pair, of the pass) from one row's values v. A
+  // pair past the last group reads the next row's first value (or the block's zero padding):
+  // its lanes multiply dots and sums that are zero.
+  auto lanes = [&](const float* v, int64_t i) {
+    if constexpr (!kPaired) {
+      return _mm512_set1_ps(v[g0 + i]);
+    } else {
+      const auto* two = reinterpret_cast<const __m128i*>(v + 2 * (g0 + i));
+      // maskz: GCC 12 warns that the unmasked permute reads an undefined register.
+      return _mm512_maskz_permutexvar_ps(
+          0xFFFF, pair_lanes, _mm512_zextps128_ps512(_mm_castsi128_ps(_mm_loadl_epi64(two))));
+    }
+  };
   for (int64_t r = 0; r < w.rows(); ++r) {
-    const float* s = w.row_scales(r) + g0;
-    const float* off = kOffsets ? w.row_offsets(r) + g0 : nullptr;
+    const float* s = w.row_scales(r);
+    const float* off = kOffsets ? w.row_offsets(r) : nullptr;
     for (int h = 0; h < halves; ++h) {
       float* a = acc + r * kBlock + 16 * h;
       const int32_t* cr = c + r * kBlock + 16 * h;
@@ -151,33 +201,42 @@ void add_groups(const amx::WeightBlock& w, int64_t g0, int64_t count, const int3
         if constexpr (kQmin)
           dot = _mm512_add_epi32(dot, _mm512_loadu_si512(gs.qmin_times.data() + at));
         // maskz: GCC 12 warns that the unmasked conversion reads an undefined register.
-        v = _mm512_fmadd_ps(_mm512_maskz_cvtepi32_ps(0xFFFF, dot), _mm512_set1_ps(s[i]), v);
+        v = _mm512_fmadd_ps(_mm512_maskz_cvtepi32_ps(0xFFFF, dot), lanes(s, i), v);
         if constexpr (kOffsets)
-          v = _mm512_fmadd_ps(_mm512_set1_ps(off[i]), _mm512_loadu_ps(gs.sums.data() + at), v);
+          v = _mm512_fmadd_ps(lanes(off, i), _mm512_loadu_ps(gs.sums.data() + at), v);
       }
       _mm512_storeu_ps(a, v);
     }
   }
 }
 
-template <bool kQmin, bool kOffsets>
+template <bool kQmin, bool kOffsets, bool kPaired>
 void add_groups_of(const amx::WeightBlock& w, int64_t g0, int64_t count, const int32_t* c,
                    const GroupSums& gs, int64_t t0, int halves, float* acc) {
   if (count == kGroupsPerPass) {
-    add_groups<kGroupsPerPass, kQmin, kOffsets>(w, g0, count, c, gs, t0, halves, acc);
+    add_groups<kGroupsPerPass, kQmin, kOffsets, kPaired>(w, g0, count, c, gs, t0, halves, acc);
   } else {
-    add_groups<0, kQmin, kOffsets>(w, g0, count, c, gs, t0, halves, acc);
+    add_groups<0, kQmin, kOffsets, kPaired>(w, g0, count, c, gs, t0, halves, acc);
   }
 }
 
-/// add_groups for the codes' signedness and the weights' offsets.
+/// add_groups for the codes' signedness, the weights' offsets and paired groups.
 void add_groups_any(const amx::WeightBlock& w, int64_t g0, int64_t count, const int32_t* c,
-                    const GroupSums& gs, int64_t t0, bool offsets, int halves, float* acc) {
+                    const GroupSums& gs, int64_t t0, bool offsets, bool paired, int halves,
+                    float* acc) {
   const bool qmin = !gs.qmin_times.empty();
-  if (qmin && offsets) add_groups_of<true, true>(w, g0, count, c, gs, t0, halves, acc);
-  if (qmin && !offsets) add_groups_of<true, false>(w, g0, count, c, gs, t0, halves, acc);
-  if (!qmin && offsets) add_groups_of<false, true>(w, g0, count, c, gs, t0, halves, acc);
-  if (!qmin && !offsets) add_groups_of<false, false>(w, g0, count, c, gs, t0, halves, acc);
+  auto run = [&]<bool kPaired>() {
+    if (qmin && offsets) add_groups_of<true, true, kPaired>(w, g0, count, c, gs, t0, halves, acc);
+    if (qmin && !offsets) add_groups_of<true, false, kPaired>(w, g0, count, c, gs, t0, halves, acc);
+    if (!qmin && offsets) add_groups_of<false, true, kPaired>(w, g0, count, c, gs, t0, halves, acc);
+    if (!qmin && !offsets)
+      add_groups_of<false, false, kPaired>(w, g0, count, c, gs, t0, halves, acc);
+  };
+  if (paired) {
+    run.template operator()<true>();
+  } else {
+    run.template operator()<false>();
+  }
 }
 
 /// Tile C += tile A . tile B: signed times signed bytes (kSigned) or unsigned times signed. A
@@ -249,16 +308,21 @@ void amx_linear_int8(const AmxInt8Problem& pr, int threads) {
   const PackedLinearWeight& p = *pr.weight;
   QK_CHECK(amx_takes(p), DTypeError, "amx_linear_int8: weights of dtype ", dtype_name(p.dtype),
            " and group size ", p.group_size, " have no AMX kernel");
-  const int64_t kb = k_step(p);
+  const bool paired = k_step(p) == 32 && pr.m <= kPairedMaxTokens;
+  const int64_t kb = paired ? 64 : k_step(p);
   const int64_t k_padded = (p.in_features + kb - 1) / kb * kb;
-  const int64_t steps_per_group = p.group_size >= p.in_features ? k_padded / kb : p.group_size / kb;
+  int64_t steps_per_group = p.group_size >= p.in_features ? k_padded / kb : p.group_size / kb;
+  if (paired) steps_per_group = 1;  // a step of 64 bytes holds a pair: "groups" below are pairs
+  const int64_t group_steps = paired ? (p.groups + 1) / 2 : p.groups;
   // 4-bit codes are widened to signed bytes on the way into the block (q = u + qmin), which
   // drops the qmin * sum x term; 8-bit rows are read in place as the unsigned u.
   const bool widened = dtype_bits(p.dtype) < 8;
   const auto qmin = static_cast<int32_t>(dtype_info(p.dtype).int_min);
-  const TokenTiles tokens = token_tiles(pr, k_padded, threads);
+  TokenTiles tokens = token_tiles(pr, k_padded, threads);
+  if (paired) pair_token_columns(tokens, k_padded);
   const int64_t tokens_padded = tokens.blocks * 16;
-  const GroupSums sums = group_sums(pr, tokens_padded, widened ? 0 : qmin);
+  GroupSums sums = group_sums(pr, tokens_padded, widened ? 0 : qmin);
+  if (paired) sums = paired_group_sums(sums, p.groups);
   const int64_t row_blocks = (p.out_features + kBlock - 1) / kBlock;
 #pragma omp parallel num_threads(threads)
   {
@@ -284,12 +348,16 @@ void amx_linear_int8(const AmxInt8Problem& pr, int threads) {
           std::fill(acc, acc + kBlock * kBlock, 0.0f);
           const int64_t b0 = t0 / 16;
           const bool both = pr.m - t0 > 16;  // else the second token block is padding: skipped
-          for (int64_t g = 0; g < p.groups; ++g) {
+          for (int64_t g = 0; g < group_steps; ++g) {
             const int64_t slot = g % kGroupsPerPass;
+            // Tiles 1 and 3 (tokens 16-31) only where those tokens exist: a stored tile is 16
+            // rows of 64 bytes, as slow as a product.
             _tile_zero(0);
-            _tile_zero(1);
             _tile_zero(2);
-            _tile_zero(3);
+            if (both) {
+              _tile_zero(1);
+              _tile_zero(3);
+            }
             amx::BlockPrefetch* pf = t0 == 0 ? &next : nullptr;
             if (widened) {
               group_tiles<true>(w, tokens, b0, g * steps_per_group * kb, k_padded, steps_per_group,
@@ -300,17 +368,23 @@ void amx_linear_int8(const AmxInt8Problem& pr, int threads) {
             }
             int32_t* cg = c + slot * kBlock * kBlock;
             _tile_stored(0, cg, kBlock * 4);
-            _tile_stored(1, cg + 16, kBlock * 4);
             _tile_stored(2, cg + 16 * kBlock, kBlock * 4);
-            _tile_stored(3, cg + 16 * kBlock + 16, kBlock * 4);
-            if (slot == kGroupsPerPass - 1 || g == p.groups - 1)
-              add_groups_any(w, g - slot, slot + 1, c, sums, t0, p.has_offsets, both ? 2 : 1, acc);
+            if (both) {
+              _tile_stored(1, cg + 16, kBlock * 4);
+              _tile_stored(3, cg + 16 * kBlock + 16, kBlock * 4);
+            }
+            if (slot == kGroupsPerPass - 1 || g == group_steps - 1)
+              add_groups_any(w, g - slot, slot + 1, c, sums, t0, p.has_offsets, paired,
+                             both ? 2 : 1, acc);
           }
           const int64_t valid = std::min(kBlock, pr.m - t0);
           for (int64_t t = 0; t < valid; ++t) {
             const float sx = pr.x_scale[t0 + t];
             float* y = pr.y + (t0 + t) * p.out_features + n0;
-            for (int64_t r = 0; r < w.rows(); ++r) y[r] = acc[r * kBlock + t] * sx;
+            for (int64_t r = 0; r < w.rows(); ++r) {
+              const float* a = acc + r * kBlock;
+              y[r] = (paired ? a[t] + a[8 + t] : a[t]) * sx;
+            }
           }
         }
       }

@@ -78,7 +78,9 @@ class WeightBlock {
         kb_(kb),
         in_place_8bit_(in_place_8bit),
         code_bias_(code_bias),
-        scales_(static_cast<size_t>(kBlockRows * p.groups)) {
+        // One zero past the last row: kernels that read a row's scales two at a time may read
+        // one past its last group.
+        scales_(static_cast<size_t>(kBlockRows * p.groups + 1)) {
     if (p.has_offsets) offsets_.resize(scales_.size());
   }
   /// Rows n0 .. n0 + 31 (fewer at the end), codes and all.

@@ -111,7 +111,7 @@ Tensor product_of_tokens(const TokenQuantized& t, const Shape& x_shape, int64_t 
   Tensor y = Tensor::empty(out_shape, DType::kFloat32);
   if (m == 0 || p.out_features == 0) return y;
   const float* sums = t.group_sums.data();  // per token and group, exact
-  if (active_isa() == Isa::kAmx && kernels::amx_takes(p) && m >= kernels::amx_min_tokens(p)) {
+  if (active_isa() == Isa::kAmx && kernels::amx_takes(p) && m >= kernels::kAmxMinTokens) {
     kernels::amx_linear_int8(
         {&p, t.codes.get(), t.stride, t.scales.data(), sums, m, y.data<float>()}, num_threads());
   } else {
