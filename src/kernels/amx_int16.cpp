@@ -1,7 +1,8 @@
 // Weight-only W8A16 / W4A16 / W2A16 on int16 activations through AMX (amx_int16.h). Compiled
 // with the AMX flags (src/CMakeLists.txt).
 //
-// Blocking: 32 weight rows x 16 tokens per step over one 32-element chunk of K. Tiles: 0-1 the
+// Blocking: 32 weight rows x 16 tokens per step over one 32-element chunk of K (up to 8 tokens:
+// over a pair of chunks, the second in token columns 8-15, block_product_paired). Tiles: 0-1 the
 // high-byte dots of rows 0-15 and 16-31, 2-3 the low-byte dots, 4-5 the weight codes (16 rows x
 // 32 bytes), 6 the activations' high bytes and 7 their low bytes (8 rows of 16 tokens x 4 bytes:
 // the layout the tile dot products multiply by). Every chunk has its own activation scale, so the
@@ -23,6 +24,7 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <cstring>
 #include <memory>
 #include <vector>
 
@@ -44,17 +46,27 @@ namespace {
 
 constexpr int64_t kChunk = 32;
 constexpr int64_t kTokens = 16;  // tokens per step: the columns of one accumulator tile
+/// Tokens up to which chunks go in pairs: token columns 0-7 take chunk c and 8-15 chunk c + 1,
+/// so one product over 64 bytes of K and one float pass serve two chunks (block_product_paired).
+constexpr int64_t kPairedMaxTokens = 8;
 
 /// Activations regrouped for the tiles: token block b (16 tokens, zero tokens past m) holds,
 /// per chunk, its high bytes [8][16 tokens][4] then its low bytes [8][16][4]; beside them, per
 /// block, the chunk scales [chunks][16 tokens] and group sums [groups][16 tokens].
 class TokenTiles {
  public:
-  TokenTiles(const AmxInt16Problem& pr, int64_t groups, int threads) : chunks_(pr.chunks) {
+  /// `paired` (at most kPairedMaxTokens tokens): chunks in pairs (pair_high, pair_low,
+  /// pair_scales), the count rounded up to even with a zero chunk.
+  TokenTiles(const AmxInt16Problem& pr, int64_t groups, int threads, bool paired)
+      : chunks_(paired ? (pr.chunks + 1) / 2 * 2 : pr.chunks), paired_(paired) {
     QK_CHECK(pr.xh_stride < (int64_t{1} << 26), ValueError, "amx_linear_int16: activation rows of ",
              pr.xh_stride, " elements: the gather offsets are int32");
+    QK_CHECK(!paired || pr.m <= kPairedMaxTokens, ValueError, "amx_linear_int16: ", pr.m,
+             " tokens cannot pair chunks");
     blocks_ = (pr.m + kTokens - 1) / kTokens;
     bytes_.reset(new uint8_t[static_cast<size_t>(blocks_ * chunks_ * 2 * kChunk * kTokens)]);
+    if (chunks_ > pr.chunks)  // the zero chunk that completes the last pair
+      std::memset(chunk_bytes(0, pr.chunks), 0, static_cast<size_t>(2 * kChunk * kTokens));
     scales_.assign(static_cast<size_t>(blocks_ * chunks_ * kTokens), 0.0f);
     sums_.assign(static_cast<size_t>(blocks_ * groups * kTokens), 0.0f);
     // Byte offsets of 8 tokens' rows; each 64-bit gather takes 4 int16 of 8 tokens.
@@ -65,7 +77,7 @@ class TokenTiles {
       const int64_t live = std::min(kTokens, pr.m - b * kTokens);
       const auto live_mask = static_cast<uint32_t>((1u << live) - 1);
       const int16_t* x = pr.xh + b * kTokens * pr.xh_stride;
-      for (int64_t c = 0; c < chunks_; ++c) {
+      for (int64_t c = 0; c < pr.chunks; ++c) {
         uint8_t* high = chunk_bytes(b, c);
         uint8_t* low = high + kChunk * kTokens;
         for (int64_t q = 0; q < kChunk / 4; ++q) {  // tile row q: elements 4q..4q+3
@@ -83,7 +95,7 @@ class TokenTiles {
         }
         for (int64_t t = 0; t < live; ++t)
           scales_[static_cast<size_t>((b * chunks_ + c) * kTokens + t)] =
-              pr.chunk_scales[(b * kTokens + t) * chunks_ + c];
+              pr.chunk_scales[(b * kTokens + t) * pr.chunks + c];
       }
       for (int64_t t = 0; t < live; ++t) {
         for (int64_t g = 0; g < groups; ++g)
@@ -91,9 +103,25 @@ class TokenTiles {
               pr.xh_group_sums[(b * kTokens + t) * groups + g];
       }
     }
+    if (paired) pair_chunks();
   }
   int64_t blocks() const {
     return blocks_;
+  }
+  /// Pair i of chunks (2i, 2i + 1) after pair_chunks(): K = 64 of high bytes [16][16 tokens][4],
+  /// the first chunk in token columns 0-7 and the second in 8-15 (zero elsewhere), then the low
+  /// bytes alike; its chunk scales, the first chunk's tokens in lanes 0-7, the second's in 8-15.
+  const uint8_t* pair_high(int64_t i) const {
+    return high(0, 2 * i);
+  }
+  const uint8_t* pair_low(int64_t i) const {
+    return high(0, 2 * i) + 2 * kChunk * kTokens;
+  }
+  const float* pair_scales(int64_t i) const {
+    return scales_.data() + 2 * i * kTokens;
+  }
+  bool paired() const {
+    return paired_;
   }
   uint8_t* chunk_bytes(int64_t b, int64_t c) {
     return bytes_.get() + (b * chunks_ + c) * 2 * kChunk * kTokens;
@@ -112,7 +140,35 @@ class TokenTiles {
   }
 
  private:
-  int64_t chunks_, blocks_ = 0;
+  /// Chunks c, c + 1 stored [high c][low c][high c+1][low c+1] (token columns 8-15 zero) become
+  /// [high c][high c+1 in columns 8-15][low c][low c+1 in columns 8-15], and their scales one
+  /// vector.
+  void pair_chunks() {
+    constexpr int64_t kPlane = kChunk * kTokens;  // bytes of one chunk's high (or low) bytes
+    auto to_upper_columns = [](uint8_t* dst, const uint8_t* src) {
+      for (int64_t row = 0; row < kChunk / 4; ++row, dst += 64, src += 64) {
+        uint8_t first[32];
+        std::memcpy(first, src, 32);
+        std::memset(dst, 0, 32);
+        std::memcpy(dst + 32, first, 32);
+      }
+    };
+    uint8_t low_first[kPlane];
+    for (int64_t i = 0; i < chunks_ / 2; ++i) {
+      uint8_t* pair = chunk_bytes(0, 2 * i);
+      std::memcpy(low_first, pair + kPlane, kPlane);
+      to_upper_columns(pair + kPlane, pair + 2 * kPlane);
+      std::memcpy(pair + 2 * kPlane, low_first, kPlane);
+      to_upper_columns(pair + 3 * kPlane, pair + 3 * kPlane);
+      float* scales = scales_.data() + 2 * i * kTokens;
+      std::memcpy(scales + 8, scales + kTokens, 8 * sizeof(float));
+      std::fill(scales + kTokens, scales + 2 * kTokens, 0.0f);
+    }
+  }
+
+  int64_t chunks_;
+  bool paired_;
+  int64_t blocks_ = 0;
   std::unique_ptr<uint8_t[]> bytes_;  // uninitialised storage: every byte is written
   std::vector<float> scales_, sums_;
 };
@@ -121,18 +177,25 @@ void configure_int16_tiles() {
   amx::configure_tiles({16, 16, 16, 16, 16, 16, 8, 8}, {64, 64, 64, 64, 32, 32, 64, 64});
 }
 
-/// Tiles 0-1 += codes . high bytes, tiles 2-3 += codes . low bytes for one chunk; signed codes
-/// (q = u + qmin) where qmin < 0, so that no qmin * sum(x) term is left to add.
+/// Paired chunks: weight tiles of 64 bytes of K, activation tiles of 16 rows.
+void configure_int16_paired_tiles() {
+  amx::configure_tiles({16, 16, 16, 16, 16, 16, 16, 16}, {64, 64, 64, 64, 64, 64, 64, 64});
+}
+
+/// Tiles 0-1 = codes . high bytes, tiles 2-3 = codes . low bytes for one chunk (or pair of
+/// chunks): weight rows 0-15 at a0, 16-31 at a1, `stride` bytes apart. Signed codes (q = u +
+/// qmin) where qmin < 0, so that no qmin * sum(x) term is left to add.
 template <bool kSignedCodes>
-inline void chunk_tiles(const amx::WeightBlock& w, const TokenTiles& tokens, int64_t b, int64_t c) {
+inline void tile_products(const uint8_t* a0, const uint8_t* a1, int64_t stride, const uint8_t* high,
+                          const uint8_t* low) {
   _tile_zero(0);
   _tile_zero(1);
   _tile_zero(2);
   _tile_zero(3);
-  _tile_loadd(4, w.tile(0, c * kChunk), w.stride());
-  _tile_loadd(5, w.tile(1, c * kChunk), w.stride());
-  _tile_loadd(6, tokens.high(b, c), 64);
-  _tile_loadd(7, tokens.low(b, c), 64);
+  _tile_loadd(4, a0, stride);
+  _tile_loadd(5, a1, stride);
+  _tile_loadd(6, high, 64);
+  _tile_loadd(7, low, 64);
   if constexpr (kSignedCodes) {
     _tile_dpbssd(0, 4, 6);
     _tile_dpbssd(1, 5, 6);
@@ -144,6 +207,12 @@ inline void chunk_tiles(const amx::WeightBlock& w, const TokenTiles& tokens, int
     _tile_dpbuud(2, 4, 7);
     _tile_dpbuud(3, 5, 7);
   }
+}
+
+template <bool kSignedCodes>
+inline void chunk_tiles(const amx::WeightBlock& w, const TokenTiles& tokens, int64_t b, int64_t c) {
+  tile_products<kSignedCodes>(w.tile(0, c * kChunk), w.tile(1, c * kChunk), w.stride(),
+                              tokens.high(b, c), tokens.low(b, c));
 }
 
 /// The 32 rows x 16 tokens of one chunk's dots, 256 high + low, as float: dots[0] the high
@@ -216,23 +285,86 @@ void block_product(const amx::WeightBlock& w, const TokenTiles& tokens, int64_t 
   }
 }
 
+/// block_product for at most kPairedMaxTokens tokens with chunks in pairs: per pair one set of
+/// tile products over 64 bytes of K, whose lanes 0-7 hold chunk 2i's dots and 8-15 chunk
+/// 2i + 1's, each lane times its chunk scale and its chunk's group scale. acc[r][t] + acc[r][8 + t]
+/// is row r's output for token t.
+template <bool kSignedCodes>
+void block_product_paired(amx::WeightBlock& w, const TokenTiles& tokens, int64_t pairs,
+                          int64_t chunks_per_group, int64_t groups, bool offsets,
+                          amx::BlockPrefetch* next, float* acc) {
+  alignas(64) int32_t dots[2][amx::kBlockRows * kTokens];
+  const int64_t rows = w.rows();
+  std::fill(acc, acc + amx::kBlockRows * kTokens, 0.0f);
+  for (int64_t i = 0; i < pairs; ++i) {
+    if (next) next->step();
+    w.widen_until((i + 3) * 2 * kChunk);  // two pairs ahead of the tile loads
+    tile_products<kSignedCodes>(w.tile(0, i * 2 * kChunk), w.tile(1, i * 2 * kChunk), w.stride(),
+                                tokens.pair_high(i), tokens.pair_low(i));
+    store_dots(dots);
+    const __m512 cs = _mm512_loadu_ps(tokens.pair_scales(i));
+    // The second chunk's group may be one past the last (a zero chunk completing the pair): its
+    // scale is then the next row's or the block's zero padding, times dots that are zero.
+    const int64_t g0 = 2 * i / chunks_per_group, g1 = (2 * i + 1) / chunks_per_group;
+    for (int64_t r = 0; r < rows; ++r) {
+      float* a = acc + r * kTokens;
+      __m512 gs = _mm512_set1_ps(w.scale(r, g0));
+      if (g1 != g0) gs = _mm512_mask_blend_ps(0xFF00, gs, _mm512_set1_ps(w.scale(r, g1)));
+      _mm512_store_ps(
+          a, _mm512_fmadd_ps(chunk_dot(dots, r), _mm512_mul_ps(gs, cs), _mm512_load_ps(a)));
+    }
+  }
+  if (!offsets) return;
+  const float* group_sums = tokens.group_sums(0, groups);  // token columns 8-15 are zero
+  for (int64_t g = 0; g < groups; ++g) {
+    const __m512 sum = _mm512_loadu_ps(group_sums + g * kTokens);
+    for (int64_t r = 0; r < rows; ++r) {
+      float* a = acc + r * kTokens;
+      _mm512_store_ps(a, _mm512_fmadd_ps(_mm512_set1_ps(w.offset(r, g)), sum, _mm512_load_ps(a)));
+    }
+  }
+}
+
 /// y = x W^T for one weight on the regrouped activations.
 void weight_product(const TokenTiles& tokens, const PackedLinearWeight& p, int64_t chunks,
                     int64_t m, float* y, int threads) {
   QK_CHECK(amx_int16_takes(p), DTypeError, "amx_linear_int16: weights of dtype ",
            dtype_name(p.dtype), " and group size ", p.group_size, " have no AMX kernel");
-  const int64_t k_padded = chunks * kChunk;
+  const bool paired = tokens.paired();
+  const int64_t pairs = (chunks + 1) / 2;
+  const int64_t k_padded = paired ? pairs * 2 * kChunk : chunks * kChunk;
   const int64_t chunks_per_group = p.group_size >= p.in_features ? chunks : p.group_size / kChunk;
   const auto qmin = static_cast<int8_t>(dtype_info(p.dtype).int_min);
   const int64_t row_blocks = (p.out_features + amx::kBlockRows - 1) / amx::kBlockRows;
 #pragma omp parallel num_threads(threads)
   {
-    configure_int16_tiles();
-    amx::WeightBlock w(p, k_padded, kChunk, false, qmin);
+    if (paired) {
+      configure_int16_paired_tiles();
+    } else {
+      configure_int16_tiles();
+    }
+    amx::WeightBlock w(p, k_padded, paired ? 2 * kChunk : kChunk, false, qmin);
     alignas(64) float acc[amx::kBlockRows * kTokens];
 #pragma omp for schedule(dynamic, 1)
     for (int64_t rb = 0; rb < row_blocks; ++rb) {
       const int64_t n0 = rb * amx::kBlockRows;
+      if (paired) {  // one token block: widened two pairs ahead of the tile loads
+        w.begin(n0);
+        amx::BlockPrefetch next(p, rb + threads, pairs);
+        if (qmin < 0) {
+          block_product_paired<true>(w, tokens, pairs, chunks_per_group, p.groups, p.has_offsets,
+                                     &next, acc);
+        } else {
+          block_product_paired<false>(w, tokens, pairs, chunks_per_group, p.groups, p.has_offsets,
+                                      &next, acc);
+        }
+        for (int64_t t = 0; t < m; ++t) {
+          float* yt = y + t * p.out_features + n0;
+          for (int64_t r = 0; r < w.rows(); ++r)
+            yt[r] = acc[r * kTokens + t] + acc[r * kTokens + 8 + t];
+        }
+        continue;
+      }
       w.load(n0);
       amx::BlockPrefetch next(p, rb + threads, chunks);  // (amx_tiles.h)
       for (int64_t b = 0; b < tokens.blocks(); ++b) {
@@ -267,7 +399,7 @@ void amx_linear_int16(const AmxInt16Problem& pr,
                  p->group_size == weights.front()->group_size,
              ShapeError, "amx_linear_int16: weights sharing x must agree on K and group size");
   }
-  const TokenTiles tokens(pr, weights.front()->groups, threads);
+  const TokenTiles tokens(pr, weights.front()->groups, threads, pr.m <= kPairedMaxTokens);
   for (size_t i = 0; i < weights.size(); ++i)
     weight_product(tokens, *weights[i], pr.chunks, pr.m, ys[i], threads);
 }

@@ -23,11 +23,15 @@ struct AmxInt16Problem {
 /// multiple of 32 elements, or per channel.
 bool amx_int16_takes(const PackedLinearWeight& p);
 
-/// Tokens from which amx_linear_int16 beats the avx512 int16 kernels (4096 x 4096, in cache, 2
-/// threads, AMX against vpdpbusd, GFLOPS): 4 tokens 107-124 / 174-208, 6: 155 / 168, 8: 198-228
-/// / 144-193, 16: 373-426 / 150-202.
+/// Tokens from which amx_linear_int16 beats the avx512 int16 kernels (4096 x 4096, 2 threads,
+/// GFLOPS, AMX with chunks in pairs up to 8 tokens against vpdpbusd). In cache, int4 g32 / per
+/// channel / int8 per channel: 4 tokens 189-193 / 190 / 146-151 against 225-248 / 263-268 /
+/// 185-192; 5: 218-225 / 239-245 / 177-190 against 194-202 / 237-241 / 165-166; 6: 246-267 /
+/// 266-267 / 204-206 against 200-222 / 215-225 / 178-182; 8: 341-369 / 389-404 / 317-346
+/// against 222-249 / 285-308 / 273-300 (unpaired AMX). Weights from DRAM, int4 g32: 4 tokens
+/// 117 against 120, 5: 152 against 125, 8: 235 against 186.
 constexpr int64_t amx_int16_min_tokens() {
-  return 8;
+  return 5;
 }
 
 /// y = x W^T with x the int16 activations, through the AMX-INT8 tile dot products. Each int16 is

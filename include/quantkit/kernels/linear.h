@@ -113,7 +113,7 @@ void set_gemv_activations(GemvActivations mode);
 /// path serves them all (fewer than 160 rows of x; equal K, code width and group size), x is
 /// rounded once and one pass of the threads covers the rows of every weight: one fork and join
 /// per call instead of one per weight, which is what a decoded token pays for. When the AMX
-/// tiles serve them all (the amx level, 8 rows of x or more; equal K and group size), x is
+/// tiles serve them all (the amx level, 5 rows of x or more; equal K and group size), x is
 /// rounded and regrouped for the tiles once.
 std::vector<Tensor> linear_weight_only_shared_input(
     const Tensor& x, const std::vector<const PackedLinearWeight*>& weights,
