@@ -145,21 +145,13 @@ class TokenTiles {
   /// vector.
   void pair_chunks() {
     constexpr int64_t kPlane = kChunk * kTokens;  // bytes of one chunk's high (or low) bytes
-    auto to_upper_columns = [](uint8_t* dst, const uint8_t* src) {
-      for (int64_t row = 0; row < kChunk / 4; ++row, dst += 64, src += 64) {
-        uint8_t first[32];
-        std::memcpy(first, src, 32);
-        std::memset(dst, 0, 32);
-        std::memcpy(dst + 32, first, 32);
-      }
-    };
     uint8_t low_first[kPlane];
     for (int64_t i = 0; i < chunks_ / 2; ++i) {
       uint8_t* pair = chunk_bytes(0, 2 * i);
       std::memcpy(low_first, pair + kPlane, kPlane);
-      to_upper_columns(pair + kPlane, pair + 2 * kPlane);
+      amx::move_to_upper_columns(pair + kPlane, pair + 2 * kPlane, kChunk / 4);
       std::memcpy(pair + 2 * kPlane, low_first, kPlane);
-      to_upper_columns(pair + 3 * kPlane, pair + 3 * kPlane);
+      amx::move_to_upper_columns(pair + 3 * kPlane, pair + 3 * kPlane, kChunk / 4);
       float* scales = scales_.data() + 2 * i * kTokens;
       std::memcpy(scales + 8, scales + kTokens, 8 * sizeof(float));
       std::fill(scales + kTokens, scales + 2 * kTokens, 0.0f);

@@ -130,11 +130,10 @@ constexpr int64_t kPairedMaxTokens = 8;
 /// Token tiles of at most kPairedMaxTokens tokens (columns 8-15 zero) rearranged for paired
 /// groups: in each 16-row step, rows 8-15 (the second group's K) move to columns 8-15.
 void pair_token_columns(TokenTiles& t, int64_t k_padded) {
-  int8_t* block = t.data.get();
-  for (int64_t row = 8; row < k_padded / 4; row += (row % 16 == 15) ? 9 : 1) {
-    int8_t* r = block + row * 64;
-    std::memcpy(r + 32, r, 32);
-    std::memset(r, 0, 32);
+  auto* block = reinterpret_cast<uint8_t*>(t.data.get());
+  for (int64_t step = 0; step < k_padded / 64; ++step) {
+    uint8_t* second = block + step * 16 * 64 + 8 * 64;
+    amx::move_to_upper_columns(second, second, 8);
   }
 }
 
@@ -220,22 +219,25 @@ void add_groups_of(const amx::WeightBlock& w, int64_t g0, int64_t count, const i
   }
 }
 
-/// add_groups for the codes' signedness, the weights' offsets and paired groups.
+/// add_groups for the codes' signedness and the weights' offsets.
+template <bool kPaired>
+void add_groups_for(const amx::WeightBlock& w, int64_t g0, int64_t count, const int32_t* c,
+                    const GroupSums& gs, int64_t t0, bool offsets, int halves, float* acc) {
+  const bool qmin = !gs.qmin_times.empty();
+  if (qmin && offsets) add_groups_of<true, true, kPaired>(w, g0, count, c, gs, t0, halves, acc);
+  if (qmin && !offsets) add_groups_of<true, false, kPaired>(w, g0, count, c, gs, t0, halves, acc);
+  if (!qmin && offsets) add_groups_of<false, true, kPaired>(w, g0, count, c, gs, t0, halves, acc);
+  if (!qmin && !offsets) add_groups_of<false, false, kPaired>(w, g0, count, c, gs, t0, halves, acc);
+}
+
+/// add_groups_for, paired groups or not.
 void add_groups_any(const amx::WeightBlock& w, int64_t g0, int64_t count, const int32_t* c,
                     const GroupSums& gs, int64_t t0, bool offsets, bool paired, int halves,
                     float* acc) {
-  const bool qmin = !gs.qmin_times.empty();
-  auto run = [&]<bool kPaired>() {
-    if (qmin && offsets) add_groups_of<true, true, kPaired>(w, g0, count, c, gs, t0, halves, acc);
-    if (qmin && !offsets) add_groups_of<true, false, kPaired>(w, g0, count, c, gs, t0, halves, acc);
-    if (!qmin && offsets) add_groups_of<false, true, kPaired>(w, g0, count, c, gs, t0, halves, acc);
-    if (!qmin && !offsets)
-      add_groups_of<false, false, kPaired>(w, g0, count, c, gs, t0, halves, acc);
-  };
   if (paired) {
-    run.template operator()<true>();
+    add_groups_for<true>(w, g0, count, c, gs, t0, offsets, halves, acc);
   } else {
-    run.template operator()<false>();
+    add_groups_for<false>(w, g0, count, c, gs, t0, offsets, halves, acc);
   }
 }
 
@@ -311,8 +313,10 @@ void amx_linear_int8(const AmxInt8Problem& pr, int threads) {
   const bool paired = k_step(p) == 32 && pr.m <= kPairedMaxTokens;
   const int64_t kb = paired ? 64 : k_step(p);
   const int64_t k_padded = (p.in_features + kb - 1) / kb * kb;
-  int64_t steps_per_group = p.group_size >= p.in_features ? k_padded / kb : p.group_size / kb;
-  if (paired) steps_per_group = 1;  // a step of 64 bytes holds a pair: "groups" below are pairs
+  // Paired, a step of 64 bytes holds a pair of groups: "groups" below are pairs.
+  const int64_t steps_per_group = paired                          ? 1
+                                  : p.group_size >= p.in_features ? k_padded / kb
+                                                                  : p.group_size / kb;
   const int64_t group_steps = paired ? (p.groups + 1) / 2 : p.groups;
   // 4-bit codes are widened to signed bytes on the way into the block (q = u + qmin), which
   // drops the qmin * sum x term; 8-bit rows are read in place as the unsigned u.

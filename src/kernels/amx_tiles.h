@@ -17,6 +17,18 @@ namespace quantkit::kernels::amx {
 /// Weight rows per block: two A tiles of 16 rows.
 constexpr int64_t kBlockRows = 32;
 
+/// For the paired kernels (at most 8 tokens, token columns 8-15 zero): `rows` activation-tile
+/// rows of 64 bytes at src move to dst with their 8 tokens in columns 8-15 and zeros in 0-7
+/// (dst == src: in place).
+inline void move_to_upper_columns(uint8_t* dst, const uint8_t* src, int64_t rows) {
+  for (int64_t r = 0; r < rows; ++r, dst += 64, src += 64) {
+    uint8_t first[32];
+    std::memcpy(first, src, 32);
+    std::memset(dst, 0, 32);
+    std::memcpy(dst + 32, first, 32);
+  }
+}
+
 /// Loads a palette-1 tile configuration: tile t has rows[t] rows of colsb[t] bytes.
 inline void configure_tiles(const uint8_t (&rows)[8], const uint16_t (&colsb)[8]) {
   struct alignas(64) TileConfig {
