@@ -6,6 +6,7 @@
 #include <limits>
 #include <vector>
 
+#include "kernels/gemv.h"
 #include "quantkit/core/float_convert.h"
 #include "quantkit/kernels/isa.h"
 #include "quantkit/kernels/linear.h"
@@ -34,6 +35,15 @@ QTensor make_weight(int64_t n, int64_t k, const WeightCase& c, uint32_t seed) {
   spec.scale_dtype = c.scale_dtype;
   return quantize(testing::random_tensor({n, k}, seed, 0.05f), spec);
 }
+
+/// Both decode tunings (kernels/gemv.h), whichever CPU runs the test: the Intel one (256-bit
+/// one-token 8-bit loops) and the AMD one (512-bit).
+const std::vector<kernels::DecodeTuning> kDecodeTunings = {{8192, 1024, false}, {8192, 0, true}};
+
+struct DecodeTuningGuard {
+  kernels::DecodeTuning saved = kernels::decode_tuning;
+  ~DecodeTuningGuard() { kernels::decode_tuning = saved; }
+};
 
 const std::vector<WeightCase> kCases = {
     {DType::kInt8, ZeroPointDomain::kNone, 0},
@@ -147,6 +157,7 @@ std::vector<double> chunk_maxima(const Tensor& x, int64_t r, int64_t k) {
 
 TEST(Linear, EveryIsaMatchesTheReference) {
   IsaGuard guard;
+  DecodeTuningGuard tuning_guard;
   int compared = 0;
   double worst = 0.0;
   for (const WeightCase& c : kCases) {
@@ -161,7 +172,9 @@ TEST(Linear, EveryIsaMatchesTheReference) {
           const Tensor want = linear_weight_only(x, p);
           for (Isa isa : supported_isas()) {
             set_active_isa(isa);
-            for (GemvActivations mode : {GemvActivations::kFloat32, GemvActivations::kInt16}) {
+            for (int run = 0; run < 4; ++run) {
+              const auto mode = run < 2 ? GemvActivations::kFloat32 : GemvActivations::kInt16;
+              kernels::decode_tuning = kDecodeTunings[static_cast<size_t>(run % 2)];
               const Tensor got = linear_weight_only(x, p, nullptr, mode);
               for (int64_t r = 0; r < m; ++r) {
                 const std::vector<double> amax = chunk_maxima(x, r, k);
@@ -181,7 +194,8 @@ TEST(Linear, EveryIsaMatchesTheReference) {
                                        (mode == GemvActivations::kInt16 ? rounding : 0.0);
                   ASSERT_LE(err, bound)
                       << isa_name(isa) << " " << w.summary() << " m=" << m << " k=" << k
-                      << " int16=" << (mode == GemvActivations::kInt16);
+                      << " int16=" << (mode == GemvActivations::kInt16)
+                      << " wide 8-bit decode=" << kernels::decode_tuning.wide_8bit_single_token;
                   if (mode == GemvActivations::kFloat32)
                     worst = std::max(worst, err / (magnitude + 1e-30));
                 }
@@ -397,11 +411,13 @@ namespace {
 
 TEST(LinearDynamicInt8, EveryIsaMatchesTheSpecification) {
   IsaGuard guard;
+  DecodeTuningGuard tuning_guard;
   int compared = 0;
   double worst = 0.0, worst_vs_float = 0.0;
   const std::vector<WeightCase> cases = {
       {DType::kInt8, ZeroPointDomain::kNone, 0},
       {DType::kInt8, ZeroPointDomain::kInt, 32},
+      {DType::kInt8, ZeroPointDomain::kNone, 64},  // two chunks a group: the 512-bit decode loop
       {DType::kInt4, ZeroPointDomain::kNone, 32},
       {DType::kInt4, ZeroPointDomain::kInt, 64},
       {DType::kUInt4, ZeroPointDomain::kFloat, 0},
@@ -429,25 +445,30 @@ TEST(LinearDynamicInt8, EveryIsaMatchesTheSpecification) {
           const Tensor want = linear_weight_only(fake_quantize_per_token_int8(x), p);
           const Tensor exact = linear_weight_only(x, p);
           for (Isa isa : supported_isas()) {
-            set_active_isa(isa);
-            const Tensor got = linear_dynamic_int8(x, p);
-            for (int64_t r = 0; r < m; ++r) {
-              for (int64_t o = 0; o < n; ++o) {
-                double magnitude = 0.0;
-                for (int64_t i = 0; i < k; ++i)
-                  magnitude += std::fabs(x.data<float>()[r * k + i] * wf.data<float>()[o * k + i]);
-                const double err =
-                    std::fabs(got.data<float>()[r * n + o] - want.data<float>()[r * n + o]);
-                ASSERT_LE(err, 64 * 1.1920929e-7 * magnitude + 1e-30)
-                    << isa_name(isa) << " " << w.summary() << " m=" << m << " k=" << k;
-                worst = std::max(worst, err / (magnitude + 1e-30));
-                // int8 activations lose at most half a step (max|x| / 254) per element.
-                const double vs_float =
-                    std::fabs(got.data<float>()[r * n + o] - exact.data<float>()[r * n + o]);
-                worst_vs_float = std::max(worst_vs_float, vs_float / (magnitude + 1e-30));
+            for (const kernels::DecodeTuning& tuning : kDecodeTunings) {
+              set_active_isa(isa);
+              kernels::decode_tuning = tuning;
+              const Tensor got = linear_dynamic_int8(x, p);
+              for (int64_t r = 0; r < m; ++r) {
+                for (int64_t o = 0; o < n; ++o) {
+                  double magnitude = 0.0;
+                  for (int64_t i = 0; i < k; ++i)
+                    magnitude +=
+                        std::fabs(x.data<float>()[r * k + i] * wf.data<float>()[o * k + i]);
+                  const double err =
+                      std::fabs(got.data<float>()[r * n + o] - want.data<float>()[r * n + o]);
+                  ASSERT_LE(err, 64 * 1.1920929e-7 * magnitude + 1e-30)
+                      << isa_name(isa) << " " << w.summary() << " m=" << m << " k=" << k
+                      << " wide 8-bit decode=" << tuning.wide_8bit_single_token;
+                  worst = std::max(worst, err / (magnitude + 1e-30));
+                  // int8 activations lose at most half a step (max|x| / 254) per element.
+                  const double vs_float =
+                      std::fabs(got.data<float>()[r * n + o] - exact.data<float>()[r * n + o]);
+                  worst_vs_float = std::max(worst_vs_float, vs_float / (magnitude + 1e-30));
+                }
               }
+              ++compared;
             }
-            ++compared;
           }
         }
       }

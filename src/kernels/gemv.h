@@ -7,6 +7,27 @@
 
 namespace quantkit::kernels {
 
+/// How the decode (few-token) loops stream weights from DRAM on this CPU: chosen once at start-up
+/// from the CPU vendor (decode_tuning_for_this_cpu), because the two hosts measured disagree.
+/// - Intel Sapphire Rapids: an L1 prefetch 1 KiB ahead beside the L2 one 8 KiB ahead made W4A16
+///   M=1 1.10-1.20x faster from DRAM on 1 thread (its requests no longer held the few L1 fill
+///   buffers for a whole DRAM latency, as one L1 prefetch 4 KiB ahead had); and the one-token
+///   8-bit loops stay at 256 bits: a W8A8 loop that ran 2.3x faster in L2 streamed 0.84x as fast
+///   from DRAM.
+/// - AMD Zen 5: the L1 prefetch costs (one-token 8-bit at 512 bits, 2 threads: 64 -> 77 GB/s
+///   without it; neutral at 4-bit group 32), and the 512-bit one-token 8-bit loops reach the
+///   DRAM rate where the 256-bit ones are compute-bound: W8A16 / W8A8 per channel M=1, 4096^2
+///   over 1 GiB, 1 thread 33 -> 40 / 33 -> 39 GB/s, 2 threads 60-64 -> 75-77 / 60-64 -> 72-77
+///   (DRAM read probe 78).
+struct DecodeTuning {
+  int l2_prefetch_bytes;
+  int l1_prefetch_bytes;        // 0: no L1 prefetch
+  bool wide_8bit_single_token;  // W8A16 / W8A8 one-token kernels at 512 bits (avx512 level)
+};
+DecodeTuning decode_tuning_for_this_cpu();
+/// The tuning in force. Tests and benchmarks may set it between calls, never during one.
+extern DecodeTuning decode_tuning;
+
 /// The packed weight (layout in linear.h) and the slice of it one kernel call computes: rows
 /// [n_begin, n_end) of W, written to columns n_begin..n_end of y [m, y_stride].
 struct GemvWeights {

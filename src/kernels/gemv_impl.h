@@ -33,17 +33,14 @@ constexpr int kChunk = 32;  // elements decoded at once
 // the same way.
 constexpr int64_t kLineBytes = 64;
 
-/// Prefetches the codes ahead of p, once per 64-byte line: into L2 kL2PrefetchBytes ahead and
-/// into L1 kL1PrefetchBytes ahead. Once per line rather than per 16-byte chunk made the int4
-/// single-token GEMV 1.09x faster in cache and 1.18-1.29x from DRAM. The two distances replaced
-/// one L1 prefetch 4 KiB ahead, whose requests held the core's few L1 fill buffers for the
-/// whole DRAM latency: W4A16 M=1 from DRAM 1.10-1.20x on 1 thread, 1.04-1.13x on 2, W8A8
-/// 1.09x (interleaved runs; W8A16 within noise).
+/// Prefetches the codes ahead of p, once per 64-byte line: into L2 and into L1 at the distances of
+/// decode_tuning (gemv.h). Once per line rather than per 16-byte chunk made the int4
+/// single-token GEMV 1.09x faster in cache and 1.18-1.29x from DRAM.
 #if defined(__AVX2__)
-constexpr int kL2PrefetchBytes = 8192, kL1PrefetchBytes = 1024;
 inline void prefetch_ahead(const uint8_t* p) {
-  _mm_prefetch(reinterpret_cast<const char*>(p + kL2PrefetchBytes), _MM_HINT_T1);
-  _mm_prefetch(reinterpret_cast<const char*>(p + kL1PrefetchBytes), _MM_HINT_T0);
+  _mm_prefetch(reinterpret_cast<const char*>(p + decode_tuning.l2_prefetch_bytes), _MM_HINT_T1);
+  if (decode_tuning.l1_prefetch_bytes != 0)
+    _mm_prefetch(reinterpret_cast<const char*>(p + decode_tuning.l1_prefetch_bytes), _MM_HINT_T0);
 }
 /// prefetch_ahead(row + offset) where offset starts a 64-byte line (rows are line-aligned), for
 /// loops that step by less than a line.
@@ -699,9 +696,10 @@ inline void gemv_int8_w4_avx2(const GemvInt8Args& a) {
 /// the portable specification (gemv_int8).
 /// One token keeps one vpdpbusd chain on purpose: four independent chains ran 2.3x faster with
 /// the weights in L2 (27 -> 64 GB/s, 1 thread) but 0.84x from DRAM (16.0 -> 13.5 GB/s 1 thread,
-/// 29 -> 26 on 2; any prefetch distance). On this host a loop that outruns DRAM streams worse
-/// than one that just keeps up, so decode kernels gain from DRAM only where they are slower than
-/// it (W2A16, W4A16), not by running further ahead.
+/// 29 -> 26 on 2; any prefetch distance). On Sapphire Rapids (with its L1 prefetch 1 KiB ahead)
+/// a loop that outruns DRAM streams worse than one that just keeps up. Zen 5, without that
+/// prefetch, streams best with the fastest loop: where DecodeTuning::wide_8bit_single_token
+/// holds, one token goes through gemv_int8_w8_token_vnni512.
 template <int Rows>
 void gemv_int8_w8_rows_avx2(const GemvInt8Args& a, int64_t r0) {
   const int64_t chunks = (a.w.k + kChunk - 1) / kChunk;
@@ -758,6 +756,39 @@ void gemv_int8_w8_rows_avx2(const GemvInt8Args& a, int64_t r0) {
 }
 #endif
 
+#if defined(__AVX512BW__) && defined(__AVX512VNNI__)
+/// One token of W8A8 at 512 bits: two chunks a vpdpbusd (groups of an even number of chunks, or
+/// one group), reduced per group as gemv_int8_w8_rows_avx2.
+inline void gemv_int8_w8_token_vnni512(const GemvInt8Args& a, int64_t r) {
+  const int64_t chunks = (a.w.k + kChunk - 1) / kChunk;
+  const int64_t chunks_per_group = a.w.group_size >= a.w.k ? chunks : a.w.group_size / kChunk;
+  const int8_t* xq = a.xq + r * a.xq_stride;
+  const float* xsums = a.xq_group_sums + r * a.w.groups;
+  for (int64_t n = a.w.n_begin; n < a.w.n_end; ++n) {
+    const uint8_t* row = a.w.codes + n * a.w.row_bytes;
+    const float* s = a.w.scales + n * a.w.groups;
+    double out = 0.0;
+    for (int64_t c0 = 0, g = 0; c0 < chunks; c0 += chunks_per_group, ++g) {
+      const int64_t c1 = std::min(chunks, c0 + chunks_per_group);
+      __m512i acc = _mm512_setzero_si512();
+      // Rows are padded to 64 bytes and xq to 128 (zeros): an odd last chunk reads inside both.
+      for (int64_t c = c0; c < c1; c += 2) {
+        prefetch_ahead(row + c * kChunk);
+        acc = _mm512_dpbusd_epi32(acc, _mm512_loadu_si512(row + c * kChunk),
+                                  _mm512_loadu_si512(xq + c * kChunk));
+      }
+      const auto qmin_sum = static_cast<int32_t>(a.w.code_bias) * static_cast<int32_t>(xsums[g]);
+      const auto dot = static_cast<int32_t>(static_cast<uint32_t>(_mm512_reduce_add_epi32(acc)) +
+                                            static_cast<uint32_t>(qmin_sum));
+      out += static_cast<double>(s[g]) * dot;
+      if (a.w.offsets != nullptr)
+        out += static_cast<double>(a.w.offsets[n * a.w.groups + g]) * xsums[g];
+    }
+    a.w.y[r * a.w.y_stride + n] = static_cast<float>(out * a.x_scale[r]);
+  }
+}
+#endif
+
 template <int Bits>
 void gemv_int8(const GemvInt8Args& a) {
 #if defined(__AVX2__)
@@ -771,6 +802,13 @@ void gemv_int8(const GemvInt8Args& a) {
     }
     int64_t r = 0;
     for (; r + 4 <= a.m; r += 4) gemv_int8_w8_rows_avx2<4>(a, r);
+#if defined(__AVX512BW__) && defined(__AVX512VNNI__)
+    const int64_t cpg = a.w.group_size >= a.w.k ? 1 : a.w.group_size / kChunk;
+    if (decode_tuning.wide_8bit_single_token && (a.w.groups == 1 || cpg % 2 == 0)) {
+      for (; r < a.m; ++r) gemv_int8_w8_token_vnni512(a, r);
+      return;
+    }
+#endif
     for (; r < a.m; ++r) gemv_int8_w8_rows_avx2<1>(a, r);
     return;
   }
@@ -1085,6 +1123,17 @@ inline void gemv_int16_u4_single_token_vnni512(const GemvInt16Args& a, int64_t r
   });
 }
 
+/// One token with 8-bit codes on plain int16 activations (layout {1, 32}): per chunk the 32
+/// codes widen to int16 lanes and meet the chunk's activations in one vpdpwssd.
+inline void gemv_int16_u8_single_token_vnni512(const GemvInt16Args& a, int64_t r0) {
+  single_token_split_rows<8, 1>(a, r0, [](const uint8_t* codes, const int8_t* x, const float* s) {
+    const __m512i w =
+        _mm512_cvtepu8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(codes)));
+    const __m512i d = _mm512_dpwssd_epi32(_mm512_setzero_si512(), w, _mm512_loadu_si512(x));
+    return ScaledDot{_mm512_cvtepi32_ps(d), _mm512_set1_ps(*s)};
+  });
+}
+
 /// 4-bit codes for Rows tokens on split-byte activations (layout {4, 16, split}, as
 /// gemv_int16_u4_single_token_vnni512): the 64 bytes of codes of a step are unpacked once and
 /// meet every token through 4 vpdpbusd; each token's lanes are scaled by its chunk scales times
@@ -1328,6 +1377,11 @@ void gemv_int16_avx2(const GemvInt16Args& a) {
 #if defined(__AVX512BW__) && defined(__AVX512DQ__)
       if (Bits == 4 && a.layout == Int16Layout{4, 16, true}) {
         gemv_int16_u4_single_token_vnni512(a, m);
+        return;
+      }
+      if (Bits == 8 && decode_tuning.wide_8bit_single_token &&
+          (a.w.groups == 1 || int16_single_token_shape(a.w.groups, a.w.group_size))) {
+        gemv_int16_u8_single_token_vnni512(a, m);
         return;
       }
 #endif

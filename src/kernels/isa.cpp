@@ -11,6 +11,7 @@
 
 #include "activation.h"
 #include "attention.h"
+#include "gemv.h"
 #include "quant_rows.h"
 #include "quantkit/core/error.h"
 
@@ -121,6 +122,19 @@ void set_active_isa(Isa isa) {
 }
 
 namespace kernels {
+
+DecodeTuning decode_tuning_for_this_cpu() {
+  bool amd = false;
+#if defined(__x86_64__)
+  unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+  // Vendor string "AuthenticAMD" in EBX, EDX, ECX of leaf 0.
+  if (__get_cpuid(0, &eax, &ebx, &ecx, &edx) != 0)
+    amd = ebx == 0x68747541u && edx == 0x69746e65u && ecx == 0x444d4163u;
+#endif
+  return amd ? DecodeTuning{8192, 0, true} : DecodeTuning{8192, 1024, false};
+}
+
+DecodeTuning decode_tuning = decode_tuning_for_this_cpu();
 
 const QuantRowKernels& quant_row_kernels_for(Isa isa) {
   switch (isa) {
