@@ -435,9 +435,11 @@ TEST(LinearDynamicInt8, EveryIsaMatchesTheSpecification) {
         const PackedLinearWeight p = pack_linear_weight(w);
         const Tensor wf = w.dequantize();
         // From 4 (4-bit) or 32 (8-bit) tokens on the AVX2 kernels pass tiles over 4 or 6 tokens
-        // at a time: 33..37 and 128 leave every remainder of both. The amx level takes 4 tokens
-        // on in steps of 32 and panels of 256 (273 ends in a second, partial panel); up to 8
-        // tokens it pairs groups of 32 (K = 257: nine groups, the last pair half empty).
+        // at a time: 33..37 and 128 leave every remainder of both. The avx512 level's 16-channel
+        // tiles take 8 tokens a pass (8-bit from 6 tokens on: 7 and 33 leave remainders). The amx
+        // level takes 4 tokens on in steps of 32 and panels of 256 (273 ends in a second, partial
+        // panel); up to 8 tokens it pairs groups of 32 (K = 257: nine groups, the last pair half
+        // empty).
         for (int64_t m : {1, 2, 3, 4, 7, 8, 33, 34, 35, 37, 128, 273}) {
           const Tensor x = testing::random_tensor({m, k}, static_cast<uint32_t>(7 * m + k));
           set_active_isa(Isa::kReference);

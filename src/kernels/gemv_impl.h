@@ -796,7 +796,12 @@ void gemv_int8(const GemvInt8Args& a) {
     gemv_int8_w4_avx2(a);
     return;
   } else {
-    if (a.m >= kTileMinTokens[1]) {
+#if defined(__AVX512BW__) && defined(__AVX512VNNI__)
+    constexpr int64_t kMinTokens = kWideTileMinTokens8Bit;  // 16-channel tiles
+#else
+    constexpr int64_t kMinTokens = kTileMinTokens[1];
+#endif
+    if (a.m >= kMinTokens) {
       gemv_int8_tiled_avx2<8>(a);
       return;
     }

@@ -1,4 +1,5 @@
-// W4A8 / W8A8 for many tokens (AVX2): output channels in the vector lanes.
+// W4A8 / W8A8 for many tokens: output channels in the vector lanes, 8 of them (256-bit lanes,
+// the avx2 level) or 16 (512-bit, the avx512 level).
 // Part of gemv_impl.h's per-ISA instantiation (QK_ISA_NAMESPACE names it).
 #pragma once
 
@@ -16,8 +17,8 @@
 namespace quantkit::kernels::QK_ISA_NAMESPACE {
 
 #if defined(__AVX2__)
-/// Eight rows of codes regrouped so that one 32-byte load feeds eight output channels:
-/// quads[c][q][ch] is dword q of chunk c of row ch.
+/// Channels (8 or 16) rows of codes regrouped so that one vector load feeds that many output
+/// channels: quads[c][q][ch] is dword q of chunk c of row ch.
 /// - 4-bit: a packed chunk is 16 bytes (byte j: element j in the low nibble, element 16 + j in
 ///   the high one), so dword q (of 4) carries elements 4q..4q+3 and 16+4q..16+4q+3: masking
 ///   the low nibbles gives the codes of 4 consecutive elements for all 8 channels, the shifted
@@ -25,11 +26,11 @@ namespace quantkit::kernels::QK_ISA_NAMESPACE {
 /// - 8-bit: dword q (of 8) is elements 4q..4q+3: with VNNI the unsigned codes as packed (vpdpbusd
 ///   takes them as they are), else stored signed (u + qmin = u ^ 0x80) for the sign trick.
 /// Group scales and biases (what the offsets, and for unsigned codes qmin s, add per unit of
-/// sum x) are stored per group as 8 lanes. Rows past N are zero-scaled and never stored.
+/// sum x) are stored per group as Channels lanes. Rows past N are zero-scaled and never stored.
 struct ChannelTile {
-  std::vector<uint32_t> quads;  // [chunks][Bits][8]
-  std::vector<float> scales;    // [groups][8]
-  std::vector<float> biases;    // [groups][8]
+  std::vector<uint32_t> quads;  // [chunks][Bits][Channels]
+  std::vector<float> scales;    // [groups][Channels]
+  std::vector<float> biases;    // [groups][Channels]
 };
 
 inline void transpose_4x4_epi32(const __m128i* r, __m128i* out) {
@@ -41,116 +42,185 @@ inline void transpose_4x4_epi32(const __m128i* r, __m128i* out) {
   out[3] = _mm_unpackhi_epi64(b, d);
 }
 
-template <int Bits>
+template <int Bits, int Channels>
 void fill_channel_tile(const GemvWeights& w, int64_t n0, ChannelTile& t) {
   constexpr int kChunkBytes = 4 * Bits, kQuads = Bits;
   const int64_t chunks = (w.k + 31) / 32;
-  const int64_t rows = std::min<int64_t>(8, w.n_end - n0);
-  t.quads.resize(static_cast<size_t>(chunks * kQuads * 8));
-  t.scales.assign(static_cast<size_t>(w.groups * 8), 0.0f);
-  t.biases.assign(static_cast<size_t>(w.groups * 8), 0.0f);
+  const int64_t rows = std::min<int64_t>(Channels, w.n_end - n0);
+  t.quads.resize(static_cast<size_t>(chunks * kQuads * Channels));
+  t.scales.assign(static_cast<size_t>(w.groups * Channels), 0.0f);
+  t.biases.assign(static_cast<size_t>(w.groups * Channels), 0.0f);
   static const uint8_t kZeroChunk[32] = {};
   constexpr bool kUnsignedCodes = Bits == 4 || kHaveVnni;
   for (int64_t ch = 0; ch < rows; ++ch) {
     for (int64_t g = 0; g < w.groups; ++g) {
       const float s = w.scales[(n0 + ch) * w.groups + g];
       const float off = w.offsets != nullptr ? w.offsets[(n0 + ch) * w.groups + g] : 0.0f;
-      t.scales[static_cast<size_t>(g * 8 + ch)] = s;
-      t.biases[static_cast<size_t>(g * 8 + ch)] = (kUnsignedCodes ? w.code_bias * s : 0.0f) + off;
+      t.scales[static_cast<size_t>(g * Channels + ch)] = s;
+      t.biases[static_cast<size_t>(g * Channels + ch)] =
+          (kUnsignedCodes ? w.code_bias * s : 0.0f) + off;
     }
   }
   const __m256i sign_flip = _mm256_set1_epi8(kUnsignedCodes ? 0 : -128);
   for (int64_t c = 0; c < chunks; ++c) {
-    // Per 16 bytes of the chunk: 4x4 dword transposes of rows 0-3 and 4-7, halves joined.
+    // Per 16 bytes of the chunk and 8 channels: 4x4 dword transposes of rows 0-3 and 4-7,
+    // halves joined.
     for (int part = 0; part < kChunkBytes / 16; ++part) {
-      __m128i v[8], q[2][4];
-      for (int ch = 0; ch < 8; ++ch) {
-        const uint8_t* p = ch < rows
-                               ? w.codes + (n0 + ch) * w.row_bytes + c * kChunkBytes + part * 16
-                               : kZeroChunk;
-        v[ch] = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
-      }
-      transpose_4x4_epi32(v, q[0]);
-      transpose_4x4_epi32(v + 4, q[1]);
-      for (int i = 0; i < 4; ++i) {
-        const __m256i joined = _mm256_xor_si256(_mm256_set_m128i(q[1][i], q[0][i]), sign_flip);
-        _mm256_storeu_si256(
-            reinterpret_cast<__m256i*>(t.quads.data() + (c * kQuads + part * 4 + i) * 8), joined);
+      for (int block = 0; block < Channels / 8; ++block) {
+        __m128i v[8], q[2][4];
+        for (int i = 0; i < 8; ++i) {
+          const int64_t ch = 8 * block + i;
+          const uint8_t* p = ch < rows
+                                 ? w.codes + (n0 + ch) * w.row_bytes + c * kChunkBytes + part * 16
+                                 : kZeroChunk;
+          v[i] = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+        }
+        transpose_4x4_epi32(v, q[0]);
+        transpose_4x4_epi32(v + 4, q[1]);
+        for (int i = 0; i < 4; ++i) {
+          const __m256i joined = _mm256_xor_si256(_mm256_set_m128i(q[1][i], q[0][i]), sign_flip);
+          _mm256_storeu_si256(
+              reinterpret_cast<__m256i*>(t.quads.data() + (c * kQuads + part * 4 + i) * Channels +
+                                         8 * block),
+              joined);
+        }
       }
     }
   }
 }
 
-inline __m256i broadcast_quad(const int8_t* p) {
+inline int32_t load_quad(const int8_t* p) {
   int32_t v;
   std::memcpy(&v, p, sizeof v);
-  return _mm256_set1_epi32(v);
+  return v;
 }
 
-/// 4-bit: the dots of one chunk for Rows tokens. With VNNI a vpdpbusd per 4 elements x 8
-/// channels; else int16 sums of 8 maddubs (every lane <= 2 * 15 * 127, eight of them below
-/// 32768), then one madd to int32 added to dot.
-template <int Rows>
-inline void w4_chunk_dots(const uint32_t* quads, const int8_t* const* xq, int64_t c, __m256i* dot) {
-  const __m256i low4 = _mm256_set1_epi8(0x0F);
-  __m256i sum16[Rows];
-  for (int r = 0; r < Rows; ++r) sum16[r] = _mm256_setzero_si256();
-  for (int q = 0; q < 4; ++q) {
-    const __m256i codes = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(quads + q * 8));
-    const __m256i lo = _mm256_and_si256(codes, low4);
-    const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(codes, 4), low4);
-    for (int r = 0; r < Rows; ++r) {
-      const int8_t* x = xq[r] + c * 32 + 4 * q;
-      if constexpr (kHaveVnni) {
-        dot[r] = dot_u8_s8(dot[r], lo, broadcast_quad(x));
-        dot[r] = dot_u8_s8(dot[r], hi, broadcast_quad(x + 16));
-        continue;
+/// The vector operations of the channel-tile kernels at 8 channels (256-bit lanes).
+struct Lanes256 {
+  using I = __m256i;
+  using F = __m256;
+  static constexpr int kChannels = 8;
+  static I load(const uint32_t* p) { return _mm256_loadu_si256(reinterpret_cast<const I*>(p)); }
+  static I zero() { return _mm256_setzero_si256(); }
+  static I low_nibbles(I v) { return _mm256_and_si256(v, _mm256_set1_epi8(0x0F)); }
+  static I high_nibbles(I v) {
+    return _mm256_and_si256(_mm256_srli_epi16(v, 4), _mm256_set1_epi8(0x0F));
+  }
+  static I quad(const int8_t* p) { return _mm256_set1_epi32(load_quad(p)); }
+  static I dot(I acc, I u, I s) { return dot_u8_s8(acc, u, s); }
+  static F to_float(I v) { return _mm256_cvtepi32_ps(v); }
+  static F load_f(const float* p) { return _mm256_loadu_ps(p); }
+  static F broadcast_f(const float* p) { return _mm256_broadcast_ss(p); }
+  static F fmadd(F a, F b, F c) { return _mm256_fmadd_ps(a, b, c); }
+  static F zero_f() { return _mm256_setzero_ps(); }
+  static void store_f(float* p, F v) { _mm256_storeu_ps(p, v); }
+};
+
+#if defined(__AVX512BW__) && defined(__AVX512VNNI__)
+/// The same at 16 channels (512-bit lanes, VNNI).
+struct Lanes512 {
+  using I = __m512i;
+  using F = __m512;
+  static constexpr int kChannels = 16;
+  static I load(const uint32_t* p) { return _mm512_loadu_si512(p); }
+  static I zero() { return _mm512_setzero_si512(); }
+  static I low_nibbles(I v) { return _mm512_and_si512(v, _mm512_set1_epi8(0x0F)); }
+  static I high_nibbles(I v) {
+    return _mm512_and_si512(_mm512_srli_epi16(v, 4), _mm512_set1_epi8(0x0F));
+  }
+  static I quad(const int8_t* p) { return _mm512_set1_epi32(load_quad(p)); }
+  static I dot(I acc, I u, I s) { return _mm512_dpbusd_epi32(acc, u, s); }
+  // maskz: GCC 12 warns that the unmasked form reads an undefined register.
+  static F to_float(I v) { return _mm512_maskz_cvtepi32_ps(0xFFFF, v); }
+  static F load_f(const float* p) { return _mm512_loadu_ps(p); }
+  static F broadcast_f(const float* p) { return _mm512_set1_ps(*p); }
+  static F fmadd(F a, F b, F c) { return _mm512_fmadd_ps(a, b, c); }
+  static F zero_f() { return _mm512_setzero_ps(); }
+  static void store_f(float* p, F v) { _mm512_storeu_ps(p, v); }
+};
+#endif
+
+/// Whether the lanes multiply bytes in one instruction (vpdpbusd), so that no int16 partial
+/// sums are needed.
+template <class L>
+constexpr bool kLanesHaveVnni = kHaveVnni || L::kChannels == 16;
+
+/// 4-bit: the dots of one chunk for Rows tokens. With VNNI a vpdpbusd per 4 elements x all
+/// channels; else (256-bit lanes) int16 sums of 8 maddubs (every lane <= 2 * 15 * 127, eight
+/// of them below 32768), then one madd to int32 added to dot.
+template <class L, int Rows>
+inline void w4_chunk_dots(const uint32_t* quads, const int8_t* const* xq, int64_t c,
+                          typename L::I* dot) {
+  constexpr int kCh = L::kChannels;
+  if constexpr (kLanesHaveVnni<L>) {
+    for (int q = 0; q < 4; ++q) {
+      const typename L::I codes = L::load(quads + q * kCh);
+      const typename L::I lo = L::low_nibbles(codes), hi = L::high_nibbles(codes);
+      for (int r = 0; r < Rows; ++r) {
+        const int8_t* x = xq[r] + c * 32 + 4 * q;
+        dot[r] = L::dot(dot[r], lo, L::quad(x));
+        dot[r] = L::dot(dot[r], hi, L::quad(x + 16));
       }
-      sum16[r] = _mm256_add_epi16(sum16[r], _mm256_maddubs_epi16(lo, broadcast_quad(x)));
-      sum16[r] = _mm256_add_epi16(sum16[r], _mm256_maddubs_epi16(hi, broadcast_quad(x + 16)));
-      // Keeps GCC from reassociating the sums into a tree of 8 live products per token,
-      // which spilled them all.
-      asm("" : "+x"(sum16[r]));
     }
+  } else {
+    __m256i sum16[Rows];
+    for (int r = 0; r < Rows; ++r) sum16[r] = _mm256_setzero_si256();
+    for (int q = 0; q < 4; ++q) {
+      const __m256i codes = L::load(quads + q * kCh);
+      const __m256i lo = L::low_nibbles(codes), hi = L::high_nibbles(codes);
+      for (int r = 0; r < Rows; ++r) {
+        const int8_t* x = xq[r] + c * 32 + 4 * q;
+        sum16[r] = _mm256_add_epi16(sum16[r], _mm256_maddubs_epi16(lo, L::quad(x)));
+        sum16[r] = _mm256_add_epi16(sum16[r], _mm256_maddubs_epi16(hi, L::quad(x + 16)));
+        // Keeps GCC from reassociating the sums into a tree of 8 live products per token,
+        // which spilled them all.
+        asm("" : "+x"(sum16[r]));
+      }
+    }
+    for (int r = 0; r < Rows; ++r)
+      dot[r] = _mm256_add_epi32(dot[r], _mm256_madd_epi16(sum16[r], _mm256_set1_epi16(1)));
   }
-  if constexpr (kHaveVnni) return;
-  for (int r = 0; r < Rows; ++r)
-    dot[r] = _mm256_add_epi32(dot[r], _mm256_madd_epi16(sum16[r], _mm256_set1_epi16(1)));
 }
 
-/// 8-bit: per 4 elements x 8 channels, with VNNI one vpdpbusd of the unsigned codes; else
-/// |q| * sign(x, q) through maddubs (exact: |q| <= 128, |x| <= 127, pairs below 32768) and
-/// madd to int32, added to dot.
-template <int Rows>
-inline void w8_chunk_dots(const uint32_t* quads, const int8_t* const* xq, int64_t c, __m256i* dot) {
-  if constexpr (kHaveVnni) {
+/// 8-bit: per 4 elements x all channels, with VNNI one vpdpbusd of the unsigned codes; else
+/// (256-bit lanes) |q| * sign(x, q) through maddubs (exact: |q| <= 128, |x| <= 127, pairs below
+/// 32768) and madd to int32, added to dot.
+template <class L, int Rows>
+inline void w8_chunk_dots(const uint32_t* quads, const int8_t* const* xq, int64_t c,
+                          typename L::I* dot) {
+  constexpr int kCh = L::kChannels;
+  if constexpr (kLanesHaveVnni<L>) {
     for (int q = 0; q < 8; ++q) {
-      const __m256i codes = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(quads + q * 8));
+      const typename L::I codes = L::load(quads + q * kCh);
       for (int r = 0; r < Rows; ++r)
-        dot[r] = dot_u8_s8(dot[r], codes, broadcast_quad(xq[r] + c * 32 + 4 * q));
+        dot[r] = L::dot(dot[r], codes, L::quad(xq[r] + c * 32 + 4 * q));
     }
-    return;
-  }
-  const __m256i ones16 = _mm256_set1_epi16(1);
-  for (int q = 0; q < 8; ++q) {
-    const __m256i codes = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(quads + q * 8));
-    const __m256i magnitude = _mm256_abs_epi8(codes);
-    for (int r = 0; r < Rows; ++r) {
-      const __m256i x = _mm256_sign_epi8(broadcast_quad(xq[r] + c * 32 + 4 * q), codes);
-      dot[r] =
-          _mm256_add_epi32(dot[r], _mm256_madd_epi16(_mm256_maddubs_epi16(magnitude, x), ones16));
+  } else {
+    const __m256i ones16 = _mm256_set1_epi16(1);
+    for (int q = 0; q < 8; ++q) {
+      const __m256i codes = L::load(quads + q * kCh);
+      const __m256i magnitude = _mm256_abs_epi8(codes);
+      for (int r = 0; r < Rows; ++r) {
+        const __m256i x = _mm256_sign_epi8(L::quad(xq[r] + c * 32 + 4 * q), codes);
+        dot[r] =
+            _mm256_add_epi32(dot[r], _mm256_madd_epi16(_mm256_maddubs_epi16(magnitude, x), ones16));
+      }
     }
   }
 }
 
-/// y[r0..r0+Rows, n0..n0+8) from a tile: per chunk, int32 dots of 8 channels per token (above);
-/// per group, floats times the 8 group scales, plus the biases times the token's group sum of
-/// xq. Against per-row dot products this needs no horizontal reduction, and for 4-bit codes no
-/// float conversion per chunk: 9 multiply-port ops per 256 MACs instead of 16 plus 16. With one
-/// chunk per group (ChunkGroups) the float totals stay in registers; with longer groups the
-/// int32 dots take those registers and the totals, touched once per group, live in memory.
-template <int Bits, int Rows, bool ChunkGroups>
+/// y[r0..r0+Rows, n0..n0+Channels) from a tile: per chunk, int32 dots of the channels per token
+/// (above); per group, floats times the group scales, plus the biases times the token's group
+/// sum of xq. Against per-row dot products this needs no horizontal reduction, and for 4-bit
+/// codes no float conversion per chunk: 9 multiply-port ops per 256 MACs instead of 16 plus 16
+/// (256-bit lanes). With one chunk per group (ChunkGroups) the float totals stay in registers;
+/// with longer groups the int32 dots take those registers and the totals, touched once per
+/// group, live in memory.
+template <class L, int Bits, int Rows, bool ChunkGroups>
 void channel_tile_tokens(const GemvInt8Args& a, const ChannelTile& t, int64_t r0, int64_t n0) {
+  using I = typename L::I;
+  using F = typename L::F;
+  constexpr int kCh = L::kChannels;
   const int64_t chunks = (a.w.k + 31) / 32;
   const int64_t chunks_per_group = a.w.group_size >= a.w.k ? chunks : a.w.group_size / 32;
   const int8_t* xq[Rows];
@@ -159,41 +229,41 @@ void channel_tile_tokens(const GemvInt8Args& a, const ChannelTile& t, int64_t r0
     xq[r] = a.xq + (r0 + r) * a.xq_stride;
     xsums[r] = a.xq_group_sums + (r0 + r) * a.w.groups;
   }
-  auto chunk_dots = [&](int64_t c, __m256i* dot) {
-    const uint32_t* quads = t.quads.data() + c * Bits * 8;
-    Bits == 4 ? w4_chunk_dots<Rows>(quads, xq, c, dot) : w8_chunk_dots<Rows>(quads, xq, c, dot);
+  auto chunk_dots = [&](int64_t c, I* dot) {
+    const uint32_t* quads = t.quads.data() + c * Bits * kCh;
+    Bits == 4 ? w4_chunk_dots<L, Rows>(quads, xq, c, dot)
+              : w8_chunk_dots<L, Rows>(quads, xq, c, dot);
   };
-  alignas(32) float out[Rows][8] = {};
-  auto add_group = [&](int64_t g, const __m256i* dot, auto&& update) {
-    const __m256 scale = _mm256_loadu_ps(t.scales.data() + g * 8);
-    const __m256 bias = _mm256_loadu_ps(t.biases.data() + g * 8);
+  alignas(64) float out[Rows][kCh] = {};
+  auto add_group = [&](int64_t g, const I* dot, auto&& update) {
+    const F scale = L::load_f(t.scales.data() + g * kCh);
+    const F bias = L::load_f(t.biases.data() + g * kCh);
     for (int r = 0; r < Rows; ++r) {
-      update(r, [&](__m256 v) {
-        v = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot[r]), scale, v);
-        return _mm256_fmadd_ps(bias, _mm256_broadcast_ss(xsums[r] + g), v);
+      update(r, [&](F v) {
+        v = L::fmadd(L::to_float(dot[r]), scale, v);
+        return L::fmadd(bias, L::broadcast_f(xsums[r] + g), v);
       });
     }
   };
   if constexpr (ChunkGroups) {
-    __m256 total[Rows];
-    for (auto& v : total) v = _mm256_setzero_ps();
+    F total[Rows];
+    for (auto& v : total) v = L::zero_f();
     for (int64_t c = 0; c < chunks; ++c) {
-      __m256i dot[Rows];
-      for (auto& v : dot) v = _mm256_setzero_si256();
+      I dot[Rows];
+      for (auto& v : dot) v = L::zero();
       chunk_dots(c, dot);
       add_group(c, dot, [&](int r, auto&& f) { total[r] = f(total[r]); });
     }
-    for (int r = 0; r < Rows; ++r) _mm256_store_ps(out[r], total[r]);
+    for (int r = 0; r < Rows; ++r) L::store_f(out[r], total[r]);
   } else {
     for (int64_t c0 = 0, g = 0; c0 < chunks; c0 += chunks_per_group, ++g) {
-      __m256i dot[Rows];
-      for (auto& v : dot) v = _mm256_setzero_si256();
+      I dot[Rows];
+      for (auto& v : dot) v = L::zero();
       for (int64_t c = c0; c < std::min(chunks, c0 + chunks_per_group); ++c) chunk_dots(c, dot);
-      add_group(g, dot,
-                [&](int r, auto&& f) { _mm256_store_ps(out[r], f(_mm256_load_ps(out[r]))); });
+      add_group(g, dot, [&](int r, auto&& f) { L::store_f(out[r], f(L::load_f(out[r]))); });
     }
   }
-  const int64_t valid = std::min<int64_t>(8, a.w.n_end - n0);
+  const int64_t valid = std::min<int64_t>(kCh, a.w.n_end - n0);
   for (int r = 0; r < Rows; ++r) {
     const float sx = a.x_scale[r0 + r];
     float* y = a.w.y + (r0 + r) * a.w.y_stride + n0;
@@ -202,15 +272,15 @@ void channel_tile_tokens(const GemvInt8Args& a, const ChannelTile& t, int64_t r0
 }
 
 /// The last `left` (< Tokens) tokens from r on, through the pass compiled for exactly that many.
-template <int Bits, int Tokens, bool ChunkGroups>
+template <class L, int Bits, int Tokens, bool ChunkGroups>
 void channel_tile_remainder(const GemvInt8Args& a, const ChannelTile& t, int64_t r, int64_t n0,
                             int64_t left) {
   if constexpr (Tokens > 1) {
     if (left == Tokens - 1) {
-      channel_tile_tokens<Bits, Tokens - 1, ChunkGroups>(a, t, r, n0);
+      channel_tile_tokens<L, Bits, Tokens - 1, ChunkGroups>(a, t, r, n0);
       return;
     }
-    channel_tile_remainder<Bits, Tokens - 1, ChunkGroups>(a, t, r, n0, left);
+    channel_tile_remainder<L, Bits, Tokens - 1, ChunkGroups>(a, t, r, n0, left);
   }
 }
 
@@ -218,28 +288,41 @@ void channel_tile_remainder(const GemvInt8Args& a, const ChannelTile& t, int64_t
 /// register each, so 6 share each load + abs (against the row kernel at K = 2048, M = 128-512:
 /// 1.00-1.03x with 4 tokens, 1.07-1.09x with 6); 4-bit tokens need int16 sums too, and 4 fill
 /// the registers. With VNNI there are no int16 sums, AVX-512VL gives 32 registers, and every
-/// token is one vpdpbusd chain (latency 5): 8 tokens keep the two dot ports busy.
-template <int Bits>
-constexpr int kTileTokens = kHaveVnni ? 8 : (Bits == 8 ? 6 : 4);
+/// token is one vpdpbusd chain (latency 5): 8 tokens keep the two dot ports busy. At 16
+/// channels 8 tokens beat 12 and 16 too (Zen 5, 4096^2, M = 32 / 128: 12 tokens 0.9-1.0x, 16
+/// tokens, which spill, 0.55-0.6x).
+template <class L, int Bits>
+constexpr int kTileTokens = kLanesHaveVnni<L> ? 8 : (Bits == 8 ? 6 : 4);
 
-template <int Bits, bool ChunkGroups>
+template <class L, int Bits, bool ChunkGroups>
 void channel_tile(const GemvInt8Args& a, const ChannelTile& t, int64_t n0) {
-  constexpr int kTokens = kTileTokens<Bits>;
+  constexpr int kTokens = kTileTokens<L, Bits>;
   int64_t r = 0;
   for (; r + kTokens <= a.m; r += kTokens)
-    channel_tile_tokens<Bits, kTokens, ChunkGroups>(a, t, r, n0);
-  channel_tile_remainder<Bits, kTokens, ChunkGroups>(a, t, r, n0, a.m - r);
+    channel_tile_tokens<L, Bits, kTokens, ChunkGroups>(a, t, r, n0);
+  channel_tile_remainder<L, Bits, kTokens, ChunkGroups>(a, t, r, n0, a.m - r);
 }
 
-/// The slice through channel tiles: each 8 rows regrouped once, then every token.
-template <int Bits>
-void gemv_int8_tiled_avx2(const GemvInt8Args& a) {
+/// The slice through channel tiles: each L::kChannels rows regrouped once, then every token.
+template <class L, int Bits>
+void gemv_int8_tiled_lanes(const GemvInt8Args& a) {
   thread_local ChannelTile tile;
   const bool chunk_groups = a.w.group_size == 32 && a.w.k > 32;
-  for (int64_t n0 = a.w.n_begin; n0 < a.w.n_end; n0 += 8) {
-    fill_channel_tile<Bits>(a.w, n0, tile);
-    chunk_groups ? channel_tile<Bits, true>(a, tile, n0) : channel_tile<Bits, false>(a, tile, n0);
+  for (int64_t n0 = a.w.n_begin; n0 < a.w.n_end; n0 += L::kChannels) {
+    fill_channel_tile<Bits, L::kChannels>(a.w, n0, tile);
+    chunk_groups ? channel_tile<L, Bits, true>(a, tile, n0)
+                 : channel_tile<L, Bits, false>(a, tile, n0);
   }
+}
+
+/// The widest lanes this ISA level has.
+template <int Bits>
+void gemv_int8_tiled_avx2(const GemvInt8Args& a) {
+#if defined(__AVX512BW__) && defined(__AVX512VNNI__)
+  gemv_int8_tiled_lanes<Lanes512, Bits>(a);
+#else
+  gemv_int8_tiled_lanes<Lanes256, Bits>(a);
+#endif
 }
 #endif
 
