@@ -13,7 +13,6 @@
 #endif
 
 #include "gemv.h"
-#include "gemv_int8_tiles.h"
 #include "int_dot.h"
 #include "quantkit/core/float_convert.h"
 #include "vector_sum.h"
@@ -24,6 +23,8 @@
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #endif
+
+#include "gemv_int8_tiles.h"  // after the pragmas: its AVX-512 shuffles need them too
 
 namespace quantkit::kernels::QK_ISA_NAMESPACE {
 

@@ -42,16 +42,12 @@ inline void transpose_4x4_epi32(const __m128i* r, __m128i* out) {
   out[3] = _mm_unpackhi_epi64(b, d);
 }
 
+/// The tile's group scales and biases for rows n0..n0 + rows (zeros past them).
 template <int Bits, int Channels>
-void fill_channel_tile(const GemvWeights& w, int64_t n0, ChannelTile& t) {
-  constexpr int kChunkBytes = 4 * Bits, kQuads = Bits;
-  const int64_t chunks = (w.k + 31) / 32;
-  const int64_t rows = std::min<int64_t>(Channels, w.n_end - n0);
-  t.quads.resize(static_cast<size_t>(chunks * kQuads * Channels));
+void fill_tile_params(const GemvWeights& w, int64_t n0, int64_t rows, ChannelTile& t) {
+  constexpr bool kUnsignedCodes = Bits == 4 || kHaveVnni;
   t.scales.assign(static_cast<size_t>(w.groups * Channels), 0.0f);
   t.biases.assign(static_cast<size_t>(w.groups * Channels), 0.0f);
-  static const uint8_t kZeroChunk[32] = {};
-  constexpr bool kUnsignedCodes = Bits == 4 || kHaveVnni;
   for (int64_t ch = 0; ch < rows; ++ch) {
     for (int64_t g = 0; g < w.groups; ++g) {
       const float s = w.scales[(n0 + ch) * w.groups + g];
@@ -61,33 +57,126 @@ void fill_channel_tile(const GemvWeights& w, int64_t n0, ChannelTile& t) {
           (kUnsignedCodes ? w.code_bias * s : 0.0f) + off;
     }
   }
-  const __m256i sign_flip = _mm256_set1_epi8(kUnsignedCodes ? 0 : -128);
+}
+
+/// An 8-channel tile: per 16 bytes of a chunk, 4x4 dword transposes of rows 0-3 and 4-7, halves
+/// joined.
+template <int Bits>
+void fill_channel_tile8(const GemvWeights& w, int64_t n0, ChannelTile& t) {
+  constexpr int kChunkBytes = 4 * Bits, kQuads = Bits;
+  const int64_t chunks = (w.k + 31) / 32;
+  const int64_t rows = std::min<int64_t>(8, w.n_end - n0);
+  t.quads.resize(static_cast<size_t>(chunks * kQuads * 8));
+  fill_tile_params<Bits, 8>(w, n0, rows, t);
+  static const uint8_t kZeroChunk[32] = {};
+  const __m256i sign_flip = _mm256_set1_epi8(Bits == 4 || kHaveVnni ? 0 : -128);
   for (int64_t c = 0; c < chunks; ++c) {
-    // Per 16 bytes of the chunk and 8 channels: 4x4 dword transposes of rows 0-3 and 4-7,
-    // halves joined.
     for (int part = 0; part < kChunkBytes / 16; ++part) {
-      for (int block = 0; block < Channels / 8; ++block) {
-        __m128i v[8], q[2][4];
-        for (int i = 0; i < 8; ++i) {
-          const int64_t ch = 8 * block + i;
-          const uint8_t* p = ch < rows
-                                 ? w.codes + (n0 + ch) * w.row_bytes + c * kChunkBytes + part * 16
-                                 : kZeroChunk;
-          v[i] = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
-        }
-        transpose_4x4_epi32(v, q[0]);
-        transpose_4x4_epi32(v + 4, q[1]);
-        for (int i = 0; i < 4; ++i) {
-          const __m256i joined = _mm256_xor_si256(_mm256_set_m128i(q[1][i], q[0][i]), sign_flip);
-          _mm256_storeu_si256(
-              reinterpret_cast<__m256i*>(t.quads.data() + (c * kQuads + part * 4 + i) * Channels +
-                                         8 * block),
-              joined);
-        }
+      __m128i v[8], q[2][4];
+      for (int ch = 0; ch < 8; ++ch) {
+        const uint8_t* p = ch < rows
+                               ? w.codes + (n0 + ch) * w.row_bytes + c * kChunkBytes + part * 16
+                               : kZeroChunk;
+        v[ch] = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+      }
+      transpose_4x4_epi32(v, q[0]);
+      transpose_4x4_epi32(v + 4, q[1]);
+      for (int i = 0; i < 4; ++i) {
+        const __m256i joined = _mm256_xor_si256(_mm256_set_m128i(q[1][i], q[0][i]), sign_flip);
+        _mm256_storeu_si256(
+            reinterpret_cast<__m256i*>(t.quads.data() + (c * kQuads + part * 4 + i) * 8), joined);
       }
     }
   }
 }
+
+#if defined(__AVX512BW__) && defined(__AVX512VNNI__)
+/// r[i] = dword i of every row, for 16 rows of 16 dwords: unpacks of dword and qword pairs
+/// within 128-bit lanes, then a 4x4 transpose of the lanes.
+inline void transpose_16x16_epi32(__m512i* r) {
+  __m512i t[16], v[16];
+  for (int i = 0; i < 16; i += 2) {
+    t[i] = _mm512_unpacklo_epi32(r[i], r[i + 1]);
+    t[i + 1] = _mm512_unpackhi_epi32(r[i], r[i + 1]);
+  }
+  // v[4m + j]: lane l holds dword 4l + j of rows 4m..4m+3.
+  for (int m = 0; m < 4; ++m) {
+    v[4 * m] = _mm512_unpacklo_epi64(t[4 * m], t[4 * m + 2]);
+    v[4 * m + 1] = _mm512_unpackhi_epi64(t[4 * m], t[4 * m + 2]);
+    v[4 * m + 2] = _mm512_unpacklo_epi64(t[4 * m + 1], t[4 * m + 3]);
+    v[4 * m + 3] = _mm512_unpackhi_epi64(t[4 * m + 1], t[4 * m + 3]);
+  }
+  for (int j = 0; j < 4; ++j) {
+    const __m512i w0 = _mm512_shuffle_i32x4(v[j], v[4 + j], 0x44);
+    const __m512i w1 = _mm512_shuffle_i32x4(v[j], v[4 + j], 0xEE);
+    const __m512i w2 = _mm512_shuffle_i32x4(v[8 + j], v[12 + j], 0x44);
+    const __m512i w3 = _mm512_shuffle_i32x4(v[8 + j], v[12 + j], 0xEE);
+    r[j] = _mm512_shuffle_i32x4(w0, w2, 0x88);
+    r[4 + j] = _mm512_shuffle_i32x4(w0, w2, 0xDD);
+    r[8 + j] = _mm512_shuffle_i32x4(w1, w3, 0x88);
+    r[12 + j] = _mm512_shuffle_i32x4(w1, w3, 0xDD);
+  }
+}
+
+/// fill_tile_params for 16 channels (unsigned codes: VNNI), 16 groups at a time through the
+/// same transpose: at group size 32 the scalar loop took about a third of the time of 4-bit
+/// tiles at 8 tokens.
+inline void fill_tile_params16(const GemvWeights& w, int64_t n0, int64_t rows, ChannelTile& t) {
+  const int64_t groups = w.groups;
+  t.scales.resize(static_cast<size_t>(groups * 16));
+  t.biases.resize(static_cast<size_t>(groups * 16));
+  auto transposed = [&](const float* m, int64_t g0, __m512i* r) {
+    for (int i = 0; i < 16; ++i)
+      r[i] = i < rows ? _mm512_castps_si512(_mm512_loadu_ps(m + (n0 + i) * groups + g0))
+                      : _mm512_setzero_si512();
+    transpose_16x16_epi32(r);
+  };
+  const __m512 qmin = _mm512_set1_ps(w.code_bias);
+  int64_t g0 = 0;
+  for (; g0 + 16 <= groups; g0 += 16) {
+    __m512i s[16], off[16];
+    transposed(w.scales, g0, s);
+    if (w.offsets != nullptr) transposed(w.offsets, g0, off);
+    for (int j = 0; j < 16; ++j) {
+      const __m512 sj = _mm512_castsi512_ps(s[j]);
+      __m512 bias = _mm512_mul_ps(qmin, sj);
+      if (w.offsets != nullptr) bias = _mm512_add_ps(bias, _mm512_castsi512_ps(off[j]));
+      _mm512_storeu_ps(t.scales.data() + (g0 + j) * 16, sj);
+      _mm512_storeu_ps(t.biases.data() + (g0 + j) * 16, bias);
+    }
+  }
+  for (; g0 < groups; ++g0) {
+    for (int64_t ch = 0; ch < 16; ++ch) {
+      const bool live = ch < rows;
+      const float sc = live ? w.scales[(n0 + ch) * groups + g0] : 0.0f;
+      const float off = live && w.offsets != nullptr ? w.offsets[(n0 + ch) * groups + g0] : 0.0f;
+      t.scales[static_cast<size_t>(g0 * 16 + ch)] = sc;
+      t.biases[static_cast<size_t>(g0 * 16 + ch)] = w.code_bias * sc + off;
+    }
+  }
+}
+
+/// A 16-channel tile: the quads of 16 rows are their dwords transposed, 64 bytes of every row
+/// (16 dwords) at a time. Against 4x4 transposes of 16-byte pieces (as fill_channel_tile8 does)
+/// this takes a quarter of the loads and half the shuffles: the fill was over half the time of
+/// W8A8 at 8 tokens (Zen 5, 4096^2 in cache: 660 GOPS with it, 1510 without).
+template <int Bits>
+void fill_channel_tile16(const GemvWeights& w, int64_t n0, ChannelTile& t) {
+  const int64_t chunks = (w.k + 31) / 32;
+  const int64_t rows = std::min<int64_t>(16, w.n_end - n0);
+  const int64_t blocks = (chunks * Bits + 15) / 16;  // rows are padded to 64 bytes
+  t.quads.resize(static_cast<size_t>(blocks * 256));
+  fill_tile_params16(w, n0, rows, t);
+  for (int64_t b = 0; b < blocks; ++b) {
+    __m512i r[16];
+    for (int i = 0; i < 16; ++i)
+      r[i] = i < rows ? _mm512_loadu_si512(w.codes + (n0 + i) * w.row_bytes + b * 64)
+                      : _mm512_setzero_si512();
+    transpose_16x16_epi32(r);
+    for (int j = 0; j < 16; ++j) _mm512_storeu_si512(t.quads.data() + (b * 16 + j) * 16, r[j]);
+  }
+}
+#endif
 
 inline int32_t load_quad(const int8_t* p) {
   int32_t v;
@@ -309,7 +398,15 @@ void gemv_int8_tiled_lanes(const GemvInt8Args& a) {
   thread_local ChannelTile tile;
   const bool chunk_groups = a.w.group_size == 32 && a.w.k > 32;
   for (int64_t n0 = a.w.n_begin; n0 < a.w.n_end; n0 += L::kChannels) {
-    fill_channel_tile<Bits, L::kChannels>(a.w, n0, tile);
+#if defined(__AVX512BW__) && defined(__AVX512VNNI__)
+    if constexpr (L::kChannels == 16) {
+      fill_channel_tile16<Bits>(a.w, n0, tile);
+    } else {
+      fill_channel_tile8<Bits>(a.w, n0, tile);
+    }
+#else
+    fill_channel_tile8<Bits>(a.w, n0, tile);
+#endif
     chunk_groups ? channel_tile<L, Bits, true>(a, tile, n0)
                  : channel_tile<L, Bits, false>(a, tile, n0);
   }
