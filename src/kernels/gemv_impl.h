@@ -1147,6 +1147,8 @@ inline void gemv_int16_u8_single_token_vnni512(const GemvInt16Args& a, int64_t r
 /// Per token and step 6 ops on port 0, where gemv_int16_rows_avx2 took 16 ops on 256-bit
 /// lanes for the same four chunks: W4A16 g32 4096^2 in cache, 2 threads, M = 8 / 32 / 128:
 /// 133-139 / 139-149 / 140-144 -> 207-210 / 163-174 / 210-227 GFLOPS (16 tokens a pass: less).
+/// From 2 tokens on the 16-channel tiles (gemv_int16_u4_tiled_vnni512) replaced it; it still
+/// takes one token whose group size the single-token kernel does not (3 chunks, say).
 template <int Rows>
 void gemv_int16_u4_tokens_vnni512(const GemvInt16Args& a, int64_t r0) {
   const int64_t chunks = a.chunks;
@@ -1194,6 +1196,88 @@ void gemv_int16_u4_tokens_vnni512(const GemvInt16Args& a, int64_t r0) {
     }
   }
 }
+
+#if defined(__AVX512VNNI__)
+/// 4-bit codes in 16-channel tiles (gemv_int8_tiles.h) for Rows tokens on split-byte
+/// activations (layout {4, 16, split}): per quad of a chunk (elements 4q..4q+3 in the low
+/// nibbles, 16+4q.. in the high ones) and token, the high bytes meet both nibble sets in one
+/// chain and the low bytes (the unsigned operand, codes as the signed one) in another; per chunk
+/// the two chains combine as 256 high + low, and the float total takes them times the group's
+/// 16 scales times the token's chunk scale. The bias (qmin and offsets) goes in per group
+/// through the token's group sum of the rounded x. Against gemv_int16_u4_tokens_vnni512 (one
+/// row at a time, a horizontal sum per row and token) the channels sit in the lanes.
+template <int Rows>
+void u4_tile_tokens_i16(const GemvInt16Args& a, const ChannelTile& t, int64_t r0, int64_t n0) {
+  const int64_t chunks = a.chunks;
+  const int64_t chunks_per_group = a.w.group_size >= a.w.k ? chunks : a.w.group_size / kChunk;
+  const uint8_t* xb[Rows];
+  const float* sx[Rows];
+  const float* xsums[Rows];
+  for (int r = 0; r < Rows; ++r) {
+    xb[r] = reinterpret_cast<const uint8_t*>(a.xh + (r0 + r) * a.xh_stride);
+    sx[r] = a.chunk_scales + (r0 + r) * chunks;
+    xsums[r] = a.xh_group_sums + (r0 + r) * a.w.groups;
+  }
+  auto quad = [](const uint8_t* p) {
+    int32_t v;
+    std::memcpy(&v, p, sizeof v);
+    return _mm512_set1_epi32(v);
+  };
+  __m512 total[Rows];
+  for (auto& v : total) v = _mm512_setzero_ps();
+  for (int64_t c0 = 0, g = 0; c0 < chunks; c0 += chunks_per_group, ++g) {
+    const __m512 scale = _mm512_loadu_ps(t.scales.data() + g * 16);
+    for (int64_t c = c0; c < std::min(chunks, c0 + chunks_per_group); ++c) {
+      __m512i high[Rows], low[Rows];
+      for (int r = 0; r < Rows; ++r) high[r] = low[r] = _mm512_setzero_si512();
+      // Byte offset of chunk c's first run in a token's row: four chunks per 256 bytes.
+      const int64_t at = (c / 4) * 256 + (c % 4) * 16;
+      for (int q = 0; q < 4; ++q) {
+        const __m512i codes = _mm512_loadu_si512(t.quads.data() + (c * 4 + q) * 16);
+        const __m512i lo = _mm512_and_si512(codes, _mm512_set1_epi8(0x0F));
+        const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(codes, 4), _mm512_set1_epi8(0x0F));
+#pragma GCC unroll 8
+        for (int r = 0; r < Rows; ++r) {
+          const uint8_t* x = xb[r] + at + 4 * q;
+          high[r] = _mm512_dpbusd_epi32(high[r], lo, quad(x));
+          high[r] = _mm512_dpbusd_epi32(high[r], hi, quad(x + 128));
+          low[r] = _mm512_dpbusd_epi32(low[r], quad(x + 64), lo);
+          low[r] = _mm512_dpbusd_epi32(low[r], quad(x + 192), hi);
+        }
+      }
+#pragma GCC unroll 8
+      for (int r = 0; r < Rows; ++r) {
+        const __m512i d = _mm512_add_epi32(_mm512_slli_epi32(high[r], 8), low[r]);
+        total[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d),
+                                   _mm512_mul_ps(scale, _mm512_set1_ps(sx[r][c])), total[r]);
+      }
+    }
+    const __m512 bias = _mm512_loadu_ps(t.biases.data() + g * 16);
+    for (int r = 0; r < Rows; ++r)
+      total[r] = _mm512_fmadd_ps(bias, _mm512_set1_ps(xsums[r][g]), total[r]);
+  }
+  const auto valid = static_cast<__mmask16>((1u << std::min<int64_t>(16, a.w.n_end - n0)) - 1);
+  for (int r = 0; r < Rows; ++r)
+    _mm512_mask_storeu_ps(a.w.y + (r0 + r) * a.w.y_stride + n0, valid, total[r]);
+}
+
+/// The slice through 16-channel tiles of 4-bit codes, 8 tokens a pass. Zen 5, 4096^2 in cache,
+/// 2 threads, against gemv_int16_u4_tokens_vnni512: W4A16 g32 M = 2 / 3 / 4 / 8 / 32 / 128
+/// 170 / 155 / 290 / 253 / 258 / 276 -> 240 / 235 / 425 / 482 / 560 / 545 GFLOPS; per channel
+/// M = 32 340 -> 670, g128 M = 32 280 -> 650. It also beats dequantized tiles + sgemm at any M
+/// (g32 M = 256 / 512 / 1024: 168 / 195 / 215 against 530 / 560 / 550), so at the avx512 level
+/// the int16 GEMV takes 4-bit weights at every M (gemm_min_rows).
+inline void gemv_int16_u4_tiled_vnni512(const GemvInt16Args& a) {
+  thread_local ChannelTile tile;
+  for (int64_t n0 = a.w.n_begin; n0 < a.w.n_end; n0 += 16) {
+    fill_channel_tile16<4>(a.w, n0, tile);
+    int64_t r = 0;
+    for (; r + 8 <= a.m; r += 8) u4_tile_tokens_i16<8>(a, tile, r, n0);
+    for (; r + 4 <= a.m; r += 4) u4_tile_tokens_i16<4>(a, tile, r, n0);
+    for (; r < a.m; ++r) u4_tile_tokens_i16<1>(a, tile, r, n0);
+  }
+}
+#endif
 
 /// One token with 2-bit codes and split-byte activations (layout {8, 8, split}), eight chunks
 /// per 512-bit step: bit field i of byte 8q + j holds element 8i + j of chunk c + q, and meets
@@ -1370,8 +1454,12 @@ void gemv_int16_avx2(const GemvInt16Args& a) {
 #if defined(__AVX512BW__) && defined(__AVX512DQ__)
     if (Bits == 4 && a.layout == Int16Layout{4, 16, true} &&
         !(a.m == 1 && (a.w.groups == 1 || int16_single_token_shape(a.w.groups, a.w.group_size)))) {
-      for (; m + 8 <= a.m; m += 8) gemv_int16_u4_tokens_vnni512<8>(a, m);
-      for (; m + 4 <= a.m; m += 4) gemv_int16_u4_tokens_vnni512<4>(a, m);
+#if defined(__AVX512VNNI__)
+      if (a.m >= 2) {
+        gemv_int16_u4_tiled_vnni512(a);
+        return;
+      }
+#endif
       for (; m < a.m; ++m) gemv_int16_u4_tokens_vnni512<1>(a, m);
       return;
     }

@@ -372,16 +372,16 @@ bool amx_int16_runs(const PackedLinearWeight& p, int64_t m, GemvActivations acti
 
 /// The int16 GEMV (4 tokens per decoded chunk) stays ahead of dequantized tiles + sgemm up to
 /// about 160 rows (int4 g32, 4096^2: 110 / 118 / 110 GFLOPS at M = 64 / 128 / 256 against 64 /
-/// 96 / 126); the avx512 4-bit kernel (8 tokens per pass, split-byte activations) up to about
-/// 384 (2 threads: 162-193 / 177-194 / 177-181 / 143-149 GFLOPS at M = 192 / 256 / 384 / 512
-/// against 134-136 / 156-167 / 184-189 / 201-214); the float GEMV only up to 64. At the amx
-/// level the AMX tiles take every M from amx_int16_min_tokens on, before this applies.
+/// 96 / 126); the avx512 4-bit kernel (16-channel tiles on split-byte activations) at every M
+/// (Zen 5, 2 threads: 530 / 560 / 550 GFLOPS at M = 256 / 512 / 1024 against 168 / 195 / 215;
+/// gemv_int16_u4_tiled_vnni512); the float GEMV only up to 64. At the amx level the AMX tiles
+/// take every M from amx_int16_min_tokens on, before this applies.
 int64_t gemm_min_rows(const PackedLinearWeight& p, GemvActivations activations) {
   if (activations != GemvActivations::kInt16 || is_float8(p.dtype)) return kGemmMinRows;
   const bool split_bytes_4bit =
       dtype_bits(p.dtype) == 4 &&
       kernels::gemv_kernels_for(active_isa()).u4_single_token_layout.split_bytes;
-  return split_bytes_4bit ? 384 : 160;
+  return split_bytes_4bit ? std::numeric_limits<int64_t>::max() : 160;
 }
 
 void linear_gemv(const float* x, int64_t m, const PackedLinearWeight& p, float* y, int threads,

@@ -93,7 +93,8 @@ std::vector<Tensor> linear_dynamic_int8_shared_input(
 Tensor fake_quantize_per_token_int8(const Tensor& x);
 
 /// How the weight-only GEMV (decode and small batches: fewer than 160 rows of x, 64 with float32
-/// activations; more rows go to dequantized tiles + sgemm on float32) multiplies the activations.
+/// activations, every M for 4-bit weights at the avx512 level; more rows go to dequantized tiles
+/// + sgemm on float32) multiplies the activations.
 ///   kInt16 (default): each 32-element chunk of x is rounded to int16 on its own scale
 ///     (max |chunk| / 32767), and integer dot products (vpmaddwd) run against the codes. The
 ///     result is dequant(W) . x' up to float32 rounding, where |x' - x| <= max |chunk| / 65534
