@@ -158,6 +158,11 @@ const GemvKernels& gemv_kernels_for(Isa isa);
 ///   threads: 0.77x at 4 tokens, 1.18x at 6, 1.28x at 8, 1.85x at 16 (kWideTileMinTokens8Bit).
 constexpr int64_t kTileMinTokens[2] = {4, 32};
 constexpr int64_t kWideTileMinTokens8Bit = 6;
+/// Below this many tokens per-channel 8-bit weights skip the tiles at the avx512 level: 4 rows x 4
+/// tokens of 512-bit dots on the rows as packed, lanes summed once per row and token (Zen 5,
+/// 4096^2 in cache, 2 threads, against the tiles: M = 2 / 4 / 8 320 / 490 / 650-720 -> 600 /
+/// 900 / 820 GOPS; M = 32 / 128 1170 / 1360 -> 870 / 870, so the tiles keep 16 on).
+constexpr int64_t kWideRowsMaxTokens8Bit = 16;
 
 /// Whether the dynamic int8 kernels read compact group metadata themselves: the per-row W4A8
 /// kernel below the tiles' token count does.
