@@ -808,7 +808,11 @@ void w8_rows_by_tokens_vnni512(const GemvInt8Args& a, int64_t n0, int64_t r0) {
   for (int64_t s = 0; s < steps; ++s) {
     __m512i w[Rows];
     for (int i = 0; i < Rows; ++i) {
-      prefetch_ahead(row[i] + s * 64);
+      // Into L2, the same line of the next block's rows (Rows rows on): prefetch_ahead's 8 KiB
+      // along a row fell among this block's own rows. Streamed, M = 8: 390 -> 700 GOPS (two
+      // blocks ahead: 610-680).
+      _mm_prefetch(reinterpret_cast<const char*>(row[i] + Rows * a.w.row_bytes + s * 64),
+                   _MM_HINT_T1);
       w[i] = _mm512_loadu_si512(row[i] + s * 64);
     }
 #pragma GCC unroll 8
