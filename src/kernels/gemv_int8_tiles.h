@@ -169,9 +169,11 @@ void fill_channel_tile16(const GemvWeights& w, int64_t n0, ChannelTile& t) {
   fill_tile_params16(w, n0, rows, t);
   for (int64_t b = 0; b < blocks; ++b) {
     __m512i r[16];
-    for (int i = 0; i < 16; ++i)
-      r[i] = i < rows ? _mm512_loadu_si512(w.codes + (n0 + i) * w.row_bytes + b * 64)
-                      : _mm512_setzero_si512();
+    for (int i = 0; i < 16; ++i) {
+      const uint8_t* p = w.codes + (n0 + i) * w.row_bytes + b * 64;
+      _mm_prefetch(reinterpret_cast<const char*>(p + 16 * w.row_bytes), _MM_HINT_T1);
+      r[i] = i < rows ? _mm512_loadu_si512(p) : _mm512_setzero_si512();
+    }
     transpose_16x16_epi32(r);
     for (int j = 0; j < 16; ++j) _mm512_storeu_si512(t.quads.data() + (b * 16 + j) * 16, r[j]);
   }
