@@ -758,6 +758,19 @@ void gemv_int8_w8_rows_avx2(const GemvInt8Args& a, int64_t r0) {
 #endif
 
 #if defined(__AVX512BW__) && defined(__AVX512VNNI__)
+/// A group's share of one output of the VNNI W8A8 kernels, from the dot of the unsigned codes:
+/// s (u . xq + qmin sum xq) in wrapping int32 (exact: the true dot fits, whatever u . xq does),
+/// plus the offset (if any) times sum xq, in double as the portable specification (gemv_int8).
+inline double w8_group_term(int32_t unsigned_dot, float qmin, float xsum, float scale,
+                            const float* offset) {
+  const auto qmin_sum = static_cast<int32_t>(qmin) * static_cast<int32_t>(xsum);
+  const auto dot =
+      static_cast<int32_t>(static_cast<uint32_t>(unsigned_dot) + static_cast<uint32_t>(qmin_sum));
+  double out = static_cast<double>(scale) * dot;
+  if (offset != nullptr) out += static_cast<double>(*offset) * xsum;
+  return out;
+}
+
 /// One token of W8A8 at 512 bits: two chunks a vpdpbusd (groups of an even number of chunks, or
 /// one group), reduced per group as gemv_int8_w8_rows_avx2.
 inline void gemv_int8_w8_token_vnni512(const GemvInt8Args& a, int64_t r) {
@@ -778,12 +791,8 @@ inline void gemv_int8_w8_token_vnni512(const GemvInt8Args& a, int64_t r) {
         acc = _mm512_dpbusd_epi32(acc, _mm512_loadu_si512(row + c * kChunk),
                                   _mm512_loadu_si512(xq + c * kChunk));
       }
-      const auto qmin_sum = static_cast<int32_t>(a.w.code_bias) * static_cast<int32_t>(xsums[g]);
-      const auto dot = static_cast<int32_t>(static_cast<uint32_t>(_mm512_reduce_add_epi32(acc)) +
-                                            static_cast<uint32_t>(qmin_sum));
-      out += static_cast<double>(s[g]) * dot;
-      if (a.w.offsets != nullptr)
-        out += static_cast<double>(a.w.offsets[n * a.w.groups + g]) * xsums[g];
+      out += w8_group_term(_mm512_reduce_add_epi32(acc), a.w.code_bias, xsums[g], s[g],
+                           a.w.offsets != nullptr ? a.w.offsets + n * a.w.groups + g : nullptr);
     }
     a.w.y[r * a.w.y_stride + n] = static_cast<float>(out * a.x_scale[r]);
   }
@@ -824,15 +833,10 @@ void w8_rows_by_tokens_vnni512(const GemvInt8Args& a, int64_t n0, int64_t r0) {
   }
   for (int i = 0; i < Rows; ++i) {
     const int64_t n = n0 + i;
-    const double s = a.w.scales[n];
     for (int t = 0; t < Tokens; ++t) {
-      const float xsum = a.xq_group_sums[(r0 + t) * a.w.groups];
-      const auto qmin_sum = static_cast<int32_t>(a.w.code_bias) * static_cast<int32_t>(xsum);
-      const auto dot =
-          static_cast<int32_t>(static_cast<uint32_t>(_mm512_reduce_add_epi32(acc[i][t])) +
-                               static_cast<uint32_t>(qmin_sum));
-      double out = s * dot;
-      if (a.w.offsets != nullptr) out += static_cast<double>(a.w.offsets[n]) * xsum;
+      const double out = w8_group_term(_mm512_reduce_add_epi32(acc[i][t]), a.w.code_bias,
+                                       a.xq_group_sums[(r0 + t) * a.w.groups], a.w.scales[n],
+                                       a.w.offsets != nullptr ? a.w.offsets + n : nullptr);
       a.w.y[(r0 + t) * a.w.y_stride + n] = static_cast<float>(out * a.x_scale[r0 + t]);
     }
   }
