@@ -1296,11 +1296,8 @@ void u4_tile_tokens_i16(const GemvInt16Args& a, const ChannelTile& t, int64_t r0
     sx[r] = a.chunk_scales + (r0 + r) * chunks;
     xsums[r] = a.xh_group_sums + (r0 + r) * a.w.groups;
   }
-  auto quad = [](const uint8_t* p) {
-    int32_t v;
-    std::memcpy(&v, p, sizeof v);
-    return _mm512_set1_epi32(v);
-  };
+  // The tiles' dword broadcast (gemv_int8_tiles.h), on the activations' bytes.
+  auto quad = [](const uint8_t* p) { return Lanes512::quad(reinterpret_cast<const int8_t*>(p)); };
   __m512 total[Rows];
   for (auto& v : total) v = _mm512_setzero_ps();
   for (int64_t c0 = 0, g = 0; c0 < chunks; c0 += chunks_per_group, ++g) {
