@@ -170,6 +170,12 @@ inline bool int8_kernel_reads_compact(int64_t m, int bits) {
   return bits == 4 && m < kTileMinTokens[0];
 }
 
+/// Rows of W per kernel call of the dynamic int8 GEMM: 32 from 8 tokens on, where the avx512
+/// tiles take two 16-channel tiles at once (gemv_int8_tiles.h); 16 below.
+inline int64_t int8_kernel_slice_rows(int64_t m) {
+  return m >= 8 ? 32 : 16;
+}
+
 /// Whether the int16 kernels take a single token through the kernel that folds each chunk's
 /// activation scale into its group scale once per row (one multiply per 8 chunks instead of one
 /// per chunk) and reads compact group metadata itself: groups of 1, 2, 4 or a multiple of 8

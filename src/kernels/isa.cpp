@@ -54,7 +54,7 @@ bool cpu_supports(Isa isa) {
     case Isa::kAvx512:
       return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
              __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
-             __builtin_cpu_supports("avx512vnni");
+             __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("gfni");
     case Isa::kAmx:
       return cpu_supports(Isa::kAvx512) && amx_int8_usable();
   }

@@ -120,7 +120,8 @@ Tensor product_of_tokens(const TokenQuantized& t, const Shape& x_shape, int64_t 
                    kernels::GemvInt8Args{t.codes.get(), t.stride, t.scales.data(), sums, m,
                                          gemv_weights(p, y.data<float>())},
                    p.dtype == DType::kInt8 ? table.i8_w8 : table.i8_w4, num_threads(),
-                   kernels::int8_kernel_reads_compact(m, dtype_bits(p.dtype)));
+                   kernels::int8_kernel_reads_compact(m, dtype_bits(p.dtype)),
+                   kernels::int8_kernel_slice_rows(m));
   }
   add_bias(bias, m, y);
   return y;

@@ -27,13 +27,13 @@ struct RowSliceJob {
   bool reads_compact;  // the kernel reads compact group metadata itself
 };
 
-/// Calls kernel(args) with args.w narrowed to slices of 16 rows of W on `threads` threads; 16
-/// rows keep each thread's writes to y on separate cache lines. Threads take slices as they
-/// finish: on this shared machine one core often runs slower for a while, and with a static
-/// split the other waited at every barrier (8-layer decode: 12 % -> 8 % of samples spinning in
-/// libgomp, 42 -> 46 tokens/s; W4A16 g32 GEMV 15-17 -> 22-24 GB/s, interleaved runs). Guided
-/// rather than 4 slices at a time: each grab restarted a thread's stream from DRAM cold, while
-/// guided hands out half, a quarter, ... of what is left, long runs of contiguous rows
+/// Calls kernel(args) with args.w narrowed to slices of `slice_rows` rows of W (a multiple of 16)
+/// on `threads` threads; 16 rows keep each thread's writes to y on separate cache lines. Threads
+/// take slices as they finish: on this shared machine one core often runs slower for a while, and
+/// with a static split the other waited at every barrier (8-layer decode: 12 % -> 8 % of samples
+/// spinning in libgomp, 42 -> 46 tokens/s; W4A16 g32 GEMV 15-17 -> 22-24 GB/s, interleaved runs).
+/// Guided rather than 4 slices at a time: each grab restarted a thread's stream from DRAM cold,
+/// while guided hands out half, a quarter, ... of what is left, long runs of contiguous rows
 /// (4096^2 M = 1 GEMV from DRAM: W8A16 1.10x, W4A16 g64 / g128 / per-channel 1.14-1.18x).
 /// Compact group metadata (linear.h) is expanded to float32 per slice, into a buffer the thread
 /// keeps in L1/L2, and the kernel sees the slice as a matrix of its own: the kernels only ever
@@ -41,18 +41,19 @@ struct RowSliceJob {
 /// the compact form itself (reads_compact) gets it untouched, with the rows narrowed as usual.
 /// Several jobs (weights sharing an input) run in the same pass: one fork and join for all.
 template <class Args, class Kernel>
-void run_row_slices(const std::vector<RowSliceJob<Args>>& jobs, Kernel kernel, int threads) {
+void run_row_slices(const std::vector<RowSliceJob<Args>>& jobs, Kernel kernel, int threads,
+                    int64_t slice_rows = 16) {
   std::vector<int64_t> first_slice(jobs.size() + 1, 0);
   int64_t expand_groups = 0;  // the widest row of group params a job expands per slice
   for (size_t j = 0; j < jobs.size(); ++j) {
-    first_slice[j + 1] = first_slice[j] + (jobs[j].args.w.n_end + 15) / 16;
+    first_slice[j + 1] = first_slice[j] + (jobs[j].args.w.n_end + slice_rows - 1) / slice_rows;
     if (jobs[j].p->compact() && !jobs[j].reads_compact)
       expand_groups = std::max(expand_groups, jobs[j].p->groups);
   }
   const int64_t slices = first_slice.back();
 #pragma omp parallel num_threads(threads)
   {
-    std::vector<float> params(static_cast<size_t>(2 * 16 * expand_groups));
+    std::vector<float> params(static_cast<size_t>(2 * slice_rows * expand_groups));
 #pragma omp for schedule(guided, 4)
     for (int64_t s = 0; s < slices; ++s) {
       size_t j = 0;
@@ -60,14 +61,14 @@ void run_row_slices(const std::vector<RowSliceJob<Args>>& jobs, Kernel kernel, i
       const PackedLinearWeight& p = *jobs[j].p;
       const Args& whole = jobs[j].args;
       Args args = whole;
-      const int64_t n0 = (s - first_slice[j]) * 16,
-                    rows = std::min<int64_t>(16, whole.w.n_end - n0);
+      const int64_t n0 = (s - first_slice[j]) * slice_rows,
+                    rows = std::min<int64_t>(slice_rows, whole.w.n_end - n0);
       if (!p.compact() || jobs[j].reads_compact) {
         args.w.n_begin = n0;
         args.w.n_end = n0 + rows;
       } else {
         float* scales = params.data();
-        float* offsets = params.data() + 16 * p.groups;
+        float* offsets = params.data() + slice_rows * p.groups;
         p.group_params(n0, rows, scales, p.has_offsets ? offsets : nullptr);
         args.w.codes = whole.w.codes + n0 * p.row_bytes;
         args.w.y = whole.w.y + n0;
@@ -86,8 +87,9 @@ void run_row_slices(const std::vector<RowSliceJob<Args>>& jobs, Kernel kernel, i
 /// run_row_slices for one weight.
 template <class Args, class Kernel>
 void run_row_slices(const PackedLinearWeight& p, Args args, Kernel kernel, int threads,
-                    bool reads_compact = false) {
-  run_row_slices(std::vector<RowSliceJob<Args>>{{&p, args, reads_compact}}, kernel, threads);
+                    bool reads_compact = false, int64_t slice_rows = 16) {
+  run_row_slices(std::vector<RowSliceJob<Args>>{{&p, args, reads_compact}}, kernel, threads,
+                 slice_rows);
 }
 
 /// Throws ShapeError unless bias is null or float32 [out_features].

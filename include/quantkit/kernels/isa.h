@@ -9,8 +9,9 @@
 
 namespace quantkit {
 
-/// kAvx2: AVX2 + FMA + F16C. kAvx512: AVX-512 F/BW/VL/DQ + VNNI (Ice Lake, Sapphire Rapids and
-/// later; an AVX-512 CPU without VNNI runs the avx2 level). kAmx: the avx512 kernels, plus AMX
+/// kAvx2: AVX2 + FMA + F16C. kAvx512: AVX-512 F/BW/VL/DQ + VNNI + GFNI (Ice Lake, Sapphire
+/// Rapids, AMD Zen 4 and later; an AVX-512 CPU without VNNI or GFNI, such as Skylake-SP or
+/// Cascade Lake, runs the avx2 level). kAmx: the avx512 kernels, plus AMX
 /// int8 tiles for dynamic W8A8/W4A8 with many tokens (Sapphire Rapids and later, where the OS
 /// grants the tile state).
 enum class Isa { kReference, kAvx2, kAvx512, kAmx };
