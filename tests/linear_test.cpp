@@ -133,6 +133,17 @@ TEST(LinearPacking, UnpackGivesBackTheExactCodes) {
       const Tensor a = w.int_repr(), b = back.int_repr();
       ASSERT_EQ(0, std::memcmp(a.bytes(), b.bytes(), static_cast<size_t>(a.nbytes())))
           << w.summary() << " k=" << k;
+      // The channel tiles hold the same codes: there and back, and unpacked directly.
+      const PackedLinearWeight tiled = p.with_layout(CodeLayout::kChannelTiles);
+      EXPECT_EQ(tiled.codes.size(0), (n + 15) / 16 * 16);
+      const PackedLinearWeight rows = tiled.with_layout(CodeLayout::kRows);
+      ASSERT_EQ(rows.codes.shape(), p.codes.shape());
+      ASSERT_EQ(0, std::memcmp(rows.codes.bytes(), p.codes.bytes(),
+                               static_cast<size_t>(p.codes.nbytes())))
+          << w.summary() << " k=" << k;
+      const Tensor from_tiles = tiled.unpack().int_repr();
+      ASSERT_EQ(0, std::memcmp(a.bytes(), from_tiles.bytes(), static_cast<size_t>(a.nbytes())))
+          << w.summary() << " k=" << k;
       const Tensor da = w.dequantize(), db = back.dequantize();
       for (int64_t i = 0; i < da.numel(); ++i) {
         ASSERT_NEAR(da.data<float>()[i], db.data<float>()[i],
@@ -437,6 +448,8 @@ TEST(LinearDynamicInt8, EveryIsaMatchesTheSpecification) {
       for (int64_t n : {1, 17, 40}) {
         const QTensor w = make_weight(n, k, c, static_cast<uint32_t>(k + n));
         const PackedLinearWeight p = pack_linear_weight(w);
+        // The avx512 kernels read these as stored, for every token count; other levels convert.
+        const PackedLinearWeight tiled = p.with_layout(CodeLayout::kChannelTiles);
         const Tensor wf = w.dequantize();
         // From 4 (4-bit) or 32 (8-bit) tokens on the AVX2 kernels pass tiles over 4 or 6 tokens
         // at a time: 33..37 and 128 leave every remainder of both. The avx512 level's 16-channel
@@ -455,26 +468,30 @@ TEST(LinearDynamicInt8, EveryIsaMatchesTheSpecification) {
             for (const kernels::DecodeTuning& tuning : kDecodeTunings) {
               set_active_isa(isa);
               kernels::decode_tuning = tuning;
-              const Tensor got = linear_dynamic_int8(x, p);
-              for (int64_t r = 0; r < m; ++r) {
-                for (int64_t o = 0; o < n; ++o) {
-                  double magnitude = 0.0;
-                  for (int64_t i = 0; i < k; ++i)
-                    magnitude +=
-                        std::fabs(x.data<float>()[r * k + i] * wf.data<float>()[o * k + i]);
-                  const double err =
-                      std::fabs(got.data<float>()[r * n + o] - want.data<float>()[r * n + o]);
-                  ASSERT_LE(err, 64 * 1.1920929e-7 * magnitude + 1e-30)
-                      << isa_name(isa) << " " << w.summary() << " m=" << m << " k=" << k
-                      << " wide 8-bit decode=" << tuning.wide_8bit_single_token;
-                  worst = std::max(worst, err / (magnitude + 1e-30));
-                  // int8 activations lose at most half a step (max|x| / 254) per element.
-                  const double vs_float =
-                      std::fabs(got.data<float>()[r * n + o] - exact.data<float>()[r * n + o]);
-                  worst_vs_float = std::max(worst_vs_float, vs_float / (magnitude + 1e-30));
+              for (const PackedLinearWeight* layout : {&p, &tiled}) {
+                const Tensor got = linear_dynamic_int8(x, *layout);
+                const bool tiles = layout->layout == CodeLayout::kChannelTiles;
+                for (int64_t r = 0; r < m; ++r) {
+                  for (int64_t o = 0; o < n; ++o) {
+                    double magnitude = 0.0;
+                    for (int64_t i = 0; i < k; ++i)
+                      magnitude +=
+                          std::fabs(x.data<float>()[r * k + i] * wf.data<float>()[o * k + i]);
+                    const double err =
+                        std::fabs(got.data<float>()[r * n + o] - want.data<float>()[r * n + o]);
+                    ASSERT_LE(err, 64 * 1.1920929e-7 * magnitude + 1e-30)
+                        << isa_name(isa) << " " << w.summary() << " m=" << m << " k=" << k
+                        << " wide 8-bit decode=" << tuning.wide_8bit_single_token
+                        << " channel tiles=" << tiles;
+                    worst = std::max(worst, err / (magnitude + 1e-30));
+                    // int8 activations lose at most half a step (max|x| / 254) per element.
+                    const double vs_float =
+                        std::fabs(got.data<float>()[r * n + o] - exact.data<float>()[r * n + o]);
+                    worst_vs_float = std::max(worst_vs_float, vs_float / (magnitude + 1e-30));
+                  }
                 }
+                ++compared;
               }
-              ++compared;
             }
           }
         }
@@ -486,6 +503,38 @@ TEST(LinearDynamicInt8, EveryIsaMatchesTheSpecification) {
       "compared %d cases; worst |error| / sum|x w| = %.3g vs the int8 spec, %.3g vs float "
       "activations\n",
       compared, worst, worst_vs_float);
+}
+
+// Weights in channel tiles give the float kernels (which read rows) the same codes: bit for bit
+// the results of the rows they were made from, alone and beside other weights; the dynamic
+// int8 kernels give the same bits where both layouts take the same tiles (the avx512 level from
+// 16 tokens on; K = 600 with its 19 groups of 32: a partial step of the group transposes).
+TEST(LinearChannelTiles, EveryKernelGivesTheResultsOfRows) {
+  IsaGuard guard;
+  const std::vector<WeightCase> cases = {{DType::kInt8, ZeroPointDomain::kNone, 0},
+                                         {DType::kInt4, ZeroPointDomain::kInt, 32, DType::kFloat16},
+                                         {DType::kInt2, ZeroPointDomain::kNone, 32}};
+  for (const WeightCase& c : cases) {
+    for (auto [n, k] : std::vector<std::pair<int64_t, int64_t>>{{17, 64}, {40, 600}}) {
+      const PackedLinearWeight rows = pack_linear_weight(make_weight(n, k, c, 11));
+      const PackedLinearWeight tiled = rows.with_layout(CodeLayout::kChannelTiles);
+      EXPECT_EQ(tiled.nbytes(), rows.nbytes());
+      for (int64_t m : {1, 3, 8, 33}) {
+        const Tensor x = testing::random_tensor({m, k}, static_cast<uint32_t>(m + k));
+        for (Isa isa : supported_isas()) {
+          set_active_isa(isa);
+          EXPECT_TRUE(same_bits(linear_weight_only(x, tiled), linear_weight_only(x, rows)))
+              << isa_name(isa) << " m " << m << " k " << k;
+          const std::vector<Tensor> ys = linear_weight_only_shared_input(x, {&rows, &tiled});
+          EXPECT_TRUE(same_bits(ys[1], ys[0])) << isa_name(isa) << " m " << m << " k " << k;
+          if (dtype_bits(c.dtype) != 2 && (isa != Isa::kAvx512 || m >= 16)) {
+            EXPECT_TRUE(same_bits(linear_dynamic_int8(x, tiled), linear_dynamic_int8(x, rows)))
+                << isa_name(isa) << " m " << m << " k " << k;
+          }
+        }
+      }
+    }
+  }
 }
 
 // Quantizing x once for several weights changes nothing: every output equals its own call, for

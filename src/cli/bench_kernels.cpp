@@ -79,7 +79,11 @@ PackedLinearWeight pack(const Tensor& w, const WeightCase& c) {
   spec.mapping = MappingType::kSymmetric;
   spec.zero_point_domain = ZeroPointDomain::kNone;
   spec.scale_dtype = DType::kFloat16;  // as the quantizers choose by default: compact metadata
-  return pack_linear_weight(quantize(w, spec));
+  const QTensor q = quantize(w, spec);
+  // Dynamic int8 cases as WeightOnlyLinear packs them for that kernel.
+  return pack_linear_weight(
+      q, c.dynamic_int8 ? dynamic_int8_code_layout(q.dtype(), q.scheme().block_size[1], w.size(1))
+                        : CodeLayout::kRows);
 }
 
 Tensor run(const Tensor& x, const PackedLinearWeight& p, const WeightCase& c) {

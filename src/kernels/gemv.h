@@ -4,6 +4,7 @@
 #include <cstdint>
 
 #include "quantkit/kernels/isa.h"
+#include "quantkit/kernels/linear.h"
 
 namespace quantkit::kernels {
 
@@ -46,6 +47,9 @@ struct GemvWeights {
   /// themselves (run_row_slices' reads_compact); others get float32 scales and offsets.
   const uint16_t* scales_f16;  // [N, groups] float16, or nullptr
   const int8_t* zero_points;   // [N, groups]: offset = -scale * z, or nullptr
+  /// CodeLayout::kChannelTiles (linear.h): only for kernels that read it
+  /// (GemvKernels::i8_reads_channel_tiles); n_begin is then a multiple of 16.
+  bool channel_tiles = false;
 };
 
 /// Float32 activations.
@@ -132,6 +136,8 @@ struct GemvKernels {
   /// Integer-dot kernels for int8 activations (signed int8 weights; 4-bit weights of any sign).
   void (*i8_w8)(const GemvInt8Args&);
   void (*i8_w4)(const GemvInt8Args&);
+  /// Whether i8_w8 and i8_w4 take weights in CodeLayout::kChannelTiles (for every m).
+  bool i8_reads_channel_tiles;
   /// Int16-activation kernels of the weight-only GEMV.
   void (*i16_u8)(const GemvInt16Args&);
   void (*i16_u4)(const GemvInt16Args&);
@@ -165,9 +171,9 @@ constexpr int64_t kWideTileMinTokens8Bit = 6;
 constexpr int64_t kWideRowsMaxTokens8Bit = 16;
 
 /// Whether the dynamic int8 kernels read compact group metadata themselves: the per-row W4A8
-/// kernel below the tiles' token count does.
-inline bool int8_kernel_reads_compact(int64_t m, int bits) {
-  return bits == 4 && m < kTileMinTokens[0];
+/// kernel below the tiles' token count does (stored channel tiles take it expanded).
+inline bool int8_kernel_reads_compact(int64_t m, int bits, CodeLayout layout) {
+  return bits == 4 && m < kTileMinTokens[0] && layout == CodeLayout::kRows;
 }
 
 /// Rows of W per kernel call of the dynamic int8 GEMM: 32 from 8 tokens on, where the avx512

@@ -894,6 +894,12 @@ inline void gemv_int8_w8_per_channel_vnni512(const GemvInt8Args& a) {
 
 template <int Bits>
 void gemv_int8(const GemvInt8Args& a) {
+#if defined(__AVX512BW__) && defined(__AVX512VNNI__)
+  if (a.w.channel_tiles) {  // as stored: the tiles take every token count
+    gemv_int8_tiled_avx2<Bits>(a);
+    return;
+  }
+#endif
 #if defined(__AVX2__)
   if constexpr (Bits == 4) {
     gemv_int8_w4_avx2(a);
@@ -1337,7 +1343,7 @@ void u4_tile_tokens_i16(const GemvInt16Args& a, const ChannelTile& t, int64_t r0
       // Byte offset of chunk c's first run in a token's row: four chunks per 256 bytes.
       const int64_t at = (c / 4) * 256 + (c % 4) * 16;
       auto nibbles = [&](int q, __m512i* lo, __m512i* hi) {
-        const __m512i codes = _mm512_loadu_si512(t.quads.data() + (c * 4 + q) * 16);
+        const __m512i codes = _mm512_loadu_si512(t.quads + (c * 4 + q) * 16);
         *lo = byte_field<0, 4>(codes);
         *hi = byte_field<4, 4>(codes);
       };
@@ -1681,6 +1687,12 @@ void gemv(const GemvArgs& a) {
 #undef QK_GEMV_ROWS
 }
 
+#if defined(__AVX512BW__) && defined(__AVX512VNNI__)
+constexpr bool kI8ReadsChannelTiles = true;
+#else
+constexpr bool kI8ReadsChannelTiles = false;
+#endif
+
 // The AVX-512 single-token kernels take 64 (4-bit) and 32 bytes (2-bit) of codes a step.
 #if defined(__AVX512BW__) && defined(__AVX512DQ__)
 constexpr Int16Layout kU4SingleTokenLayout{4, 16, true}, kU2SingleTokenLayout{8, 8, true};
@@ -1696,6 +1708,7 @@ inline const GemvKernels kGemvTable = {gemv<8>,
                                        dequantize_row<2>,
                                        gemv_int8<8>,
                                        gemv_int8<4>,
+                                       kI8ReadsChannelTiles,
                                        gemv_int16<8>,
                                        gemv_int16<4>,
                                        gemv_int16<2>,

@@ -27,11 +27,22 @@ namespace quantkit::kernels::QK_ISA_NAMESPACE {
 ///   takes them as they are), else stored signed (u + qmin = u ^ 0x80) for the sign trick.
 /// Group scales and biases (what the offsets, and for unsigned codes qmin s, add per unit of
 /// sum x) are stored per group as Channels lanes. Rows past N are zero-scaled and never stored.
+/// The quads are either regrouped into `filled` per call (weights in rows) or read where the
+/// weight stores them (CodeLayout::kChannelTiles, 16 channels: the same arrangement).
 struct ChannelTile {
-  std::vector<uint32_t> quads;  // [chunks][Bits][Channels]
-  std::vector<float> scales;    // [groups][Channels]
-  std::vector<float> biases;    // [groups][Channels]
+  std::vector<uint32_t> filled;
+  const uint32_t* quads = nullptr;  // [chunks][Bits][Channels]
+  bool stored = false;              // quads point into the weight (streamed on first use)
+  std::vector<float> scales;        // [groups][Channels]
+  std::vector<float> biases;        // [groups][Channels]
 };
+
+/// Software prefetch of the 64-byte line `line` of a stored tile's quads, decode_tuning's L2
+/// distance ahead: the first token pass streams the weight as the row kernels do.
+inline void prefetch_tile_line(const uint32_t* quads, int64_t line) {
+  _mm_prefetch(reinterpret_cast<const char*>(quads) + line * 64 + decode_tuning.l2_prefetch_bytes,
+               _MM_HINT_T1);
+}
 
 inline void transpose_4x4_epi32(const __m128i* r, __m128i* out) {
   const __m128i a = _mm_unpacklo_epi32(r[0], r[1]), b = _mm_unpackhi_epi32(r[0], r[1]);
@@ -66,7 +77,9 @@ void fill_channel_tile8(const GemvWeights& w, int64_t n0, ChannelTile& t) {
   constexpr int kChunkBytes = 4 * Bits, kQuads = Bits;
   const int64_t chunks = (w.k + 31) / 32;
   const int64_t rows = std::min<int64_t>(8, w.n_end - n0);
-  t.quads.resize(static_cast<size_t>(chunks * kQuads * 8));
+  t.filled.resize(static_cast<size_t>(chunks * kQuads * 8));
+  t.quads = t.filled.data();
+  t.stored = false;
   fill_tile_params<Bits, 8>(w, n0, rows, t);
   static const uint8_t kZeroChunk[32] = {};
   const __m256i sign_flip = _mm256_set1_epi8(Bits == 4 || kHaveVnni ? 0 : -128);
@@ -84,7 +97,7 @@ void fill_channel_tile8(const GemvWeights& w, int64_t n0, ChannelTile& t) {
       for (int i = 0; i < 4; ++i) {
         const __m256i joined = _mm256_xor_si256(_mm256_set_m128i(q[1][i], q[0][i]), sign_flip);
         _mm256_storeu_si256(
-            reinterpret_cast<__m256i*>(t.quads.data() + (c * kQuads + part * 4 + i) * 8), joined);
+            reinterpret_cast<__m256i*>(t.filled.data() + (c * kQuads + part * 4 + i) * 8), joined);
       }
     }
   }
@@ -165,7 +178,9 @@ void fill_channel_tile16(const GemvWeights& w, int64_t n0, ChannelTile& t) {
   const int64_t chunks = (w.k + 31) / 32;
   const int64_t rows = std::min<int64_t>(16, w.n_end - n0);
   const int64_t blocks = (chunks * Bits + 15) / 16;  // rows are padded to 64 bytes
-  t.quads.resize(static_cast<size_t>(blocks * 256));
+  t.filled.resize(static_cast<size_t>(blocks * 256));
+  t.quads = t.filled.data();
+  t.stored = false;
   fill_tile_params16(w, n0, rows, t);
   for (int64_t b = 0; b < blocks; ++b) {
     __m512i r[16];
@@ -175,7 +190,25 @@ void fill_channel_tile16(const GemvWeights& w, int64_t n0, ChannelTile& t) {
       r[i] = i < rows ? _mm512_loadu_si512(p) : _mm512_setzero_si512();
     }
     transpose_16x16_epi32(r);
-    for (int j = 0; j < 16; ++j) _mm512_storeu_si512(t.quads.data() + (b * 16 + j) * 16, r[j]);
+    for (int j = 0; j < 16; ++j) _mm512_storeu_si512(t.filled.data() + (b * 16 + j) * 16, r[j]);
+  }
+}
+
+/// The 16-channel tile from n0 as the weight stores it (CodeLayout::kChannelTiles): only the
+/// group parameters are regrouped.
+inline void stored_channel_tile16(const GemvWeights& w, int64_t n0, ChannelTile& t) {
+  fill_tile_params16(w, n0, std::min<int64_t>(16, w.n_end - n0), t);
+  t.quads = reinterpret_cast<const uint32_t*>(w.codes + n0 * w.row_bytes);
+  t.stored = true;
+}
+
+/// Tile n0 (16 channels) as stored or regrouped, whichever the weight's layout asks.
+template <int Bits>
+void channel_tile16(const GemvWeights& w, int64_t n0, ChannelTile& t) {
+  if (w.channel_tiles) {
+    stored_channel_tile16(w, n0, t);
+  } else {
+    fill_channel_tile16<Bits>(w, n0, t);
   }
 }
 #endif
@@ -340,8 +373,11 @@ void channel_tile_tokens(const GemvInt8Args& a, const ChannelTile& t, int64_t r0
   const TileTokens<Rows> tokens(a, r0);
   const int8_t* const* xq = tokens.xq;
   const float* const* xsums = tokens.xsums;
+  const bool prefetch = t.stored && r0 == 0 && kCh == 16;
   auto chunk_dots = [&](int64_t c, I* dot) {
-    const uint32_t* quads = t.quads.data() + c * Bits * kCh;
+    const uint32_t* quads = t.quads + c * Bits * kCh;
+    for (int line = 0; prefetch && line < Bits; ++line)
+      prefetch_tile_line(t.quads, c * Bits + line);
     Bits == 4 ? w4_chunk_dots<L, Rows>(quads, xq, c, dot)
               : w8_chunk_dots<L, Rows>(quads, xq, c, dot);
   };
@@ -447,7 +483,7 @@ struct PairQuad {
 /// or copied each into a new register before every vpdpbusd, at 1.1 a cycle.
 template <int Bits>
 void dots_8_tokens_32_channels(const uint32_t* qa, const uint32_t* qb, const int8_t* const* xq,
-                               int64_t c0, int64_t c1, int32_t (*out)[32]) {
+                               int64_t c0, int64_t c1, bool prefetch, int32_t (*out)[32]) {
   __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0,
           a7 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0, b4 = a0, b5 = a0, b6 = a0, b7 = a0;
   const int8_t *x0 = xq[0], *x1 = xq[1], *x2 = xq[2], *x3 = xq[3], *x4 = xq[4], *x5 = xq[5],
@@ -455,6 +491,7 @@ void dots_8_tokens_32_channels(const uint32_t* qa, const uint32_t* qb, const int
   for (int64_t c = c0; c < c1; ++c) {
     for (int q = 0; q < Bits; ++q) {
       // 4-bit: dword q of a 16-byte chunk holds elements 4q.. (low nibbles), 16 + 4q.. (high).
+      if (prefetch) prefetch_tile_line(qa, c * Bits + q), prefetch_tile_line(qb, c * Bits + q);
       const PairQuad<Bits> w(qa, qb, c * Bits + q);
       const int64_t at = c * 32 + 4 * q;
       w.dot(a0, b0, x0 + at), w.dot(a1, b1, x1 + at), w.dot(a2, b2, x2 + at);
@@ -481,8 +518,9 @@ void channel_tile_pair_8_tokens(const GemvInt8Args& a, const ChannelTile& ta, co
   alignas(64) int32_t dots[kTokens][32];
   alignas(64) float total[kTokens][32] = {};
   for (int64_t c0 = 0, g = 0; c0 < chunks; c0 += chunks_per_group, ++g) {
-    dots_8_tokens_32_channels<Bits>(ta.quads.data(), tb.quads.data(), tokens.xq, c0,
-                                    std::min(chunks, c0 + chunks_per_group), dots);
+    dots_8_tokens_32_channels<Bits>(ta.quads, tb.quads, tokens.xq, c0,
+                                    std::min(chunks, c0 + chunks_per_group), ta.stored && r0 == 0,
+                                    dots);
     for (int half = 0; half < 2; ++half) {
       const ChannelTile& t = half == 0 ? ta : tb;
       const __m512 scale = _mm512_loadu_ps(t.scales.data() + g * 16);
@@ -511,12 +549,17 @@ void channel_tile_pair_4_tokens_chunk_groups(const GemvInt8Args& a, const Channe
   const int8_t *x0 = tokens.xq[0], *x1 = tokens.xq[1], *x2 = tokens.xq[2], *x3 = tokens.xq[3];
   __m512 ya0 = _mm512_setzero_ps(), ya1 = ya0, ya2 = ya0, ya3 = ya0, yb0 = ya0, yb1 = ya0,
          yb2 = ya0, yb3 = ya0;
+  const bool prefetch = ta.stored && r0 == 0;
   for (int64_t c = 0; c < chunks; ++c) {
     __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0,
             b3 = a0;
 #pragma GCC unroll 8
     for (int q = 0; q < Bits; ++q) {
-      const PairQuad<Bits> w(ta.quads.data(), tb.quads.data(), c * Bits + q);
+      if (prefetch) {
+        prefetch_tile_line(ta.quads, c * Bits + q);
+        prefetch_tile_line(tb.quads, c * Bits + q);
+      }
+      const PairQuad<Bits> w(ta.quads, tb.quads, c * Bits + q);
       const int64_t at = c * 32 + 4 * q;
       w.dot(a0, b0, x0 + at), w.dot(a1, b1, x1 + at), w.dot(a2, b2, x2 + at);
       w.dot(a3, b3, x3 + at);
@@ -544,6 +587,62 @@ void channel_tile_pair_4_tokens_chunk_groups(const GemvInt8Args& a, const Channe
 }
 #endif
 
+#if defined(__AVX512BW__) && defined(__AVX512VNNI__)
+/// One token (decode) against a 16-channel tile: four independent vpdpbusd chains per group
+/// (4-bit: low and high nibbles of two quads; 8-bit: four quads), summed once per group, where
+/// channel_tile_tokens<1> ran one chain of 8 dependent vpdpbusd per chunk, which DRAM latency
+/// stretched: W4A8 per channel M = 1 from stored tiles, 4096^2 over 1 GiB, 2 threads, Zen 5:
+/// 64 -> 72 GB/s (the row kernel: 47).
+template <int Bits>
+void channel_tile_one_token(const GemvInt8Args& a, const ChannelTile& t, int64_t r, int64_t n0) {
+  const int64_t chunks = (a.w.k + 31) / 32;
+  const int64_t chunks_per_group = a.w.group_size >= a.w.k ? chunks : a.w.group_size / 32;
+  const int8_t* x = a.xq + r * a.xq_stride;
+  const float* xsums = a.xq_group_sums + r * a.w.groups;
+  __m512 total = _mm512_setzero_ps(), spare = total;
+  for (int64_t c0 = 0, g = 0; c0 < chunks; c0 += chunks_per_group, ++g) {
+    __m512i d0 = _mm512_setzero_si512(), d1 = d0, d2 = d0, d3 = d0;
+    for (int64_t c = c0; c < std::min(chunks, c0 + chunks_per_group); ++c) {
+      const uint32_t* quads = t.quads + c * Bits * 16;
+      const int8_t* xc = x + c * 32;
+      for (int line = 0; t.stored && line < Bits; ++line)
+        prefetch_tile_line(t.quads, c * Bits + line);
+      if constexpr (Bits == 4) {
+#pragma GCC unroll 2
+        for (int q = 0; q < 4; q += 2) {
+          const __m512i u0 = _mm512_loadu_si512(quads + q * 16);
+          const __m512i u1 = _mm512_loadu_si512(quads + (q + 1) * 16);
+          d0 = _mm512_dpbusd_epi32(d0, Lanes512::low_nibbles(u0), Lanes512::quad(xc + 4 * q));
+          d1 = _mm512_dpbusd_epi32(d1, Lanes512::high_nibbles(u0), Lanes512::quad(xc + 16 + 4 * q));
+          d2 = _mm512_dpbusd_epi32(d2, Lanes512::low_nibbles(u1), Lanes512::quad(xc + 4 * q + 4));
+          d3 = _mm512_dpbusd_epi32(d3, Lanes512::high_nibbles(u1), Lanes512::quad(xc + 20 + 4 * q));
+        }
+      } else {
+#pragma GCC unroll 2
+        for (int q = 0; q < 8; q += 4) {
+          d0 = _mm512_dpbusd_epi32(d0, _mm512_loadu_si512(quads + q * 16),
+                                   Lanes512::quad(xc + 4 * q));
+          d1 = _mm512_dpbusd_epi32(d1, _mm512_loadu_si512(quads + (q + 1) * 16),
+                                   Lanes512::quad(xc + 4 * q + 4));
+          d2 = _mm512_dpbusd_epi32(d2, _mm512_loadu_si512(quads + (q + 2) * 16),
+                                   Lanes512::quad(xc + 4 * q + 8));
+          d3 = _mm512_dpbusd_epi32(d3, _mm512_loadu_si512(quads + (q + 3) * 16),
+                                   Lanes512::quad(xc + 4 * q + 12));
+        }
+      }
+    }
+    const __m512i dot = _mm512_add_epi32(_mm512_add_epi32(d0, d1), _mm512_add_epi32(d2, d3));
+    const __m512 v =
+        _mm512_fmadd_ps(Lanes512::to_float(dot), _mm512_loadu_ps(t.scales.data() + g * 16), total);
+    total = _mm512_fmadd_ps(_mm512_loadu_ps(t.biases.data() + g * 16), _mm512_set1_ps(xsums[g]), v);
+    std::swap(total, spare);
+  }
+  alignas(64) float out[1][16];
+  _mm512_store_ps(out[0], _mm512_add_ps(total, spare));
+  TileTokens<1>::store(a, r, n0, out);
+}
+#endif
+
 /// The slice through channel tiles: each L::kChannels rows regrouped once, then every token.
 /// At 16 channels (avx512) two adjacent tiles take 8 tokens at a time together.
 template <class L, int Bits>
@@ -560,10 +659,14 @@ void gemv_int8_tiled_lanes(const GemvInt8Args& a) {
   for (int64_t n0 = a.w.n_begin; n0 < a.w.n_end; n0 += L::kChannels) {
 #if defined(__AVX512BW__) && defined(__AVX512VNNI__)
     if constexpr (L::kChannels == 16) {
-      fill_channel_tile16<Bits>(a.w, n0, tile);
+      channel_tile16<Bits>(a.w, n0, tile);
+      if (a.m == 1) {
+        channel_tile_one_token<Bits>(a, tile, 0, n0);
+        continue;
+      }
       const int64_t pair_tokens = chunk_groups ? 4 : 8;
       if (n0 + 16 < a.w.n_end && a.m >= pair_tokens) {
-        fill_channel_tile16<Bits>(a.w, n0 + 16, next_tile);
+        channel_tile16<Bits>(a.w, n0 + 16, next_tile);
         int64_t r = 0;
         for (; r + pair_tokens <= a.m; r += pair_tokens) {
           if (chunk_groups) {

@@ -123,7 +123,26 @@ kernels::GemvWeights gemv_weights(const PackedLinearWeight& p, float* y) {
           p.out_features,
           p.compact() ? static_cast<const uint16_t*>(static_cast<const void*>(p.scales_f16.bytes()))
                       : nullptr,
-          p.compact() && p.has_offsets ? p.zero_points.data<int8_t>() : nullptr};
+          p.compact() && p.has_offsets ? p.zero_points.data<int8_t>() : nullptr,
+          p.layout == CodeLayout::kChannelTiles};
+}
+
+void prefetch_compact_params(const PackedLinearWeight& p, int64_t n0, int64_t rows) {
+  rows = std::min(rows, p.out_features - n0);
+  if (rows <= 0 || !p.compact()) return;
+  auto lines = [&](const uint8_t* base, int64_t element_bytes) {
+    const uint8_t* begin = base + n0 * p.groups * element_bytes;
+    for (int64_t b = 0; b < rows * p.groups * element_bytes; b += 64)
+      __builtin_prefetch(begin + b, 0, 2);
+  };
+  lines(p.scales_f16.bytes(), 2);
+  if (p.zero_points.defined()) lines(p.zero_points.bytes(), 1);
+}
+
+const PackedLinearWeight& in_rows(const PackedLinearWeight& p, PackedLinearWeight& storage) {
+  if (p.layout == CodeLayout::kRows) return p;
+  storage = p.with_layout(CodeLayout::kRows);
+  return storage;
 }
 
 void check_shared_weights(const char* op, const std::vector<const PackedLinearWeight*>& weights,
@@ -415,8 +434,10 @@ Tensor linear_weight_only(const Tensor& x, const PackedLinearWeight& p, const Te
   return linear_weight_only(x, p, bias, gemv_activations());
 }
 
-Tensor linear_weight_only(const Tensor& x, const PackedLinearWeight& p, const Tensor* bias,
+Tensor linear_weight_only(const Tensor& x, const PackedLinearWeight& weight, const Tensor* bias,
                           GemvActivations activations) {
+  PackedLinearWeight converted;
+  const PackedLinearWeight& p = in_rows(weight, converted);
   QK_CHECK(x.defined() && x.dtype() == DType::kFloat32, DTypeError,
            "linear: x must be float32, got ", x.defined() ? dtype_name(x.dtype()) : "undefined",
            " (a quantized tensor must be dequantized first)");
@@ -450,6 +471,14 @@ std::vector<Tensor> linear_weight_only_shared_input(
     const Tensor& x, const std::vector<const PackedLinearWeight*>& weights,
     const std::vector<const Tensor*>& biases) {
   check_shared_weights("linear_weight_only_shared_input", weights, biases);
+  for (const PackedLinearWeight* w : weights) {
+    if (w->layout != CodeLayout::kRows) {  // the float kernels read rows: one weight at a time
+      std::vector<Tensor> ys;
+      for (size_t i = 0; i < weights.size(); ++i)
+        ys.push_back(linear_weight_only(x, *weights[i], biases.empty() ? nullptr : biases[i]));
+      return ys;
+    }
+  }
   const PackedLinearWeight& first = *weights.front();
   const GemvActivations activations = gemv_activations();
   const int64_t m = x.defined() && x.dim() >= 1 ? x.numel() / std::max<int64_t>(x.size(-1), 1) : 0;

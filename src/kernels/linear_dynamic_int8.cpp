@@ -75,6 +75,16 @@ bool has_int8_kernel(const PackedLinearWeight& p) {
 
 }  // namespace
 
+CodeLayout dynamic_int8_code_layout(DType dtype, int64_t group_size, int64_t in_features) {
+  PackedLinearWeight shape_only;
+  shape_only.dtype = dtype;
+  shape_only.group_size = group_size;
+  shape_only.in_features = in_features;
+  const bool tiles =
+      kernels::gemv_kernels_for(active_isa()).i8_reads_channel_tiles && active_isa() != Isa::kAmx;
+  return tiles && has_int8_kernel(shape_only) ? CodeLayout::kChannelTiles : CodeLayout::kRows;
+}
+
 Tensor fake_quantize_per_token_int8(const Tensor& x) {
   QK_CHECK(x.defined() && x.dtype() == DType::kFloat32 && x.dim() >= 1, DTypeError,
            "fake_quantize_per_token_int8: x must be a float32 tensor of rank >= 1");
@@ -105,22 +115,27 @@ void check_dynamic_input(const Tensor& x, const PackedLinearWeight& p) {
 /// y = x W^T (+ bias) from x's quantized tokens t (group sums at p's group size), shaped like x
 /// with N last.
 Tensor product_of_tokens(const TokenQuantized& t, const Shape& x_shape, int64_t m,
-                         const PackedLinearWeight& p, const Tensor* bias) {
+                         const PackedLinearWeight& weight, const Tensor* bias) {
+  const bool amx =
+      active_isa() == Isa::kAmx && kernels::amx_takes(weight) && m >= kernels::kAmxMinTokens;
+  const kernels::GemvKernels& table = kernels::gemv_kernels_for(active_isa());
+  PackedLinearWeight converted;
+  const PackedLinearWeight& p =
+      !amx && table.i8_reads_channel_tiles ? weight : in_rows(weight, converted);
   Shape out_shape = x_shape;
   out_shape.back() = p.out_features;
   Tensor y = Tensor::empty(out_shape, DType::kFloat32);
   if (m == 0 || p.out_features == 0) return y;
   const float* sums = t.group_sums.data();  // per token and group, exact
-  if (active_isa() == Isa::kAmx && kernels::amx_takes(p) && m >= kernels::kAmxMinTokens) {
+  if (amx) {
     kernels::amx_linear_int8(
         {&p, t.codes.get(), t.stride, t.scales.data(), sums, m, y.data<float>()}, num_threads());
   } else {
-    const kernels::GemvKernels& table = kernels::gemv_kernels_for(active_isa());
     run_row_slices(p,
                    kernels::GemvInt8Args{t.codes.get(), t.stride, t.scales.data(), sums, m,
                                          gemv_weights(p, y.data<float>())},
                    p.dtype == DType::kInt8 ? table.i8_w8 : table.i8_w4, num_threads(),
-                   kernels::int8_kernel_reads_compact(m, dtype_bits(p.dtype)),
+                   kernels::int8_kernel_reads_compact(m, dtype_bits(p.dtype), p.layout),
                    kernels::int8_kernel_slice_rows(m));
   }
   add_bias(bias, m, y);

@@ -19,6 +19,15 @@ constexpr int64_t kGemmMinRows = 64;
 /// The kernels' view of `p` writing y [m, N] (all rows; run_row_slices narrows it).
 kernels::GemvWeights gemv_weights(const PackedLinearWeight& p, float* y);
 
+/// p when its codes are in rows (CodeLayout::kRows), else a copy in rows made in `storage`: for
+/// the kernels that read rows.
+const PackedLinearWeight& in_rows(const PackedLinearWeight& p, PackedLinearWeight& storage);
+
+/// Prefetches (into L2) the compact group metadata of rows [n0, n0 + rows) that exist: the
+/// next slice's, so that expanding it does not wait on DRAM (a stall that profiles of W4A8 g32
+/// M = 1 on channel tiles, which read float32 parameters, showed at the expansion).
+void prefetch_compact_params(const PackedLinearWeight& p, int64_t n0, int64_t rows);
+
 /// One weight's share of run_row_slices: the kernel's arguments for all rows of *p.
 template <class Args>
 struct RowSliceJob {
@@ -70,6 +79,7 @@ void run_row_slices(const std::vector<RowSliceJob<Args>>& jobs, Kernel kernel, i
         float* scales = params.data();
         float* offsets = params.data() + slice_rows * p.groups;
         p.group_params(n0, rows, scales, p.has_offsets ? offsets : nullptr);
+        prefetch_compact_params(p, n0 + slice_rows, slice_rows);
         args.w.codes = whole.w.codes + n0 * p.row_bytes;
         args.w.y = whole.w.y + n0;
         args.w.scales = scales;

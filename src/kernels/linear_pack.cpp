@@ -122,7 +122,42 @@ int64_t dense_row_bytes(int64_t k, int bits) {
   return (padded_k * bits / 8 + 63) / 64 * 64;
 }
 
+/// Rows n0..n0+15 of `from` (rows past `rows` read as zero) to tile n0 / 16 of `to`, or back
+/// (the 16 x 16 dword transpose of each 64-byte block is its own inverse): see CodeLayout.
+void transpose_tile(const uint8_t* from, uint8_t* to, int64_t n0, int64_t rows, int64_t row_bytes,
+                    bool to_tiles) {
+  for (int64_t b = 0; b < row_bytes / 64; ++b) {
+    for (int64_t r = 0; r < 16; ++r) {
+      if (n0 + r >= rows) continue;  // tiles start zeroed; rows past N are not stored back
+      for (int64_t j = 0; j < 16; ++j) {
+        const int64_t in_row = (n0 + r) * row_bytes + 64 * b + 4 * j;
+        const int64_t in_tile = n0 * row_bytes + 1024 * b + 64 * j + 4 * r;
+        if (to_tiles) {
+          std::memcpy(to + in_tile, from + in_row, 4);
+        } else {
+          std::memcpy(to + in_row, from + in_tile, 4);
+        }
+      }
+    }
+  }
+}
+
 }  // namespace
+
+PackedLinearWeight PackedLinearWeight::with_layout(CodeLayout target) const {
+  if (layout == target) return *this;
+  PackedLinearWeight p = *this;
+  p.layout = target;
+  const bool to_tiles = target == CodeLayout::kChannelTiles;
+  const int64_t tiles = (out_features + 15) / 16;
+  p.codes = Tensor::zeros({to_tiles ? tiles * 16 : out_features, row_bytes}, DType::kUInt8);
+  const uint8_t* from = codes.data<uint8_t>();
+  uint8_t* to = p.codes.data<uint8_t>();
+#pragma omp parallel for schedule(static) num_threads(num_threads()) if (codes.numel() > (1 << 16))
+  for (int64_t t = 0; t < tiles; ++t)
+    transpose_tile(from, to, 16 * t, out_features, row_bytes, to_tiles);
+  return p;
+}
 
 int64_t PackedLinearWeight::nbytes() const {
   // The spare line of row_bytes is never read: it is not counted as streamed.
@@ -221,10 +256,10 @@ PackedLinearWeight pack_float_group_params(const QTensor& weight) {
 
 }  // namespace
 
-PackedLinearWeight pack_linear_weight(const QTensor& weight) {
+PackedLinearWeight pack_linear_weight(const QTensor& weight, CodeLayout layout) {
   PackedLinearWeight p = pack_float_group_params(weight);
   compact_group_params(p);
-  return p;
+  return p.with_layout(layout);
 }
 
 PackedLinearWeight pack_linear_weight_affine(const Tensor& q, DType dtype, int64_t group_size,
@@ -275,6 +310,7 @@ PackedLinearWeight pack_linear_weight_affine(const Tensor& q, DType dtype, int64
 }
 
 QTensor PackedLinearWeight::unpack() const {
+  if (layout != CodeLayout::kRows) return with_layout(CodeLayout::kRows).unpack();
   const int bits = dtype_bits(dtype);
   const int64_t padded_k = (in_features + kChunk - 1) / kChunk * kChunk;
   const uint8_t flip = sign_flip(dtype);

@@ -252,8 +252,25 @@ Value DynamicQuantizedLinear::forward(const Value& value) {
 
 // --- weight-only -------------------------------------------------------------------------------
 
+namespace {
+
+/// With dynamic int8 activations, the codes as that kernel reads them (should `activations`
+/// change later, the other kernels convert them per call).
+CodeLayout code_layout_for(const QTensor& w, ActivationQuant activations) {
+  if (activations != ActivationQuant::kInt8DynamicPerToken || !w.defined() ||
+      w.shape().size() != 2 || w.scheme().block_size.size() != 2) {
+    return CodeLayout::kRows;
+  }
+  return dynamic_int8_code_layout(w.dtype(), w.scheme().block_size[1], w.shape()[1]);
+}
+
+}  // namespace
+
 WeightOnlyLinear::WeightOnlyLinear(const QTensor& w, Tensor b, ActivationQuant a)
-    : weight(w), packed(pack_linear_weight(w)), bias(std::move(b)), activations(a) {
+    : weight(w),
+      packed(pack_linear_weight(w, code_layout_for(w, a))),
+      bias(std::move(b)),
+      activations(a) {
   check_bias(bias, packed.out_features, "QLinear");
   activation_scale = Tensor::zeros({1}, DType::kFloat32);
   register_parameter("bias", &bias);

@@ -12,6 +12,8 @@
 //   * scales and offsets are float32 [N, groups], or compact when that is exact: float16 scales
 //     and int8 zero points z (offset = -scale * z), 3 bytes a group instead of 8 (2 when
 //     symmetric): what AffineSpec::scale_dtype float16 with integer or no zero points gives.
+//   * optionally (CodeLayout::kChannelTiles) the rows are stored in tiles of 16 for the
+//     dynamic int8 kernels: see CodeLayout.
 // unpack() rebuilds the codes and qparams exactly (tested), so the layout loses nothing.
 #pragma once
 
@@ -23,6 +25,20 @@
 
 namespace quantkit {
 
+/// How PackedLinearWeight::codes are arranged.
+/// - kRows: each output channel's codes are one contiguous row of row_bytes bytes.
+/// - kChannelTiles: rows 16t..16t+15 form tile t, stored where those rows would be (16 row_bytes
+///   bytes from codes + 16t row_bytes); inside it each 64-byte block b of the 16 rows is a 16 x 16
+///   transpose of their dwords: byte 1024 b + 64 j + 4 r + i of the tile is byte 64 b + 4 j + i
+///   of row 16t + r (rows past N are zero). One 64-byte load then holds 4 consecutive codes
+///   (8-bit) or 4 + 4 (4-bit) of 16 output channels: the operand of a VNNI dot product against
+///   4 broadcast activations, so the AVX-512 W8A8 / W4A8 kernels read the weights as stored.
+///   In rows, they regroup every 16 rows per call, which took 30 % of W8A8 at 32 tokens.
+///   Other kernels read rows: they get the codes converted back per call (correct, but a copy
+///   of the weight), so this layout is for weights used through linear_dynamic_int8 on the
+///   avx512 level (dynamic_int8_code_layout()).
+enum class CodeLayout { kRows, kChannelTiles };
+
 struct PackedLinearWeight {
   int64_t out_features = 0;  // N
   int64_t in_features = 0;   // K
@@ -33,7 +49,8 @@ struct PackedLinearWeight {
   /// 8-bit rows would be a multiple of 512 bytes (>= 1 KiB) apart, so that the rows an AMX tile
   /// reads in place do not all map to the same few L1 sets.
   int64_t row_bytes = 0;
-  Tensor codes;              // uint8 [N, row_bytes]
+  Tensor codes;  // uint8 [N, row_bytes]; kChannelTiles: [N rounded up to 16, row_bytes]
+  CodeLayout layout = CodeLayout::kRows;
   Tensor scales;             // float32 [N, groups]; undefined when compact()
   Tensor offsets;            // float32 [N, groups]; undefined for float8 and when compact()
   bool has_offsets = false;  // false when every offset is 0 (symmetric): kernels skip the term
@@ -55,11 +72,19 @@ struct PackedLinearWeight {
   PackedLinearWeight clone() const;
   /// The QTensor this was packed from (codes and scheme exact; scales/offsets as float32).
   QTensor unpack() const;
+  /// The same weight with its codes in `target` layout (exact; shares the group metadata, and
+  /// everything when the layout is already `target`).
+  PackedLinearWeight with_layout(CodeLayout target) const;
 };
+
+/// The code layout the dynamic int8 kernels of the active ISA level read as stored:
+/// kChannelTiles at the avx512 level for int8 and int4 weights with an integer kernel
+/// (linear_dynamic_int8), else kRows.
+CodeLayout dynamic_int8_code_layout(DType dtype, int64_t group_size, int64_t in_features);
 
 /// Packs a [N, K] weight QTensor. Throws DTypeError/ShapeError for tensors the kernels do not
 /// take (rank != 2, blocks spanning several rows, int32 codes).
-PackedLinearWeight pack_linear_weight(const QTensor& weight);
+PackedLinearWeight pack_linear_weight(const QTensor& weight, CodeLayout layout = CodeLayout::kRows);
 
 /// Packs integer codes `q` (int8 tensor [N, K] holding values of `dtype`'s range) with
 /// W[n, k] = scales[n, g] * q[n, k] + offsets[n, g], g = k / group_size (scales/offsets float32
