@@ -588,13 +588,14 @@ void channel_tile_pair_4_tokens_chunk_groups(const GemvInt8Args& a, const Channe
 #endif
 
 #if defined(__AVX512BW__) && defined(__AVX512VNNI__)
-/// One token (decode) against a 16-channel tile: four independent vpdpbusd chains per group
-/// (4-bit: low and high nibbles of two quads; 8-bit: four quads), summed once per group, where
+/// One token (decode) of 4-bit codes against a 16-channel tile: four independent vpdpbusd
+/// chains per group (low and high nibbles of two quads), summed once per group, where
 /// channel_tile_tokens<1> ran one chain of 8 dependent vpdpbusd per chunk, which DRAM latency
 /// stretched: W4A8 per channel M = 1 from stored tiles, 4096^2 over 1 GiB, 2 threads, Zen 5:
-/// 64 -> 72 GB/s (the row kernel: 47).
-template <int Bits>
-void channel_tile_one_token(const GemvInt8Args& a, const ChannelTile& t, int64_t r, int64_t n0) {
+/// 64 -> 72 GB/s (the row kernel: 47). 8-bit codes keep the one chain: four ran 0.9x as fast
+/// from DRAM (73 -> 66 GB/s), as the 8-bit row kernels found on Sapphire Rapids (gemv_impl.h).
+inline void channel_tile_one_token_w4(const GemvInt8Args& a, const ChannelTile& t, int64_t r,
+                                      int64_t n0) {
   const int64_t chunks = (a.w.k + 31) / 32;
   const int64_t chunks_per_group = a.w.group_size >= a.w.k ? chunks : a.w.group_size / 32;
   const int8_t* x = a.xq + r * a.xq_stride;
@@ -603,32 +604,17 @@ void channel_tile_one_token(const GemvInt8Args& a, const ChannelTile& t, int64_t
   for (int64_t c0 = 0, g = 0; c0 < chunks; c0 += chunks_per_group, ++g) {
     __m512i d0 = _mm512_setzero_si512(), d1 = d0, d2 = d0, d3 = d0;
     for (int64_t c = c0; c < std::min(chunks, c0 + chunks_per_group); ++c) {
-      const uint32_t* quads = t.quads + c * Bits * 16;
+      const uint32_t* quads = t.quads + c * 4 * 16;
       const int8_t* xc = x + c * 32;
-      for (int line = 0; t.stored && line < Bits; ++line)
-        prefetch_tile_line(t.quads, c * Bits + line);
-      if constexpr (Bits == 4) {
+      for (int line = 0; t.stored && line < 4; ++line) prefetch_tile_line(t.quads, c * 4 + line);
 #pragma GCC unroll 2
-        for (int q = 0; q < 4; q += 2) {
-          const __m512i u0 = _mm512_loadu_si512(quads + q * 16);
-          const __m512i u1 = _mm512_loadu_si512(quads + (q + 1) * 16);
-          d0 = _mm512_dpbusd_epi32(d0, Lanes512::low_nibbles(u0), Lanes512::quad(xc + 4 * q));
-          d1 = _mm512_dpbusd_epi32(d1, Lanes512::high_nibbles(u0), Lanes512::quad(xc + 16 + 4 * q));
-          d2 = _mm512_dpbusd_epi32(d2, Lanes512::low_nibbles(u1), Lanes512::quad(xc + 4 * q + 4));
-          d3 = _mm512_dpbusd_epi32(d3, Lanes512::high_nibbles(u1), Lanes512::quad(xc + 20 + 4 * q));
-        }
-      } else {
-#pragma GCC unroll 2
-        for (int q = 0; q < 8; q += 4) {
-          d0 = _mm512_dpbusd_epi32(d0, _mm512_loadu_si512(quads + q * 16),
-                                   Lanes512::quad(xc + 4 * q));
-          d1 = _mm512_dpbusd_epi32(d1, _mm512_loadu_si512(quads + (q + 1) * 16),
-                                   Lanes512::quad(xc + 4 * q + 4));
-          d2 = _mm512_dpbusd_epi32(d2, _mm512_loadu_si512(quads + (q + 2) * 16),
-                                   Lanes512::quad(xc + 4 * q + 8));
-          d3 = _mm512_dpbusd_epi32(d3, _mm512_loadu_si512(quads + (q + 3) * 16),
-                                   Lanes512::quad(xc + 4 * q + 12));
-        }
+      for (int q = 0; q < 4; q += 2) {
+        const __m512i u0 = _mm512_loadu_si512(quads + q * 16);
+        const __m512i u1 = _mm512_loadu_si512(quads + (q + 1) * 16);
+        d0 = _mm512_dpbusd_epi32(d0, Lanes512::low_nibbles(u0), Lanes512::quad(xc + 4 * q));
+        d1 = _mm512_dpbusd_epi32(d1, Lanes512::high_nibbles(u0), Lanes512::quad(xc + 16 + 4 * q));
+        d2 = _mm512_dpbusd_epi32(d2, Lanes512::low_nibbles(u1), Lanes512::quad(xc + 4 * q + 4));
+        d3 = _mm512_dpbusd_epi32(d3, Lanes512::high_nibbles(u1), Lanes512::quad(xc + 20 + 4 * q));
       }
     }
     const __m512i dot = _mm512_add_epi32(_mm512_add_epi32(d0, d1), _mm512_add_epi32(d2, d3));
@@ -660,8 +646,8 @@ void gemv_int8_tiled_lanes(const GemvInt8Args& a) {
 #if defined(__AVX512BW__) && defined(__AVX512VNNI__)
     if constexpr (L::kChannels == 16) {
       channel_tile16<Bits>(a.w, n0, tile);
-      if (a.m == 1) {
-        channel_tile_one_token<Bits>(a, tile, 0, n0);
+      if (Bits == 4 && a.m == 1) {
+        channel_tile_one_token_w4(a, tile, 0, n0);
         continue;
       }
       const int64_t pair_tokens = chunk_groups ? 4 : 8;
