@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <limits>
 
 #include "quantkit/workflows/quantize.h"
@@ -478,6 +479,30 @@ TEST(workflows, forward_shared_input_equals_each_forward) {
   set_calibration(m, true);  // a calibrating QLinear records its input: its own forward runs
   forward_shared_input({q, k}, x);
   EXPECT_GT(q_linear.observed_absmax, 0.0f);
+}
+
+// A QLinear with dynamic int8 activations packs its codes as that kernel reads them (channel
+// tiles where the avx512 level is active), and still gives the results of rows everywhere.
+TEST(workflows, dynamic_int8_qlinear_packs_for_its_kernel) {
+  testing::IsaGuard guard;
+  AffineSpec spec = AffineSpec::for_dtype(DType::kInt8, Granularity::per_axis(0));
+  spec.mapping = MappingType::kSymmetric;
+  spec.zero_point_domain = ZeroPointDomain::kNone;
+  const QTensor w = quantize(random_tensor({40, 96}, 7, 0.2f), spec);
+  const Tensor x = random_tensor({20, 96}, 8);
+  for (Isa isa : supported_isas()) {
+    set_active_isa(isa);
+    WeightOnlyLinear dynamic(w, Tensor(), ActivationQuant::kInt8DynamicPerToken);
+    const bool tiles = isa == Isa::kAvx512;
+    EXPECT_EQ(dynamic.packed.layout, tiles ? CodeLayout::kChannelTiles : CodeLayout::kRows)
+        << isa_name(isa);
+    WeightOnlyLinear weight_only(w, Tensor(), ActivationQuant::kNone);
+    EXPECT_EQ(weight_only.packed.layout, CodeLayout::kRows);
+    const Tensor y = dynamic(Value(x)).as_float("test");
+    const Tensor want = linear_dynamic_int8(x, weight_only.packed);
+    EXPECT_EQ(0, std::memcmp(y.data<float>(), want.data<float>(), sizeof(float) * y.numel()))
+        << isa_name(isa);
+  }
 }
 
 }  // namespace

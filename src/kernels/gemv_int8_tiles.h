@@ -373,7 +373,7 @@ void channel_tile_tokens(const GemvInt8Args& a, const ChannelTile& t, int64_t r0
   const TileTokens<Rows> tokens(a, r0);
   const int8_t* const* xq = tokens.xq;
   const float* const* xsums = tokens.xsums;
-  const bool prefetch = t.stored && r0 == 0 && kCh == 16;
+  const bool prefetch = t.stored && r0 == 0;
   auto chunk_dots = [&](int64_t c, I* dot) {
     const uint32_t* quads = t.quads + c * Bits * kCh;
     for (int line = 0; prefetch && line < Bits; ++line)

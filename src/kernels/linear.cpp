@@ -471,14 +471,6 @@ std::vector<Tensor> linear_weight_only_shared_input(
     const Tensor& x, const std::vector<const PackedLinearWeight*>& weights,
     const std::vector<const Tensor*>& biases) {
   check_shared_weights("linear_weight_only_shared_input", weights, biases);
-  for (const PackedLinearWeight* w : weights) {
-    if (w->layout != CodeLayout::kRows) {  // the float kernels read rows: one weight at a time
-      std::vector<Tensor> ys;
-      for (size_t i = 0; i < weights.size(); ++i)
-        ys.push_back(linear_weight_only(x, *weights[i], biases.empty() ? nullptr : biases[i]));
-      return ys;
-    }
-  }
   const PackedLinearWeight& first = *weights.front();
   const GemvActivations activations = gemv_activations();
   const int64_t m = x.defined() && x.dim() >= 1 ? x.numel() / std::max<int64_t>(x.size(-1), 1) : 0;
@@ -486,8 +478,10 @@ std::vector<Tensor> linear_weight_only_shared_input(
                 x.defined() && x.dtype() == DType::kFloat32 && x.dim() >= 1 && m > 0;
   bool amx = common, gemv = common;
   for (const PackedLinearWeight* w : weights) {
+    // Channel tiles go one weight at a time, converted to the rows these kernels read.
     common = common && w->in_features == first.in_features && x.size(-1) == w->in_features &&
-             w->group_size == first.group_size && w->out_features > 0;
+             w->group_size == first.group_size && w->out_features > 0 &&
+             w->layout == CodeLayout::kRows;
     const bool on_amx = amx_int16_runs(*w, m, activations);
     amx = amx && on_amx;
     gemv = gemv && !on_amx && dtype_bits(w->dtype) == dtype_bits(first.dtype) &&

@@ -67,22 +67,23 @@ TokenQuantized quantize_tokens(const float* x, int64_t m, int64_t k, int64_t gro
   return t;
 }
 
+bool has_int8_kernel(DType dtype, int64_t group_size, int64_t in_features) {
+  const bool signed_int8 = dtype == DType::kInt8;
+  const bool four_bit = dtype == DType::kInt4 || dtype == DType::kUInt4;
+  return (signed_int8 || four_bit) && (group_size % kChunk == 0 || group_size >= in_features);
+}
+
 bool has_int8_kernel(const PackedLinearWeight& p) {
-  const bool signed_int8 = p.dtype == DType::kInt8;
-  const bool four_bit = p.dtype == DType::kInt4 || p.dtype == DType::kUInt4;
-  return (signed_int8 || four_bit) && (p.group_size % kChunk == 0 || p.group_size >= p.in_features);
+  return has_int8_kernel(p.dtype, p.group_size, p.in_features);
 }
 
 }  // namespace
 
 CodeLayout dynamic_int8_code_layout(DType dtype, int64_t group_size, int64_t in_features) {
-  PackedLinearWeight shape_only;
-  shape_only.dtype = dtype;
-  shape_only.group_size = group_size;
-  shape_only.in_features = in_features;
   const bool tiles =
       kernels::gemv_kernels_for(active_isa()).i8_reads_channel_tiles && active_isa() != Isa::kAmx;
-  return tiles && has_int8_kernel(shape_only) ? CodeLayout::kChannelTiles : CodeLayout::kRows;
+  return tiles && has_int8_kernel(dtype, group_size, in_features) ? CodeLayout::kChannelTiles
+                                                                  : CodeLayout::kRows;
 }
 
 Tensor fake_quantize_per_token_int8(const Tensor& x) {

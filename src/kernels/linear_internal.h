@@ -24,8 +24,9 @@ kernels::GemvWeights gemv_weights(const PackedLinearWeight& p, float* y);
 const PackedLinearWeight& in_rows(const PackedLinearWeight& p, PackedLinearWeight& storage);
 
 /// Prefetches (into L2) the compact group metadata of rows [n0, n0 + rows) that exist: the
-/// next slice's, so that expanding it does not wait on DRAM (a stall that profiles of W4A8 g32
-/// M = 1 on channel tiles, which read float32 parameters, showed at the expansion).
+/// next slice's, so that expanding it does not wait on DRAM: W4A8 g32 on channel tiles (which
+/// read float32 parameters), 4096^2 over 1 GiB, 2 threads, Zen 5, interleaved: M = 1 43.3 ->
+/// 46.5 GB/s, M = 8 890 -> 930 GOPS.
 void prefetch_compact_params(const PackedLinearWeight& p, int64_t n0, int64_t rows);
 
 /// One weight's share of run_row_slices: the kernel's arguments for all rows of *p.
