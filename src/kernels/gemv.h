@@ -176,10 +176,10 @@ inline bool int8_kernel_reads_compact(int64_t m, int bits, CodeLayout layout) {
   return bits == 4 && m < kTileMinTokens[0] && layout == CodeLayout::kRows;
 }
 
-/// Rows of W per kernel call of the dynamic int8 GEMM: 32 from 8 tokens on, where the avx512
-/// tiles take two 16-channel tiles at once (gemv_int8_tiles.h); 16 below.
+/// Rows of W per kernel call of the dynamic int8 GEMM: 32 from 2 tokens on, where the avx512
+/// tiles take two 16-channel tiles at once (gemv_int8_tiles.h); 16 for one token.
 inline int64_t int8_kernel_slice_rows(int64_t m) {
-  return m >= 8 ? 32 : 16;
+  return m >= 2 ? 32 : 16;
 }
 
 /// Whether the int16 kernels take a single token through the kernel that folds each chunk's

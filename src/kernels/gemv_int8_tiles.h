@@ -452,7 +452,9 @@ void channel_tile(const GemvInt8Args& a, const ChannelTile& t, int64_t n0) {
 template <int Bits>
 struct PairQuad {
   __m512i la, ha, lb, hb;  // 8-bit: la, lb the codes as stored
-  PairQuad(const uint32_t* qa, const uint32_t* qb, int64_t quad) {
+  /// prefetch: fetch the line of both tiles decode_tuning's L2 distance ahead.
+  PairQuad(const uint32_t* qa, const uint32_t* qb, int64_t quad, bool prefetch) {
+    if (prefetch) prefetch_tile_line(qa, quad), prefetch_tile_line(qb, quad);
     la = _mm512_loadu_si512(qa + quad * 16);
     lb = _mm512_loadu_si512(qb + quad * 16);
     if constexpr (Bits == 4) {
@@ -491,8 +493,7 @@ void dots_8_tokens_32_channels(const uint32_t* qa, const uint32_t* qb, const int
   for (int64_t c = c0; c < c1; ++c) {
     for (int q = 0; q < Bits; ++q) {
       // 4-bit: dword q of a 16-byte chunk holds elements 4q.. (low nibbles), 16 + 4q.. (high).
-      if (prefetch) prefetch_tile_line(qa, c * Bits + q), prefetch_tile_line(qb, c * Bits + q);
-      const PairQuad<Bits> w(qa, qb, c * Bits + q);
+      const PairQuad<Bits> w(qa, qb, c * Bits + q, prefetch);
       const int64_t at = c * 32 + 4 * q;
       w.dot(a0, b0, x0 + at), w.dot(a1, b1, x1 + at), w.dot(a2, b2, x2 + at);
       w.dot(a3, b3, x3 + at), w.dot(a4, b4, x4 + at), w.dot(a5, b5, x5 + at);
@@ -503,24 +504,59 @@ void dots_8_tokens_32_channels(const uint32_t* qa, const uint32_t* qb, const int
   for (int i = 0; i < 16; ++i) _mm512_storeu_si512(out[i / 2] + 16 * (i % 2), dots[i]);
 }
 
-/// y[r0..r0+8, n0..n0+32) from two adjacent 16-channel tiles (tb: channels n0 + 16..): per
+/// The same for 2-7 tokens. Each token's dot per tile is one vpdpbusd chain (latency 5, two
+/// ports), so with fewer than 4 tokens the quads alternate between two sets of chains to keep
+/// 8-12 in flight. Against one tile at a time (a chain per token), stored tiles, 4096^2 in
+/// cache, 2 threads, Zen 5, M = 2 / 3 / 4 / 7, GOPS: W8A8 per channel 512 / 741 / 935 / 1434 ->
+/// 604 / 787 / 1122 / 1691; W4A8 per channel 535 / 804 / 1049 / 1558 -> 978 / 1321 / 1501 /
+/// 1891. (At 8 tokens this form ran 1-3 % behind the named registers.)
+template <int Bits, int Tokens>
+void dots_few_tokens_32_channels(const uint32_t* qa, const uint32_t* qb, const int8_t* const* xq,
+                                 int64_t c0, int64_t c1, bool prefetch, int32_t (*out)[32]) {
+  constexpr int kChainSets = Tokens < 4 ? 2 : 1;
+  __m512i acc[kChainSets][Tokens][2];
+  for (auto& set : acc)
+    for (auto& token : set) token[0] = token[1] = _mm512_setzero_si512();
+  for (int64_t c = c0; c < c1; ++c) {
+#pragma GCC unroll 8
+    for (int q = 0; q < Bits; ++q) {
+      const PairQuad<Bits> w(qa, qb, c * Bits + q, prefetch);
+      auto& set = acc[q % kChainSets];
+      for (int r = 0; r < Tokens; ++r) w.dot(set[r][0], set[r][1], xq[r] + c * 32 + 4 * q);
+    }
+  }
+  for (int r = 0; r < Tokens; ++r) {
+    for (int half = 0; half < 2; ++half) {
+      __m512i sum = acc[0][r][half];
+      if constexpr (kChainSets == 2) sum = _mm512_add_epi32(sum, acc[1][r][half]);
+      _mm512_storeu_si512(out[r] + 16 * half, sum);
+    }
+  }
+}
+
+/// y[r0..r0+Tokens, n0..n0+32) from two adjacent 16-channel tiles (tb: channels n0 + 16..): per
 /// group the int32 dots above, then floats times the group scales plus the biases times the
 /// token's group sum, as channel_tile_tokens does for one tile. The totals live in memory, a
 /// round trip per group: at group size 32 that cost more than the shared broadcasts saved
 /// (W4A8 g32 M = 128: 0.93x), so one-chunk groups keep the one-tile kernel.
-template <int Bits>
-void channel_tile_pair_8_tokens(const GemvInt8Args& a, const ChannelTile& ta, const ChannelTile& tb,
-                                int64_t r0, int64_t n0) {
-  constexpr int kTokens = 8;
+template <int Bits, int Tokens>
+void channel_tile_pair_tokens(const GemvInt8Args& a, const ChannelTile& ta, const ChannelTile& tb,
+                              int64_t r0, int64_t n0) {
+  constexpr int kTokens = Tokens;
   const int64_t chunks = (a.w.k + 31) / 32;
   const int64_t chunks_per_group = a.w.group_size >= a.w.k ? chunks : a.w.group_size / 32;
   const TileTokens<kTokens> tokens(a, r0);
   alignas(64) int32_t dots[kTokens][32];
   alignas(64) float total[kTokens][32] = {};
   for (int64_t c0 = 0, g = 0; c0 < chunks; c0 += chunks_per_group, ++g) {
-    dots_8_tokens_32_channels<Bits>(ta.quads, tb.quads, tokens.xq, c0,
-                                    std::min(chunks, c0 + chunks_per_group), ta.stored && r0 == 0,
-                                    dots);
+    const int64_t c1 = std::min(chunks, c0 + chunks_per_group);
+    const bool prefetch = ta.stored && r0 == 0;
+    if constexpr (Tokens == 8) {
+      dots_8_tokens_32_channels<Bits>(ta.quads, tb.quads, tokens.xq, c0, c1, prefetch, dots);
+    } else {
+      dots_few_tokens_32_channels<Bits, Tokens>(ta.quads, tb.quads, tokens.xq, c0, c1, prefetch,
+                                                dots);
+    }
     for (int half = 0; half < 2; ++half) {
       const ChannelTile& t = half == 0 ? ta : tb;
       const __m512 scale = _mm512_loadu_ps(t.scales.data() + g * 16);
@@ -535,6 +571,19 @@ void channel_tile_pair_8_tokens(const GemvInt8Args& a, const ChannelTile& ta, co
   }
   TileTokens<kTokens>::store(a, r0, n0, total);
 }
+/// The last `left` (2..Tokens - 1) tokens from r on with two tiles, compiled for that many.
+template <int Bits, int Tokens>
+void channel_tile_pair_remainder(const GemvInt8Args& a, const ChannelTile& ta,
+                                 const ChannelTile& tb, int64_t r, int64_t n0, int64_t left) {
+  if constexpr (Tokens > 2) {
+    if (left == Tokens - 1) {
+      channel_tile_pair_tokens<Bits, Tokens - 1>(a, ta, tb, r, n0);
+      return;
+    }
+    channel_tile_pair_remainder<Bits, Tokens - 1>(a, ta, tb, r, n0, left);
+  }
+}
+
 /// Group size 32 for 4 tokens with two adjacent 16-channel tiles: per chunk the int32 dots of
 /// 4 tokens x 32 channels (each broadcast feeding both tiles), then straight into the float
 /// totals, which stay in registers beside the dots (8 + 8 named, as in
@@ -555,11 +604,7 @@ void channel_tile_pair_4_tokens_chunk_groups(const GemvInt8Args& a, const Channe
             b3 = a0;
 #pragma GCC unroll 8
     for (int q = 0; q < Bits; ++q) {
-      if (prefetch) {
-        prefetch_tile_line(ta.quads, c * Bits + q);
-        prefetch_tile_line(tb.quads, c * Bits + q);
-      }
-      const PairQuad<Bits> w(ta.quads, tb.quads, c * Bits + q);
+      const PairQuad<Bits> w(ta.quads, tb.quads, c * Bits + q, prefetch);
       const int64_t at = c * 32 + 4 * q;
       w.dot(a0, b0, x0 + at), w.dot(a1, b1, x1 + at), w.dot(a2, b2, x2 + at);
       w.dot(a3, b3, x3 + at);
@@ -584,6 +629,40 @@ void channel_tile_pair_4_tokens_chunk_groups(const GemvInt8Args& a, const Channe
   for (int r = 0; r < 4; ++r)
     for (int half = 0; half < 2; ++half) _mm512_store_ps(total[r] + 16 * half, named[r][half]);
   TileTokens<4>::store(a, r0, n0, total);
+}
+
+/// The same for 2-3 tokens (M = 3 / 6 / 7, W4A8 g32 as above: 731 / 1047 / 1121 -> 788 / 1127 /
+/// 1204 GOPS; at M = 2 no gain: the tiles' metadata regrouping dominates).
+template <int Bits, int Tokens>
+void channel_tile_pair_few_tokens_chunk_groups(const GemvInt8Args& a, const ChannelTile& ta,
+                                               const ChannelTile& tb, int64_t r0, int64_t n0) {
+  const int64_t chunks = (a.w.k + 31) / 32;
+  const TileTokens<Tokens> tokens(a, r0);
+  __m512 total[Tokens][2];
+  for (auto& token : total) token[0] = token[1] = _mm512_setzero_ps();
+  const bool prefetch = ta.stored && r0 == 0;
+  for (int64_t c = 0; c < chunks; ++c) {
+    __m512i dot[Tokens][2];
+    for (auto& token : dot) token[0] = token[1] = _mm512_setzero_si512();
+#pragma GCC unroll 8
+    for (int q = 0; q < Bits; ++q) {
+      const PairQuad<Bits> w(ta.quads, tb.quads, c * Bits + q, prefetch);
+      for (int r = 0; r < Tokens; ++r) w.dot(dot[r][0], dot[r][1], tokens.xq[r] + c * 32 + 4 * q);
+    }
+    for (int half = 0; half < 2; ++half) {
+      const ChannelTile& t = half == 0 ? ta : tb;
+      const __m512 scale = _mm512_loadu_ps(t.scales.data() + c * 16);
+      const __m512 bias = _mm512_loadu_ps(t.biases.data() + c * 16);
+      for (int r = 0; r < Tokens; ++r) {
+        const __m512 v = _mm512_fmadd_ps(Lanes512::to_float(dot[r][half]), scale, total[r][half]);
+        total[r][half] = _mm512_fmadd_ps(bias, _mm512_set1_ps(tokens.xsums[r][c]), v);
+      }
+    }
+  }
+  alignas(64) float out[Tokens][32];
+  for (int r = 0; r < Tokens; ++r)
+    for (int half = 0; half < 2; ++half) _mm512_store_ps(out[r] + 16 * half, total[r][half]);
+  TileTokens<Tokens>::store(a, r0, n0, out);
 }
 #endif
 
@@ -630,7 +709,8 @@ inline void channel_tile_one_token_w4(const GemvInt8Args& a, const ChannelTile& 
 #endif
 
 /// The slice through channel tiles: each L::kChannels rows regrouped once, then every token.
-/// At 16 channels (avx512) two adjacent tiles take 8 tokens at a time together.
+/// At 16 channels (avx512) two adjacent tiles take the tokens together, 8 (group 32: 4) at a
+/// time, then the 2-7 (2-3) left over; a single token left goes through each tile alone.
 template <class L, int Bits>
 void gemv_int8_tiled_lanes(const GemvInt8Args& a) {
   thread_local ChannelTile tile, next_tile;
@@ -651,15 +731,25 @@ void gemv_int8_tiled_lanes(const GemvInt8Args& a) {
         continue;
       }
       const int64_t pair_tokens = chunk_groups ? 4 : 8;
-      if (n0 + 16 < a.w.n_end && a.m >= pair_tokens) {
+      if (n0 + 16 < a.w.n_end && a.m >= 2) {
         channel_tile16<Bits>(a.w, n0 + 16, next_tile);
         int64_t r = 0;
         for (; r + pair_tokens <= a.m; r += pair_tokens) {
           if (chunk_groups) {
             channel_tile_pair_4_tokens_chunk_groups<Bits>(a, tile, next_tile, r, n0);
           } else {
-            channel_tile_pair_8_tokens<Bits>(a, tile, next_tile, r, n0);
+            channel_tile_pair_tokens<Bits, 8>(a, tile, next_tile, r, n0);
           }
+        }
+        if (a.m - r >= 2) {
+          if (!chunk_groups) {
+            channel_tile_pair_remainder<Bits, 8>(a, tile, next_tile, r, n0, a.m - r);
+          } else if (a.m - r == 2) {
+            channel_tile_pair_few_tokens_chunk_groups<Bits, 2>(a, tile, next_tile, r, n0);
+          } else {
+            channel_tile_pair_few_tokens_chunk_groups<Bits, 3>(a, tile, next_tile, r, n0);
+          }
+          r = a.m;
         }
         if (r < a.m) {
           each_token(tile, n0, r);
