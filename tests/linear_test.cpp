@@ -141,6 +141,25 @@ TEST(LinearPacking, UnpackGivesBackTheExactCodes) {
       ASSERT_EQ(0, std::memcmp(rows.codes.bytes(), p.codes.bytes(),
                                static_cast<size_t>(p.codes.nbytes())))
           << w.summary() << " k=" << k;
+      // And the group metadata, tile-major there: the same scales and offsets for every row,
+      // and the same bytes back in rows.
+      const auto count = static_cast<size_t>(n * p.groups);
+      std::vector<float> from_rows(2 * count), tile_params(2 * count);
+      p.group_params(0, n, from_rows.data(), from_rows.data() + count);
+      tiled.group_params(0, n, tile_params.data(), tile_params.data() + count);
+      ASSERT_EQ(0, std::memcmp(from_rows.data(), tile_params.data(), 2 * count * sizeof(float)))
+          << w.summary() << " k=" << k;
+      ASSERT_EQ(rows.compact(), p.compact());
+      for (auto [back_param, param] : {std::pair{&rows.scales, &p.scales},
+                                       {&rows.offsets, &p.offsets},
+                                       {&rows.scales_f16, &p.scales_f16},
+                                       {&rows.zero_points, &p.zero_points}}) {
+        ASSERT_EQ(back_param->defined(), param->defined());
+        if (!param->defined()) continue;
+        ASSERT_EQ(back_param->shape(), param->shape());
+        ASSERT_EQ(0, std::memcmp(back_param->bytes(), param->bytes(),
+                                 static_cast<size_t>(param->nbytes())));
+      }
       const Tensor from_tiles = tiled.unpack().int_repr();
       ASSERT_EQ(0, std::memcmp(a.bytes(), from_tiles.bytes(), static_cast<size_t>(a.nbytes())))
           << w.summary() << " k=" << k;

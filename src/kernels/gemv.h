@@ -35,8 +35,9 @@ struct GemvWeights {
   int64_t k;
   const uint8_t* codes;
   int64_t row_bytes;
-  const float* scales;   // [N, groups]
-  const float* offsets;  // [N, groups], or nullptr when every offset is zero
+  // [N, groups] each (channel_tiles: tile-major, as linear.h's CodeLayout stores them)
+  const float* scales;
+  const float* offsets;  // nullptr when every offset is zero
   float code_bias;       // qmin: the signed code is u + code_bias, exact in float
   int64_t groups;
   int64_t group_size;  // a multiple of 32 (the chunk), or >= K
@@ -47,8 +48,8 @@ struct GemvWeights {
   /// themselves (run_row_slices' reads_compact); others get float32 scales and offsets.
   const uint16_t* scales_f16;  // [N, groups] float16, or nullptr
   const int8_t* zero_points;   // [N, groups]: offset = -scale * z, or nullptr
-  /// CodeLayout::kChannelTiles (linear.h): only for kernels that read it
-  /// (GemvKernels::i8_reads_channel_tiles); n_begin is then a multiple of 16.
+  /// CodeLayout::kChannelTiles (linear.h), codes and group metadata: only for kernels that read
+  /// it (GemvKernels::i8_reads_channel_tiles); n_begin is then a multiple of 16.
   bool channel_tiles = false;
 };
 
@@ -171,9 +172,9 @@ constexpr int64_t kWideTileMinTokens8Bit = 6;
 constexpr int64_t kWideRowsMaxTokens8Bit = 16;
 
 /// Whether the dynamic int8 kernels read compact group metadata themselves: the per-row W4A8
-/// kernel below the tiles' token count does (stored channel tiles take it expanded).
+/// kernel below the tiles' token count does, and so do stored channel tiles (tile-major).
 inline bool int8_kernel_reads_compact(int64_t m, int bits, CodeLayout layout) {
-  return bits == 4 && m < kTileMinTokens[0] && layout == CodeLayout::kRows;
+  return layout == CodeLayout::kChannelTiles || (bits == 4 && m < kTileMinTokens[0]);
 }
 
 /// Rows of W per kernel call of the dynamic int8 GEMM: 32 from 2 tokens on, where the avx512

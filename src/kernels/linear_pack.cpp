@@ -142,6 +142,28 @@ void transpose_tile(const uint8_t* from, uint8_t* to, int64_t n0, int64_t rows, 
   }
 }
 
+/// Flat index of group g of row n in metadata stored tile-major (CodeLayout::kChannelTiles).
+int64_t tiled_param_index(int64_t n, int64_t g, int64_t groups) {
+  return ((n / 16) * groups + g) * 16 + n % 16;
+}
+
+/// Group metadata [rows, groups] (any element type) moved between row-major and tile-major
+/// [rows rounded up to 16 / 16][groups][16]: rows past `rows` are zero in tiles and dropped back.
+Tensor move_group_params(const Tensor& from, int64_t rows, int64_t groups, bool to_tiles) {
+  if (!from.defined()) return from;
+  const int64_t element = from.nbytes() / std::max<int64_t>(from.numel(), 1);
+  Tensor to = Tensor::zeros({to_tiles ? (rows + 15) / 16 * 16 : rows, groups}, from.dtype());
+  for (int64_t n = 0; n < rows; ++n) {
+    for (int64_t g = 0; g < groups; ++g) {
+      const int64_t in_rows = n * groups + g, in_tiles = tiled_param_index(n, g, groups);
+      std::memcpy(to.bytes() + (to_tiles ? in_tiles : in_rows) * element,
+                  from.bytes() + (to_tiles ? in_rows : in_tiles) * element,
+                  static_cast<size_t>(element));
+    }
+  }
+  return to;
+}
+
 }  // namespace
 
 PackedLinearWeight PackedLinearWeight::with_layout(CodeLayout target) const {
@@ -156,16 +178,18 @@ PackedLinearWeight PackedLinearWeight::with_layout(CodeLayout target) const {
 #pragma omp parallel for schedule(static) num_threads(num_threads()) if (codes.numel() > (1 << 16))
   for (int64_t t = 0; t < tiles; ++t)
     transpose_tile(from, to, 16 * t, out_features, row_bytes, to_tiles);
+  for (Tensor* params : {&p.scales, &p.offsets, &p.scales_f16, &p.zero_points})
+    *params = move_group_params(*params, out_features, groups, to_tiles);
   return p;
 }
 
 int64_t PackedLinearWeight::nbytes() const {
   // The spare line of row_bytes is never read: it is not counted as streamed.
   const int64_t code_bytes = out_features * dense_row_bytes(in_features, dtype_bits(dtype));
-  if (compact()) {
-    return code_bytes + scales_f16.nbytes() + (zero_points.defined() ? zero_points.nbytes() : 0);
-  }
-  return code_bytes + scales.nbytes() + (has_offsets ? offsets.nbytes() : 0);
+  // Per group of a row (channel tiles pad the last tile's metadata, as they do its codes).
+  const int64_t param_bytes =
+      compact() ? 2 + (zero_points.defined() ? 1 : 0) : 4 + (has_offsets ? 4 : 0);
+  return code_bytes + out_features * groups * param_bytes;
 }
 
 PackedLinearWeight PackedLinearWeight::clone() const {
@@ -177,6 +201,26 @@ PackedLinearWeight PackedLinearWeight::clone() const {
 }
 
 void PackedLinearWeight::group_params(int64_t n0, int64_t rows, float* s, float* off) const {
+  if (layout == CodeLayout::kChannelTiles) {  // gathered one by one: the tile kernels read tiles
+    const auto* h = compact()
+                        ? static_cast<const uint16_t*>(static_cast<const void*>(scales_f16.bytes()))
+                        : nullptr;
+    for (int64_t n = n0; n < n0 + rows; ++n) {
+      for (int64_t g = 0; g < groups; ++g) {
+        const int64_t at = tiled_param_index(n, g, groups), out = (n - n0) * groups + g;
+        s[out] = h != nullptr ? f16_bits_to_float(h[at]) : scales.data<float>()[at];
+        if (off == nullptr) continue;
+        if (h != nullptr) {
+          off[out] = zero_points.defined()
+                         ? -s[out] * static_cast<float>(zero_points.data<int8_t>()[at])
+                         : 0.0f;
+        } else {
+          off[out] = offsets.defined() ? offsets.data<float>()[at] : 0.0f;
+        }
+      }
+    }
+    return;
+  }
   const int64_t first = n0 * groups, count = rows * groups;
   if (!compact()) {
     std::memcpy(s, scales.data<float>() + first, static_cast<size_t>(count) * sizeof(float));

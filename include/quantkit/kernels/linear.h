@@ -34,6 +34,9 @@ namespace quantkit {
 ///   (8-bit) or 4 + 4 (4-bit) of 16 output channels: the operand of a VNNI dot product against
 ///   4 broadcast activations, so the AVX-512 W8A8 / W4A8 kernels read the weights as stored.
 ///   In rows, they regroup every 16 rows per call, which took 30 % of W8A8 at 32 tokens.
+///   The group metadata (scales/offsets, or scales_f16/zero_points) is tile-major too, [N
+///   rounded up to 16, groups] with group g of row n at ((n / 16) groups + g) 16 + n % 16 (rows
+///   past N zero): one load holds a group's parameters for the 16 channels.
 ///   Other kernels read rows: they get the codes converted back per call (correct, but a copy
 ///   of the weight), so this layout is for weights used through linear_dynamic_int8 on the
 ///   avx512 level (dynamic_int8_code_layout()).
@@ -51,20 +54,22 @@ struct PackedLinearWeight {
   int64_t row_bytes = 0;
   Tensor codes;  // uint8 [N, row_bytes]; kChannelTiles: [N rounded up to 16, row_bytes]
   CodeLayout layout = CodeLayout::kRows;
-  Tensor scales;             // float32 [N, groups]; undefined when compact()
-  Tensor offsets;            // float32 [N, groups]; undefined for float8 and when compact()
+  // Group metadata, [N, groups] (kChannelTiles: tile-major, [N rounded up to 16, groups]).
+  Tensor scales;             // float32; undefined when compact()
+  Tensor offsets;            // float32; undefined for float8 and when compact()
   bool has_offsets = false;  // false when every offset is 0 (symmetric): kernels skip the term
   QScheme scheme;            // of the source QTensor, for unpack()
   /// Compact group metadata, 3 bytes a group instead of 8: chosen by the packers when every
   /// scale is exactly a float16 and every offset is -scale * z for an integer z in [-128, 127]
   /// (scales chosen in float16 with integer zero points, AffineSpec::scale_dtype). At group size
   /// 32 that is 19 instead of 24 bytes per 32 int4 weights: what a memory-bound decode streams.
-  Tensor scales_f16;   // float16 [N, groups]
-  Tensor zero_points;  // int8 [N, groups]: offset = -scale * z; undefined when !has_offsets
+  Tensor scales_f16;   // float16
+  Tensor zero_points;  // int8: offset = -scale * z; undefined when !has_offsets
 
   bool compact() const { return scales_f16.defined(); }
   /// Scales and offsets of rows [n0, n0 + rows) as float32, [rows, groups] each, whichever way
-  /// they are stored (offsets all zero when there are none; nullptr `off` skips them).
+  /// and in whichever layout they are stored (offsets all zero when there are none; nullptr
+  /// `off` skips them).
   void group_params(int64_t n0, int64_t rows, float* s, float* off) const;
   /// Bytes the kernels stream per call (codes + group metadata).
   int64_t nbytes() const;
@@ -72,7 +77,7 @@ struct PackedLinearWeight {
   PackedLinearWeight clone() const;
   /// The QTensor this was packed from (codes and scheme exact; scales/offsets as float32).
   QTensor unpack() const;
-  /// The same weight with its codes in `target` layout (exact; shares the group metadata, and
+  /// The same weight with its codes and group metadata in `target` layout (exact; shares
   /// everything when the layout is already `target`).
   PackedLinearWeight with_layout(CodeLayout target) const;
 };
