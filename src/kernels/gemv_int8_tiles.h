@@ -35,6 +35,9 @@ struct ChannelTile {
   bool stored = false;              // quads point into the weight (streamed on first use)
   std::vector<float> scales;        // [groups][Channels]
   std::vector<float> biases;        // [groups][Channels]
+  /// Stored tiles: the weight whose tile-major metadata (from tile n0) replaces the arrays.
+  const GemvWeights* stored_params = nullptr;
+  int64_t n0 = 0;
 };
 
 /// Software prefetch of the 64-byte line `line` of a stored tile's quads, decode_tuning's L2
@@ -57,6 +60,7 @@ inline void transpose_4x4_epi32(const __m128i* r, __m128i* out) {
 template <int Bits, int Channels>
 void fill_tile_params(const GemvWeights& w, int64_t n0, int64_t rows, ChannelTile& t) {
   constexpr bool kUnsignedCodes = Bits == 4 || kHaveVnni;
+  t.stored_params = nullptr;
   t.scales.assign(static_cast<size_t>(w.groups * Channels), 0.0f);
   t.biases.assign(static_cast<size_t>(w.groups * Channels), 0.0f);
   for (int64_t ch = 0; ch < rows; ++ch) {
@@ -136,6 +140,7 @@ inline void transpose_16x16_epi32(__m512i* r) {
 /// tiles at 8 tokens.
 inline void fill_tile_params16(const GemvWeights& w, int64_t n0, int64_t rows, ChannelTile& t) {
   const int64_t groups = w.groups;
+  t.stored_params = nullptr;
   t.scales.resize(static_cast<size_t>(groups * 16));
   t.biases.resize(static_cast<size_t>(groups * 16));
   auto transposed = [&](const float* m, int64_t g0, __m512i* r) {
@@ -195,11 +200,13 @@ void fill_channel_tile16(const GemvWeights& w, int64_t n0, ChannelTile& t) {
 }
 
 /// The group scales and biases of a 16-channel tile as stored tile-major
-/// (CodeLayout::kChannelTiles): compact (float16 scales, int8 zero points) or float32. Read
-/// in one pass, where row-major metadata took an expansion per slice and a 16 x 16 transpose
-/// per tile: stored tiles, 4096^2 in cache, 2 threads, Zen 5, GOPS at M = 2 / 4 / 8: W4A8 g32
-/// 611 / 1027 / 1214 -> 712 / 1167 / 1371, g128 725 / 1211 / 1569 -> 902 / 1275 / 1611, W8A8
-/// per channel 600 / 1061 / 1676 -> 678 / 1169 / 1732.
+/// (CodeLayout::kChannelTiles): compact (float16 scales, int8 zero points) or float32, read in
+/// place by the kernels, group by group (a conversion per group and pass of up to 8 tokens).
+/// Row-major metadata took an expansion per slice and a 16 x 16 transpose per tile into arrays:
+/// stored tiles, 4096^2 in cache, 2 threads, Zen 5, GOPS at M = 2 / 4 / 8 / 32, row-major ->
+/// tile-major in place: W4A8 g32 611 / 1027 / 1214 / 1473 -> 910 / 1360 / 1453 / 1574; g128
+/// 725 / 1211 / 1569 / 1718 -> 982 / 1329 / 1750 / 1894; W8A8 per channel 600 / 1061 / 1676 /
+/// 1971 -> 708 / 1164 / 1843 / 2057.
 struct StoredTileParams {
   const GemvWeights& w;
   int64_t first;  // tile n0's first element: n0 * groups
@@ -240,7 +247,7 @@ struct StoredTileParams {
   }
 };
 
-/// The group scales and biases a ChannelTile holds (filled per tile).
+/// The group scales and biases a ChannelTile holds (filled with the tile from rows).
 struct TileArrayParams {
   const ChannelTile& t;
   void group(int64_t g, __m512& s, __m512& bias) const {
@@ -249,26 +256,26 @@ struct TileArrayParams {
   }
 };
 
-/// fill_tile_params16 from stored metadata: a straight pass, no transpose.
-inline void fill_tile_params_stored(const GemvWeights& w, int64_t n0, ChannelTile& t) {
-  t.scales.resize(static_cast<size_t>(w.groups * 16));
-  t.biases.resize(static_cast<size_t>(w.groups * 16));
-  const StoredTileParams params(w, n0);
-  for (int64_t g = 0; g < w.groups; ++g) {
-    __m512 s, bias;
-    params.group(g, s, bias);
-    _mm512_storeu_ps(t.scales.data() + g * 16, s);
-    _mm512_storeu_ps(t.biases.data() + g * 16, bias);
+/// Group g's scales and biases of tile t: from the weight's tile-major metadata for stored
+/// tiles, else from the arrays filled with the tile.
+inline void tile_group_params(const ChannelTile& t, int64_t g, __m512& s, __m512& bias) {
+  if (t.stored_params != nullptr) {
+    StoredTileParams(*t.stored_params, t.n0).group(g, s, bias);
+  } else {
+    TileArrayParams{t}.group(g, s, bias);
   }
-  params.prefetch_next_tile();
 }
 
 /// The 16-channel tile from n0 as the weight stores it (CodeLayout::kChannelTiles), codes and
-/// group parameters.
+/// group parameters, read in place. Filling the tile's arrays from the stored metadata first
+/// (16 KiB at group 32, K = 4096) kept the stream from overlapping the work: W4A8 g32 M = 1,
+/// 4096^2, 2 threads, Zen 5, in cache 92 -> 133 GB/s, over 1 GiB 46 -> 69 GB/s.
 inline void stored_channel_tile16(const GemvWeights& w, int64_t n0, ChannelTile& t) {
-  fill_tile_params_stored(w, n0, t);
   t.quads = reinterpret_cast<const uint32_t*>(w.codes + n0 * w.row_bytes);
   t.stored = true;
+  t.stored_params = &w;
+  t.n0 = n0;
+  StoredTileParams(w, n0).prefetch_next_tile();
 }
 
 /// Tile n0 (16 channels) as stored or regrouped, whichever the weight's layout asks.
@@ -303,6 +310,10 @@ struct Lanes256 {
   static I dot(I acc, I u, I s) { return dot_u8_s8(acc, u, s); }
   static F to_float(I v) { return _mm256_cvtepi32_ps(v); }
   static F load_f(const float* p) { return _mm256_loadu_ps(p); }
+  static void group_params(const ChannelTile& t, int64_t g, F& s, F& bias) {
+    s = load_f(t.scales.data() + g * kChannels);
+    bias = load_f(t.biases.data() + g * kChannels);
+  }
   static F broadcast_f(const float* p) { return _mm256_broadcast_ss(p); }
   static F fmadd(F a, F b, F c) { return _mm256_fmadd_ps(a, b, c); }
   static F zero_f() { return _mm256_setzero_ps(); }
@@ -326,6 +337,9 @@ struct Lanes512 {
   // maskz: GCC 12 warns that the unmasked form reads an undefined register.
   static F to_float(I v) { return _mm512_maskz_cvtepi32_ps(0xFFFF, v); }
   static F load_f(const float* p) { return _mm512_loadu_ps(p); }
+  static void group_params(const ChannelTile& t, int64_t g, F& s, F& bias) {
+    tile_group_params(t, g, s, bias);
+  }
   static F broadcast_f(const float* p) { return _mm512_set1_ps(*p); }
   static F fmadd(F a, F b, F c) { return _mm512_fmadd_ps(a, b, c); }
   static F zero_f() { return _mm512_setzero_ps(); }
@@ -452,8 +466,8 @@ void channel_tile_tokens(const GemvInt8Args& a, const ChannelTile& t, int64_t r0
   };
   alignas(64) float out[Rows][kCh] = {};
   auto add_group = [&](int64_t g, const I* dot, auto&& update) {
-    const F scale = L::load_f(t.scales.data() + g * kCh);
-    const F bias = L::load_f(t.biases.data() + g * kCh);
+    F scale, bias;
+    L::group_params(t, g, scale, bias);
     for (int r = 0; r < Rows; ++r) {
       update(r, [&](F v) {
         v = L::fmadd(L::to_float(dot[r]), scale, v);
@@ -628,8 +642,8 @@ void channel_tile_pair_tokens(const GemvInt8Args& a, const ChannelTile& ta, cons
     }
     for (int half = 0; half < 2; ++half) {
       const ChannelTile& t = half == 0 ? ta : tb;
-      const __m512 scale = _mm512_loadu_ps(t.scales.data() + g * 16);
-      const __m512 bias = _mm512_loadu_ps(t.biases.data() + g * 16);
+      __m512 scale, bias;
+      tile_group_params(t, g, scale, bias);
       for (int r = 0; r < kTokens; ++r) {
         float* out = total[r] + 16 * half;
         const __m512 dot = Lanes512::to_float(_mm512_load_si512(dots[r] + 16 * half));
@@ -678,10 +692,9 @@ void channel_tile_pair_4_tokens_chunk_groups(const GemvInt8Args& a, const Channe
       w.dot(a0, b0, x0 + at), w.dot(a1, b1, x1 + at), w.dot(a2, b2, x2 + at);
       w.dot(a3, b3, x3 + at);
     }
-    const __m512 sa = _mm512_loadu_ps(ta.scales.data() + c * 16);
-    const __m512 ba = _mm512_loadu_ps(ta.biases.data() + c * 16);
-    const __m512 sb = _mm512_loadu_ps(tb.scales.data() + c * 16);
-    const __m512 bb = _mm512_loadu_ps(tb.biases.data() + c * 16);
+    __m512 sa, ba, sb, bb;
+    tile_group_params(ta, c, sa, ba);
+    tile_group_params(tb, c, sb, bb);
 #define QK_TOTAL(r)                                               \
   {                                                               \
     const __m512 xsum = _mm512_set1_ps(tokens.xsums[r][c]);       \
@@ -720,8 +733,8 @@ void channel_tile_pair_few_tokens_chunk_groups(const GemvInt8Args& a, const Chan
     }
     for (int half = 0; half < 2; ++half) {
       const ChannelTile& t = half == 0 ? ta : tb;
-      const __m512 scale = _mm512_loadu_ps(t.scales.data() + c * 16);
-      const __m512 bias = _mm512_loadu_ps(t.biases.data() + c * 16);
+      __m512 scale, bias;
+      tile_group_params(t, c, scale, bias);
       for (int r = 0; r < Tokens; ++r) {
         const __m512 v = _mm512_fmadd_ps(Lanes512::to_float(dot[r][half]), scale, total[r][half]);
         total[r][half] = _mm512_fmadd_ps(bias, _mm512_set1_ps(tokens.xsums[r][c]), v);
@@ -742,13 +755,11 @@ void channel_tile_pair_few_tokens_chunk_groups(const GemvInt8Args& a, const Chan
 /// stretched: W4A8 per channel M = 1 from stored tiles, 4096^2 over 1 GiB, 2 threads, Zen 5:
 /// 64 -> 72 GB/s (the row kernel: 47). 8-bit codes keep the one chain: four ran 0.9x as fast
 /// from DRAM (73 -> 66 GB/s), as the 8-bit row kernels found on Sapphire Rapids (gemv_impl.h).
-/// `params` gives each group's scales and biases: for stored tiles read straight from the
-/// tile-major metadata (StoredTileParams), where filling the tile's arrays first (16 KiB at
-/// group 32, K = 4096) kept the stream from overlapping the work: W4A8 g32 M = 1, 4096^2, 2
-/// threads, Zen 5, in cache 92 -> 133 GB/s, over 1 GiB 46 -> 69 GB/s.
+/// `params`: StoredTileParams or TileArrayParams (through tile_group_params, which decides per
+/// group, this ran at 0.63x: 130 -> 82 GB/s, W4A8 g32 in cache).
 template <class Params>
-void channel_tile_one_token_w4(const GemvInt8Args& a, const uint32_t* tile_quads, bool stored,
-                               const Params& params, int64_t r, int64_t n0) {
+void channel_tile_one_token_w4(const GemvInt8Args& a, const ChannelTile& t, const Params& params,
+                               int64_t r, int64_t n0) {
   const int64_t chunks = (a.w.k + 31) / 32;
   const int64_t chunks_per_group = a.w.group_size >= a.w.k ? chunks : a.w.group_size / 32;
   const int8_t* x = a.xq + r * a.xq_stride;
@@ -757,9 +768,9 @@ void channel_tile_one_token_w4(const GemvInt8Args& a, const uint32_t* tile_quads
   for (int64_t c0 = 0, g = 0; c0 < chunks; c0 += chunks_per_group, ++g) {
     __m512i d0 = _mm512_setzero_si512(), d1 = d0, d2 = d0, d3 = d0;
     for (int64_t c = c0; c < std::min(chunks, c0 + chunks_per_group); ++c) {
-      const uint32_t* quads = tile_quads + c * 4 * 16;
+      const uint32_t* quads = t.quads + c * 4 * 16;
       const int8_t* xc = x + c * 32;
-      for (int line = 0; stored && line < 4; ++line) prefetch_tile_line(tile_quads, c * 4 + line);
+      for (int line = 0; t.stored && line < 4; ++line) prefetch_tile_line(t.quads, c * 4 + line);
 #pragma GCC unroll 2
       for (int q = 0; q < 4; q += 2) {
         const __m512i u0 = _mm512_loadu_si512(quads + q * 16);
@@ -800,19 +811,15 @@ void gemv_int8_tiled_lanes(const GemvInt8Args& a) {
   for (int64_t n0 = a.w.n_begin; n0 < a.w.n_end; n0 += L::kChannels) {
 #if defined(__AVX512BW__) && defined(__AVX512VNNI__)
     if constexpr (L::kChannels == 16) {
-      if (Bits == 4 && a.m == 1) {  // the tile's metadata read once: no arrays
-        if (a.w.channel_tiles) {
-          const StoredTileParams params(a.w, n0);
-          params.prefetch_next_tile();
-          const auto* quads = reinterpret_cast<const uint32_t*>(a.w.codes + n0 * a.w.row_bytes);
-          channel_tile_one_token_w4(a, quads, true, params, 0, n0);
+      channel_tile16<Bits>(a.w, n0, tile);
+      if (Bits == 4 && a.m == 1) {
+        if (tile.stored_params != nullptr) {
+          channel_tile_one_token_w4(a, tile, StoredTileParams(a.w, n0), 0, n0);
         } else {
-          fill_channel_tile16<Bits>(a.w, n0, tile);
-          channel_tile_one_token_w4(a, tile.quads, false, TileArrayParams{tile}, 0, n0);
+          channel_tile_one_token_w4(a, tile, TileArrayParams{tile}, 0, n0);
         }
         continue;
       }
-      channel_tile16<Bits>(a.w, n0, tile);
       const int64_t pair_tokens = chunk_groups ? 4 : 8;
       if (n0 + 16 < a.w.n_end && a.m >= 2) {
         channel_tile16<Bits>(a.w, n0 + 16, next_tile);
