@@ -11,8 +11,7 @@
 #include <immintrin.h>
 #endif
 
-#include "gemv.h"
-#include "int_dot.h"
+#include "gemv_rows.h"  // first: its pragmas cover the AVX-512 shuffles here too
 
 namespace quantkit::kernels::QK_ISA_NAMESPACE {
 

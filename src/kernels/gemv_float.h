@@ -1,0 +1,264 @@
+// Float32 activations (GemvArgs): decode a chunk of codes to floats, then FMA; also the
+// dequantized rows the sgemm path multiplies.
+// Part of gemv_impl.h's per-ISA instantiation (QK_ISA_NAMESPACE names it).
+#pragma once
+
+#include "gemv_rows.h"
+
+namespace quantkit::kernels::QK_ISA_NAMESPACE {
+
+/// Decodes the 32 codes of chunk c of a packed row into floats (layout in linear.h).
+template <int Bits>
+inline void decode_chunk(const uint8_t* __restrict row, int64_t c, float* __restrict w) {
+#if defined(__AVX2__)
+  // The vectoriser turns the portable loops below into scalar extracts; spell out the widening.
+  auto widen8 = [](__m128i bytes, float* out) {
+    _mm256_store_ps(out, _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(bytes)));
+  };
+  const __m128i low4 = _mm_set1_epi8(0x0F);
+  if constexpr (Bits == 8) {
+    const __m256i b = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(row + c * 32));
+    const __m128i b0 = _mm256_castsi256_si128(b), b1 = _mm256_extracti128_si256(b, 1);
+    widen8(b0, w), widen8(_mm_srli_si128(b0, 8), w + 8), widen8(b1, w + 16),
+        widen8(_mm_srli_si128(b1, 8), w + 24);
+  } else if constexpr (Bits == 4) {
+    const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(row + c * 16));
+    const __m128i lo = _mm_and_si128(b, low4), hi = _mm_and_si128(_mm_srli_epi16(b, 4), low4);
+    widen8(lo, w), widen8(_mm_srli_si128(lo, 8), w + 8), widen8(hi, w + 16),
+        widen8(_mm_srli_si128(hi, 8), w + 24);
+  } else {
+    const __m128i b = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(row + c * 8));
+    const __m128i low2 = _mm_set1_epi8(0x03);
+    for (int i = 0; i < 4; ++i) widen8(_mm_and_si128(_mm_srli_epi16(b, 2 * i), low2), w + 8 * i);
+  }
+#else
+  if constexpr (Bits == 8) {
+    const uint8_t* b = row + c * 32;
+    for (int j = 0; j < 32; ++j) w[j] = static_cast<float>(b[j]);
+  } else if constexpr (Bits == 4) {
+    const uint8_t* b = row + c * 16;
+    for (int j = 0; j < 16; ++j) {
+      w[j] = static_cast<float>(b[j] & 0x0F);
+      w[j + 16] = static_cast<float>(b[j] >> 4);
+    }
+  } else {
+    const uint8_t* b = row + c * 8;
+    for (int i = 0; i < 4; ++i) {
+      for (int j = 0; j < 8; ++j) w[j + 8 * i] = static_cast<float>((b[j] >> (2 * i)) & 3);
+    }
+  }
+#endif
+}
+
+/// Rows = number of activation rows handled together (1..4). The group scale is folded into the
+/// decoded chunk (w = s * q, q = u + code_bias exactly), so lanes accumulate across groups and are
+/// reduced once per output; offsets enter through the group sums of x: sum_k x_k off_g = off_g *
+/// xsum_g.
+template <int Bits, int Rows>
+void gemv_rows(const GemvArgs& a, int64_t m0) {
+  const int64_t full_chunks = a.w.k / kChunk;
+  const float* xr[Rows];
+  for (int r = 0; r < Rows; ++r) xr[r] = a.x + (m0 + r) * a.x_stride;
+  for (int64_t n = a.w.n_begin; n < a.w.n_end; ++n) {
+    const uint8_t* row = a.w.codes + n * a.w.row_bytes;
+    const float* s = a.w.scales + n * a.w.groups;
+    const float* off =
+        a.w.offsets != nullptr ? a.w.offsets + n * a.w.groups : nullptr;  // null: all zero
+    alignas(64) float acc[Rows][kChunk] = {};
+    alignas(64) float w[kChunk];
+    for (int64_t c = 0; c < full_chunks; ++c) {
+      decode_chunk<Bits>(row, c, w);
+      const float scale = s[(c * kChunk) / a.w.group_size];
+      for (int j = 0; j < kChunk; ++j) w[j] = (w[j] + a.w.code_bias) * scale;
+      for (int r = 0; r < Rows; ++r) {
+        const float* xc = xr[r] + c * kChunk;
+        for (int j = 0; j < kChunk; ++j) acc[r][j] += xc[j] * w[j];
+      }
+    }
+    float out[Rows];
+    for (int r = 0; r < Rows; ++r) {
+      for (int width = kChunk / 2; width >= 1; width /= 2) {
+        for (int j = 0; j < width; ++j) acc[r][j] += acc[r][j + width];
+      }
+      out[r] = acc[r][0];
+    }
+    if (full_chunks * kChunk < a.w.k) {  // tail of K: part of the last group
+      decode_chunk<Bits>(row, full_chunks, w);
+      const float scale = s[a.w.groups - 1];
+      for (int r = 0; r < Rows; ++r) {
+        for (int64_t j = 0; j < a.w.k - full_chunks * kChunk; ++j) {
+          out[r] += xr[r][full_chunks * kChunk + j] * ((w[j] + a.w.code_bias) * scale);
+        }
+      }
+    }
+    for (int r = 0; r < Rows; ++r) {
+      const float* sums = a.x_group_sums + (m0 + r) * a.w.groups;
+      double offset_term = 0.0;  // per group, not per element: double costs nothing here
+      for (int64_t g = 0; off != nullptr && g < a.w.groups; ++g)
+        offset_term += static_cast<double>(off[g]) * sums[g];
+      a.w.y[(m0 + r) * a.w.y_stride + n] = static_cast<float>(out[r] + offset_term);
+    }
+  }
+}
+
+/// Row n of W in float32: W[k] = s[g] * (u[k] + code_bias) + off[g] (sgemm path at large M).
+template <int Bits>
+void dequantize_row(const uint8_t* __restrict row, int64_t k, float code_bias, const float* s,
+                    const float* off, int64_t group_size, float* __restrict out) {
+  alignas(64) float w[kChunk];
+  for (int64_t c = 0; c * kChunk < k; ++c) {
+    decode_chunk<Bits>(row, c, w);
+    const int64_t len = std::min<int64_t>(kChunk, k - c * kChunk);
+    for (int64_t j = 0; j < len; ++j) {
+      const int64_t g = (c * kChunk + j) / group_size;
+      out[c * kChunk + j] = s[g] * (w[j] + code_bias) + off[g];
+    }
+  }
+}
+
+#if defined(__AVX2__)
+/// The 32 unsigned codes of chunk c as floats in element order (w[i] holds elements 8i..8i+7).
+/// Each vpmovzxbd reads 8 bytes straight from memory; 4-bit bytes hold elements j and j + 16,
+/// 2-bit bytes elements j, j + 8, j + 16, j + 24, so one widening feeds 2 or 4 registers.
+template <int Bits>
+inline void decode_unsigned(const uint8_t* row, int64_t c, __m256 w[4]) {
+  auto widen = [](const uint8_t* p) {
+    return _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p)));
+  };
+  if constexpr (Bits == 8) {
+    for (int i = 0; i < 4; ++i) w[i] = _mm256_cvtepi32_ps(widen(row + c * 32 + 8 * i));
+  } else if constexpr (Bits == 4) {
+    const __m256i low4 = _mm256_set1_epi32(0x0F);
+    const __m256i v0 = widen(row + c * 16), v1 = widen(row + c * 16 + 8);
+    w[0] = _mm256_cvtepi32_ps(_mm256_and_si256(v0, low4));
+    w[1] = _mm256_cvtepi32_ps(_mm256_and_si256(v1, low4));
+    w[2] = _mm256_cvtepi32_ps(_mm256_srli_epi32(v0, 4));
+    w[3] = _mm256_cvtepi32_ps(_mm256_srli_epi32(v1, 4));
+  } else {
+    const __m256i low2 = _mm256_set1_epi32(0x03);
+    const __m256i v = widen(row + c * 8);
+    w[0] = _mm256_cvtepi32_ps(_mm256_and_si256(v, low2));
+    w[1] = _mm256_cvtepi32_ps(_mm256_and_si256(_mm256_srli_epi32(v, 2), low2));
+    w[2] = _mm256_cvtepi32_ps(_mm256_and_si256(_mm256_srli_epi32(v, 4), low2));
+    w[3] = _mm256_cvtepi32_ps(_mm256_srli_epi32(v, 6));
+  }
+}
+
+/// Register-resident gemv_rows on unsigned codes: W = s (u + qmin) + off, so
+/// x . W = sum_g s_g (x . u)_g + sum_g (qmin s_g + off_g) xsum_g. The first sum runs in two
+/// accumulators per activation row over spans of Span (1 or 2) chunks inside a group, then is
+/// scaled into a running total: short dependency chains, no per-element bias or sign work, and
+/// a fixed, fully unrolled span so the loop carries no per-span bookkeeping but a countdown.
+template <int Bits, int Rows, int Span, bool ChunkGroups>
+void gemv_rows_avx2(const GemvArgs& a, int64_t m0) {
+  const int64_t full_chunks = a.w.k / kChunk;
+  const int64_t chunks_per_group =
+      a.w.group_size >= a.w.k ? std::max<int64_t>(full_chunks, 1) : a.w.group_size / kChunk;
+  const int64_t spans = full_chunks / Span, spans_per_group = chunks_per_group / Span;
+  const float* xr[Rows];
+  for (int r = 0; r < Rows; ++r) xr[r] = a.x + (m0 + r) * a.x_stride;
+  for (int64_t n = a.w.n_begin; n < a.w.n_end; ++n) {
+    const uint8_t* row = a.w.codes + n * a.w.row_bytes;
+    const float* s = a.w.scales + n * a.w.groups;
+    const float* off =
+        a.w.offsets != nullptr ? a.w.offsets + n * a.w.groups : nullptr;  // null: all zero
+    __m256 total[Rows][Span];
+    for (int r = 0; r < Rows; ++r) {
+      for (int i = 0; i < Span; ++i) total[r][i] = _mm256_setzero_ps();
+    }
+    GroupScaleCursor group(s, spans_per_group);
+    for (int64_t sp = 0; sp < spans; ++sp) {
+      __m256 acc[Rows][2];
+      for (int i = 0; i < Span; ++i) {
+        const int64_t c = sp * Span + i;
+        if (ChunkGroups || i == 0) {
+          for (int r = 0; r < Rows; ++r) acc[r][0] = acc[r][1] = _mm256_setzero_ps();
+        }
+        __m256 w[4];
+        prefetch_at_line_start(row, c * Bits * 4);
+        decode_unsigned<Bits>(row, c, w);
+        for (int r = 0; r < Rows; ++r) {
+          const float* xc = xr[r] + c * kChunk;
+          acc[r][0] = _mm256_fmadd_ps(_mm256_loadu_ps(xc), w[0], acc[r][0]);
+          acc[r][1] = _mm256_fmadd_ps(_mm256_loadu_ps(xc + 8), w[1], acc[r][1]);
+          acc[r][0] = _mm256_fmadd_ps(_mm256_loadu_ps(xc + 16), w[2], acc[r][0]);
+          acc[r][1] = _mm256_fmadd_ps(_mm256_loadu_ps(xc + 24), w[3], acc[r][1]);
+        }
+        if constexpr (ChunkGroups) {  // one group per chunk: scale each into its own total
+          const __m256 scale = _mm256_broadcast_ss(s + c);
+          for (int r = 0; r < Rows; ++r) {
+            total[r][i] = _mm256_fmadd_ps(_mm256_add_ps(acc[r][0], acc[r][1]), scale, total[r][i]);
+          }
+        }
+      }
+      if constexpr (!ChunkGroups) {
+        const __m256 scale = _mm256_broadcast_ss(group.scale);
+        for (int r = 0; r < Rows; ++r)
+          total[r][0] = _mm256_fmadd_ps(_mm256_add_ps(acc[r][0], acc[r][1]), scale, total[r][0]);
+        group.step();
+      }
+    }
+    alignas(32) float u_tail[kChunk];
+    const int64_t tail = a.w.k - full_chunks * kChunk;
+    if (tail > 0) decode_chunk<Bits>(row, full_chunks, u_tail);
+    const int64_t odd_chunk = spans * Span;  // a last whole chunk the spans did not cover
+    alignas(32) float u_odd[kChunk];
+    if (odd_chunk < full_chunks) decode_chunk<Bits>(row, odd_chunk, u_odd);
+    for (int r = 0; r < Rows; ++r) {
+      __m256 sum = total[r][0];
+      for (int i = 1; i < Span; ++i) sum = _mm256_add_ps(sum, total[r][i]);
+      float out = horizontal_sum(sum);
+      for (int64_t j = 0; odd_chunk < full_chunks && j < kChunk; ++j)
+        out += xr[r][odd_chunk * kChunk + j] * (u_odd[j] * s[odd_chunk * kChunk / a.w.group_size]);
+      for (int64_t j = 0; j < tail; ++j)
+        out += xr[r][full_chunks * kChunk + j] * (u_tail[j] * s[a.w.groups - 1]);
+      out += group_bias_term(s, off, a.w.code_bias, a.x_group_sums + (m0 + r) * a.w.groups,
+                             a.w.groups);
+      a.w.y[(m0 + r) * a.w.y_stride + n] = out;
+    }
+  }
+}
+
+/// Picks the unrolling: pairs of chunks, scaled per chunk when every group is one chunk, per
+/// span when groups hold an even number of chunks; single chunks otherwise.
+template <int Bits, int Rows>
+void gemv_rows_avx2(const GemvArgs& a, int64_t m0) {
+  const int64_t full_chunks = a.w.k / kChunk;
+  const int64_t chunks_per_group =
+      a.w.group_size >= a.w.k ? std::max<int64_t>(full_chunks, 1) : a.w.group_size / kChunk;
+  if (chunks_per_group == 1 && a.w.group_size < a.w.k) {
+    gemv_rows_avx2<Bits, Rows, 2, true>(a, m0);
+  } else if (chunks_per_group % 2 == 0) {
+    gemv_rows_avx2<Bits, Rows, 2, false>(a, m0);
+  } else {
+    gemv_rows_avx2<Bits, Rows, 1, false>(a, m0);
+  }
+}
+#endif
+
+template <int Bits>
+void gemv(const GemvArgs& a) {
+#if defined(__AVX2__)
+#define QK_GEMV_ROWS gemv_rows_avx2
+#else
+#define QK_GEMV_ROWS gemv_rows
+#endif
+  int64_t m = 0;
+  for (; m + 4 <= a.m; m += 4) QK_GEMV_ROWS<Bits, 4>(a, m);
+  switch (a.m - m) {
+    case 3:
+      QK_GEMV_ROWS<Bits, 3>(a, m);
+      break;
+    case 2:
+      QK_GEMV_ROWS<Bits, 2>(a, m);
+      break;
+    case 1:
+      QK_GEMV_ROWS<Bits, 1>(a, m);
+      break;
+    default:
+      break;
+  }
+#undef QK_GEMV_ROWS
+}
+
+}  // namespace quantkit::kernels::QK_ISA_NAMESPACE
