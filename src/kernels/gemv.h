@@ -73,6 +73,10 @@ struct GemvInt8Args {
   const float* xq_group_sums;
   int64_t m;
   GemvWeights w;
+  /// [m, groups]: code_bias times xq_group_sums, in int32 (exact). The channel-tile kernels
+  /// start each group's dots of unsigned codes from it, so that they come out as the dots of
+  /// the signed codes.
+  const int32_t* code_sums;
 };
 
 /// Int16 activations for the weight-only GEMV: x ~ chunk_scale[r, c] * xh[r, 32 c + j], each

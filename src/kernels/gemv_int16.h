@@ -444,7 +444,9 @@ void u4_tile_tokens_i16(const GemvInt16Args& a, const ChannelTile& t, int64_t r0
                                    _mm512_mul_ps(scale, _mm512_set1_ps(sx[r][c])), total[r]);
       }
     }
-    const __m512 bias = _mm512_loadu_ps(t.biases.data() + g * 16);
+    const __m512 bias =  // qmin s + off, exact as the product is
+        _mm512_fmadd_ps(_mm512_set1_ps(a.w.code_bias), scale,
+                        _mm512_loadu_ps(t.offsets.data() + g * 16));
     for (int r = 0; r < Rows; ++r)
       total[r] = _mm512_fmadd_ps(bias, _mm512_set1_ps(xsums[r][g]), total[r]);
   }

@@ -24,16 +24,17 @@ namespace quantkit::kernels::QK_ISA_NAMESPACE {
 ///   high nibbles the 4 elements 16 further on.
 /// - 8-bit: dword q (of 8) is elements 4q..4q+3: with VNNI the unsigned codes as packed (vpdpbusd
 ///   takes them as they are), else stored signed (u + qmin = u ^ 0x80) for the sign trick.
-/// Group scales and biases (what the offsets, and for unsigned codes qmin s, add per unit of
-/// sum x) are stored per group as Channels lanes. Rows past N are zero-scaled and never stored.
-/// The quads are either regrouped into `filled` per call (weights in rows) or read where the
-/// weight stores them (CodeLayout::kChannelTiles, 16 channels: the same arrangement).
+/// Group scales and offsets are stored per group as Channels lanes (qmin enters the int32 dots:
+/// kTileCodesUnsigned). Rows past N are zero-scaled and never stored. Codes and metadata are
+/// either regrouped into the vectors per call (weights in rows) or read where the weight stores
+/// them (CodeLayout::kChannelTiles, 16 channels: the same arrangement; stored_params).
 struct ChannelTile {
   std::vector<uint32_t> filled;
   const uint32_t* quads = nullptr;  // [chunks][Bits][Channels]
   bool stored = false;              // quads point into the weight (streamed on first use)
   std::vector<float> scales;        // [groups][Channels]
-  std::vector<float> biases;        // [groups][Channels]
+  std::vector<float> offsets;       // [groups][Channels], zeros when !has_offsets
+  bool has_offsets = false;
   /// Stored tiles: the weight whose tile-major metadata (from tile n0) replaces the arrays.
   const GemvWeights* stored_params = nullptr;
   int64_t n0 = 0;
@@ -55,20 +56,18 @@ inline void transpose_4x4_epi32(const __m128i* r, __m128i* out) {
   out[3] = _mm_unpackhi_epi64(b, d);
 }
 
-/// The tile's group scales and biases for rows n0..n0 + rows (zeros past them).
-template <int Bits, int Channels>
+/// The tile's group scales and offsets for rows n0..n0 + rows (zeros past them).
+template <int Channels>
 void fill_tile_params(const GemvWeights& w, int64_t n0, int64_t rows, ChannelTile& t) {
-  constexpr bool kUnsignedCodes = Bits == 4 || kHaveVnni;
   t.stored_params = nullptr;
+  t.has_offsets = w.offsets != nullptr;
   t.scales.assign(static_cast<size_t>(w.groups * Channels), 0.0f);
-  t.biases.assign(static_cast<size_t>(w.groups * Channels), 0.0f);
+  t.offsets.assign(static_cast<size_t>(w.groups * Channels), 0.0f);
   for (int64_t ch = 0; ch < rows; ++ch) {
     for (int64_t g = 0; g < w.groups; ++g) {
-      const float s = w.scales[(n0 + ch) * w.groups + g];
-      const float off = w.offsets != nullptr ? w.offsets[(n0 + ch) * w.groups + g] : 0.0f;
-      t.scales[static_cast<size_t>(g * Channels + ch)] = s;
-      t.biases[static_cast<size_t>(g * Channels + ch)] =
-          (kUnsignedCodes ? w.code_bias * s : 0.0f) + off;
+      t.scales[static_cast<size_t>(g * Channels + ch)] = w.scales[(n0 + ch) * w.groups + g];
+      if (t.has_offsets)
+        t.offsets[static_cast<size_t>(g * Channels + ch)] = w.offsets[(n0 + ch) * w.groups + g];
     }
   }
 }
@@ -83,7 +82,7 @@ void fill_channel_tile8(const GemvWeights& w, int64_t n0, ChannelTile& t) {
   t.filled.resize(static_cast<size_t>(chunks * kQuads * 8));
   t.quads = t.filled.data();
   t.stored = false;
-  fill_tile_params<Bits, 8>(w, n0, rows, t);
+  fill_tile_params<8>(w, n0, rows, t);
   static const uint8_t kZeroChunk[32] = {};
   const __m256i sign_flip = _mm256_set1_epi8(Bits == 4 || kHaveVnni ? 0 : -128);
   for (int64_t c = 0; c < chunks; ++c) {
@@ -140,35 +139,32 @@ inline void transpose_16x16_epi32(__m512i* r) {
 inline void fill_tile_params16(const GemvWeights& w, int64_t n0, int64_t rows, ChannelTile& t) {
   const int64_t groups = w.groups;
   t.stored_params = nullptr;
+  t.has_offsets = w.offsets != nullptr;
   t.scales.resize(static_cast<size_t>(groups * 16));
-  t.biases.resize(static_cast<size_t>(groups * 16));
+  t.offsets.resize(static_cast<size_t>(groups * 16));
   auto transposed = [&](const float* m, int64_t g0, __m512i* r) {
     for (int i = 0; i < 16; ++i)
       r[i] = i < rows ? _mm512_castps_si512(_mm512_loadu_ps(m + (n0 + i) * groups + g0))
                       : _mm512_setzero_si512();
     transpose_16x16_epi32(r);
   };
-  const __m512 qmin = _mm512_set1_ps(w.code_bias);
   int64_t g0 = 0;
   for (; g0 + 16 <= groups; g0 += 16) {
     __m512i s[16], off[16];
     transposed(w.scales, g0, s);
-    if (w.offsets != nullptr) transposed(w.offsets, g0, off);
+    if (t.has_offsets) transposed(w.offsets, g0, off);
     for (int j = 0; j < 16; ++j) {
-      const __m512 sj = _mm512_castsi512_ps(s[j]);
-      __m512 bias = _mm512_mul_ps(qmin, sj);
-      if (w.offsets != nullptr) bias = _mm512_add_ps(bias, _mm512_castsi512_ps(off[j]));
-      _mm512_storeu_ps(t.scales.data() + (g0 + j) * 16, sj);
-      _mm512_storeu_ps(t.biases.data() + (g0 + j) * 16, bias);
+      _mm512_storeu_si512(t.scales.data() + (g0 + j) * 16, s[j]);
+      _mm512_storeu_si512(t.offsets.data() + (g0 + j) * 16,
+                          t.has_offsets ? off[j] : _mm512_setzero_si512());
     }
   }
   for (; g0 < groups; ++g0) {
     for (int64_t ch = 0; ch < 16; ++ch) {
       const bool live = ch < rows;
-      const float sc = live ? w.scales[(n0 + ch) * groups + g0] : 0.0f;
-      const float off = live && w.offsets != nullptr ? w.offsets[(n0 + ch) * groups + g0] : 0.0f;
-      t.scales[static_cast<size_t>(g0 * 16 + ch)] = sc;
-      t.biases[static_cast<size_t>(g0 * 16 + ch)] = w.code_bias * sc + off;
+      t.scales[static_cast<size_t>(g0 * 16 + ch)] = live ? w.scales[(n0 + ch) * groups + g0] : 0;
+      t.offsets[static_cast<size_t>(g0 * 16 + ch)] =
+          live && t.has_offsets ? w.offsets[(n0 + ch) * groups + g0] : 0.0f;
     }
   }
 }
@@ -209,13 +205,14 @@ void fill_channel_tile16(const GemvWeights& w, int64_t n0, ChannelTile& t) {
 struct StoredTileParams {
   const GemvWeights& w;
   int64_t first;  // tile n0's first element: n0 * groups
-  __m512 qmin;
   StoredTileParams(const GemvWeights& weights, int64_t n0)
-      : w(weights), first(n0 * weights.groups), qmin(_mm512_set1_ps(weights.code_bias)) {}
-  /// Group g's scales s and biases qmin s + offset (exact as the float32 expansion makes them).
-  void group(int64_t g, __m512& s, __m512& bias) const {
+      : w(weights), first(n0 * weights.groups) {}
+  bool has_offsets() const { return w.zero_points != nullptr || w.offsets != nullptr; }
+  /// Group g's scales s and offsets off (exact as the float32 expansion makes them; zero when
+  /// there are none).
+  void group(int64_t g, __m512& s, __m512& off) const {
     const int64_t at = first + g * 16;
-    __m512 off = _mm512_setzero_ps();
+    off = _mm512_setzero_ps();
     if (w.scales_f16 != nullptr) {
       s = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(w.scales_f16 + at)));
       if (w.zero_points != nullptr) {
@@ -227,7 +224,6 @@ struct StoredTileParams {
       s = _mm512_loadu_ps(w.scales + at);
       if (w.offsets != nullptr) off = _mm512_loadu_ps(w.offsets + at);
     }
-    bias = _mm512_add_ps(_mm512_mul_ps(qmin, s), off);
   }
   /// Software prefetch of the next tile's metadata, while this tile's codes stream.
   void prefetch_next_tile() const {
@@ -246,22 +242,23 @@ struct StoredTileParams {
   }
 };
 
-/// The group scales and biases a ChannelTile holds (filled with the tile from rows).
+/// The group scales and offsets a ChannelTile holds (filled with the tile from rows).
 struct TileArrayParams {
   const ChannelTile& t;
-  void group(int64_t g, __m512& s, __m512& bias) const {
+  bool has_offsets() const { return t.has_offsets; }
+  void group(int64_t g, __m512& s, __m512& off) const {
     s = _mm512_loadu_ps(t.scales.data() + g * 16);
-    bias = _mm512_loadu_ps(t.biases.data() + g * 16);
+    off = _mm512_loadu_ps(t.offsets.data() + g * 16);
   }
 };
 
-/// Group g's scales and biases of tile t: from the weight's tile-major metadata for stored
+/// Group g's scales and offsets of tile t: from the weight's tile-major metadata for stored
 /// tiles, else from the arrays filled with the tile.
-inline void tile_group_params(const ChannelTile& t, int64_t g, __m512& s, __m512& bias) {
+inline void tile_group_params(const ChannelTile& t, int64_t g, __m512& s, __m512& off) {
   if (t.stored_params != nullptr) {
-    StoredTileParams(*t.stored_params, t.n0).group(g, s, bias);
+    StoredTileParams(*t.stored_params, t.n0).group(g, s, off);
   } else {
-    TileArrayParams{t}.group(g, s, bias);
+    TileArrayParams{t}.group(g, s, off);
   }
 }
 
@@ -274,6 +271,7 @@ inline void stored_channel_tile16(const GemvWeights& w, int64_t n0, ChannelTile&
   t.stored = true;
   t.stored_params = &w;
   t.n0 = n0;
+  t.has_offsets = StoredTileParams(w, n0).has_offsets();
   StoredTileParams(w, n0).prefetch_next_tile();
 }
 
@@ -309,10 +307,11 @@ struct Lanes256 {
   static I dot(I acc, I u, I s) { return dot_u8_s8(acc, u, s); }
   static F to_float(I v) { return _mm256_cvtepi32_ps(v); }
   static F load_f(const float* p) { return _mm256_loadu_ps(p); }
-  static void group_params(const ChannelTile& t, int64_t g, F& s, F& bias) {
+  static void group_params(const ChannelTile& t, int64_t g, F& s, F& off) {
     s = load_f(t.scales.data() + g * kChannels);
-    bias = load_f(t.biases.data() + g * kChannels);
+    off = load_f(t.offsets.data() + g * kChannels);
   }
+  static I broadcast_i(const int32_t* p) { return _mm256_set1_epi32(*p); }
   static F broadcast_f(const float* p) { return _mm256_broadcast_ss(p); }
   static F fmadd(F a, F b, F c) { return _mm256_fmadd_ps(a, b, c); }
   static F zero_f() { return _mm256_setzero_ps(); }
@@ -336,9 +335,10 @@ struct Lanes512 {
   // maskz: GCC 12 warns that the unmasked form reads an undefined register.
   static F to_float(I v) { return _mm512_maskz_cvtepi32_ps(0xFFFF, v); }
   static F load_f(const float* p) { return _mm512_loadu_ps(p); }
-  static void group_params(const ChannelTile& t, int64_t g, F& s, F& bias) {
-    tile_group_params(t, g, s, bias);
+  static void group_params(const ChannelTile& t, int64_t g, F& s, F& off) {
+    tile_group_params(t, g, s, off);
   }
+  static I broadcast_i(const int32_t* p) { return _mm512_set1_epi32(*p); }
   static F broadcast_f(const float* p) { return _mm512_set1_ps(*p); }
   static F fmadd(F a, F b, F c) { return _mm512_fmadd_ps(a, b, c); }
   static F zero_f() { return _mm512_setzero_ps(); }
@@ -415,16 +415,28 @@ inline void w8_chunk_dots(const uint32_t* quads, const int8_t* const* xq, int64_
   }
 }
 
+/// Whether the tiles hold unsigned codes u = q - qmin (4-bit, and 8-bit wherever the lanes have
+/// VNNI); 8-bit codes without VNNI are stored signed (fill_channel_tile8).
+/// Those dots start from the token's code sums (GemvInt8Args::code_sums), which makes them the
+/// dots of the signed codes: per group and token the float work is one FMA (the scale; one more
+/// for offsets, when there are any), where adding qmin s times the group sum of x took a
+/// second. W4A8 g32, stored tiles, 4096^2 in cache, 2 threads, Zen 5, M = 8 / 32 / 128 / 512:
+/// 1470 / 1580 / 1600 / 1500 -> 1570 / 1710 / 1740 / 1620 GOPS.
+template <class L, int Bits>
+constexpr bool kTileCodesUnsigned = Bits == 4 || kLanesHaveVnni<L>;
+
 /// Tokens r0..r0+Rows of a tile pass: their int8 rows and group sums, and the store of their
 /// float totals (columns n0.., as many as the slice has) times each token's scale.
 template <int Rows>
 struct TileTokens {
   const int8_t* xq[Rows];
   const float* xsums[Rows];
+  const int32_t* code_sums[Rows];  // GemvInt8Args::code_sums
   TileTokens(const GemvInt8Args& a, int64_t r0) {
     for (int r = 0; r < Rows; ++r) {
       xq[r] = a.xq + (r0 + r) * a.xq_stride;
       xsums[r] = a.xq_group_sums + (r0 + r) * a.w.groups;
+      code_sums[r] = a.code_sums + (r0 + r) * a.w.groups;
     }
   }
   template <int Columns>
@@ -439,12 +451,12 @@ struct TileTokens {
 };
 
 /// y[r0..r0+Rows, n0..n0+Channels) from a tile: per chunk, int32 dots of the channels per token
-/// (above); per group, floats times the group scales, plus the biases times the token's group
-/// sum of xq. Against per-row dot products this needs no horizontal reduction, and for 4-bit
-/// codes no float conversion per chunk: 9 multiply-port ops per 256 MACs instead of 16 plus 16
-/// (256-bit lanes). With one chunk per group (ChunkGroups) the float totals stay in registers;
-/// with longer groups the int32 dots take those registers and the totals, touched once per
-/// group, live in memory.
+/// (above, from the token's code sum); per group, floats times the group scales, plus the
+/// offsets times the token's group sum of xq. Against per-row dot products this needs no horizontal
+/// reduction, and for 4-bit codes no float conversion per chunk: 9 multiply-port ops per 256 MACs
+/// instead of 16 plus 16 (256-bit lanes). With one chunk per group (ChunkGroups) the float totals
+/// stay in registers; with longer groups the int32 dots take those registers and the totals,
+/// touched once per group, live in memory.
 template <class L, int Bits, int Rows, bool ChunkGroups>
 void channel_tile_tokens(const GemvInt8Args& a, const ChannelTile& t, int64_t r0, int64_t n0) {
   using I = typename L::I;
@@ -464,13 +476,17 @@ void channel_tile_tokens(const GemvInt8Args& a, const ChannelTile& t, int64_t r0
               : w8_chunk_dots<L, Rows>(quads, xq, c, dot);
   };
   alignas(64) float out[Rows][kCh] = {};
+  auto start_dots = [&](int64_t g, I* dot) {  // signed codes need no code sums
+    for (int r = 0; r < Rows; ++r)
+      dot[r] = kTileCodesUnsigned<L, Bits> ? L::broadcast_i(tokens.code_sums[r] + g) : L::zero();
+  };
   auto add_group = [&](int64_t g, const I* dot, auto&& update) {
-    F scale, bias;
-    L::group_params(t, g, scale, bias);
+    F scale, off;
+    L::group_params(t, g, scale, off);
     for (int r = 0; r < Rows; ++r) {
       update(r, [&](F v) {
         v = L::fmadd(L::to_float(dot[r]), scale, v);
-        return L::fmadd(bias, L::broadcast_f(xsums[r] + g), v);
+        return t.has_offsets ? L::fmadd(off, L::broadcast_f(xsums[r] + g), v) : v;
       });
     }
   };
@@ -479,7 +495,7 @@ void channel_tile_tokens(const GemvInt8Args& a, const ChannelTile& t, int64_t r0
     for (auto& v : total) v = L::zero_f();
     for (int64_t c = 0; c < chunks; ++c) {
       I dot[Rows];
-      for (auto& v : dot) v = L::zero();
+      start_dots(c, dot);
       chunk_dots(c, dot);
       add_group(c, dot, [&](int r, auto&& f) { total[r] = f(total[r]); });
     }
@@ -487,7 +503,7 @@ void channel_tile_tokens(const GemvInt8Args& a, const ChannelTile& t, int64_t r0
   } else {
     for (int64_t c0 = 0, g = 0; c0 < chunks; c0 += chunks_per_group, ++g) {
       I dot[Rows];
-      for (auto& v : dot) v = L::zero();
+      start_dots(g, dot);
       for (int64_t c = c0; c < std::min(chunks, c0 + chunks_per_group); ++c) chunk_dots(c, dot);
       add_group(g, dot, [&](int r, auto&& f) { L::store_f(out[r], f(L::load_f(out[r]))); });
     }
@@ -641,13 +657,15 @@ void channel_tile_pair_tokens(const GemvInt8Args& a, const ChannelTile& ta, cons
     }
     for (int half = 0; half < 2; ++half) {
       const ChannelTile& t = half == 0 ? ta : tb;
-      __m512 scale, bias;
-      tile_group_params(t, g, scale, bias);
+      __m512 scale, off;
+      tile_group_params(t, g, scale, off);
       for (int r = 0; r < kTokens; ++r) {
         float* out = total[r] + 16 * half;
-        const __m512 dot = Lanes512::to_float(_mm512_load_si512(dots[r] + 16 * half));
-        __m512 v = _mm512_fmadd_ps(dot, scale, _mm512_load_ps(out));
-        _mm512_store_ps(out, _mm512_fmadd_ps(bias, _mm512_set1_ps(tokens.xsums[r][g]), v));
+        const __m512i signed_dot = _mm512_add_epi32(_mm512_load_si512(dots[r] + 16 * half),
+                                                    _mm512_set1_epi32(tokens.code_sums[r][g]));
+        __m512 v = _mm512_fmadd_ps(Lanes512::to_float(signed_dot), scale, _mm512_load_ps(out));
+        if (t.has_offsets) v = _mm512_fmadd_ps(off, _mm512_set1_ps(tokens.xsums[r][g]), v);
+        _mm512_store_ps(out, v);
       }
     }
   }
@@ -681,9 +699,12 @@ void channel_tile_pair_4_tokens_chunk_groups(const GemvInt8Args& a, const Channe
   __m512 ya0 = _mm512_setzero_ps(), ya1 = ya0, ya2 = ya0, ya3 = ya0, yb0 = ya0, yb1 = ya0,
          yb2 = ya0, yb3 = ya0;
   const bool prefetch = ta.stored && r0 == 0;
+  const bool offsets = ta.has_offsets;
   for (int64_t c = 0; c < chunks; ++c) {
-    __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0,
-            b3 = a0;
+    __m512i a0 = _mm512_set1_epi32(tokens.code_sums[0][c]), b0 = a0,
+            a1 = _mm512_set1_epi32(tokens.code_sums[1][c]), b1 = a1,
+            a2 = _mm512_set1_epi32(tokens.code_sums[2][c]), b2 = a2,
+            a3 = _mm512_set1_epi32(tokens.code_sums[3][c]), b3 = a3;
 #pragma GCC unroll 8
     for (int q = 0; q < Bits; ++q) {
       const PairQuad<Bits> w(ta.quads, tb.quads, c * Bits + q, prefetch);
@@ -691,16 +712,18 @@ void channel_tile_pair_4_tokens_chunk_groups(const GemvInt8Args& a, const Channe
       w.dot(a0, b0, x0 + at), w.dot(a1, b1, x1 + at), w.dot(a2, b2, x2 + at);
       w.dot(a3, b3, x3 + at);
     }
-    __m512 sa, ba, sb, bb;
-    tile_group_params(ta, c, sa, ba);
-    tile_group_params(tb, c, sb, bb);
+    __m512 sa, oa, sb, ob;
+    tile_group_params(ta, c, sa, oa);
+    tile_group_params(tb, c, sb, ob);
 #define QK_TOTAL(r)                                               \
   {                                                               \
-    const __m512 xsum = _mm512_set1_ps(tokens.xsums[r][c]);       \
     ya##r = _mm512_fmadd_ps(Lanes512::to_float(a##r), sa, ya##r); \
-    ya##r = _mm512_fmadd_ps(ba, xsum, ya##r);                     \
     yb##r = _mm512_fmadd_ps(Lanes512::to_float(b##r), sb, yb##r); \
-    yb##r = _mm512_fmadd_ps(bb, xsum, yb##r);                     \
+    if (offsets) {                                                \
+      const __m512 xsum = _mm512_set1_ps(tokens.xsums[r][c]);     \
+      ya##r = _mm512_fmadd_ps(oa, xsum, ya##r);                   \
+      yb##r = _mm512_fmadd_ps(ob, xsum, yb##r);                   \
+    }                                                             \
   }
     QK_TOTAL(0) QK_TOTAL(1) QK_TOTAL(2) QK_TOTAL(3)
 #undef QK_TOTAL
@@ -724,7 +747,8 @@ void channel_tile_pair_few_tokens_chunk_groups(const GemvInt8Args& a, const Chan
   const bool prefetch = ta.stored && r0 == 0;
   for (int64_t c = 0; c < chunks; ++c) {
     __m512i dot[Tokens][2];
-    for (auto& token : dot) token[0] = token[1] = _mm512_setzero_si512();
+    for (int r = 0; r < Tokens; ++r)
+      dot[r][0] = dot[r][1] = _mm512_set1_epi32(tokens.code_sums[r][c]);
 #pragma GCC unroll 8
     for (int q = 0; q < Bits; ++q) {
       const PairQuad<Bits> w(ta.quads, tb.quads, c * Bits + q, prefetch);
@@ -732,11 +756,12 @@ void channel_tile_pair_few_tokens_chunk_groups(const GemvInt8Args& a, const Chan
     }
     for (int half = 0; half < 2; ++half) {
       const ChannelTile& t = half == 0 ? ta : tb;
-      __m512 scale, bias;
-      tile_group_params(t, c, scale, bias);
+      __m512 scale, off;
+      tile_group_params(t, c, scale, off);
       for (int r = 0; r < Tokens; ++r) {
-        const __m512 v = _mm512_fmadd_ps(Lanes512::to_float(dot[r][half]), scale, total[r][half]);
-        total[r][half] = _mm512_fmadd_ps(bias, _mm512_set1_ps(tokens.xsums[r][c]), v);
+        __m512 v = _mm512_fmadd_ps(Lanes512::to_float(dot[r][half]), scale, total[r][half]);
+        if (t.has_offsets) v = _mm512_fmadd_ps(off, _mm512_set1_ps(tokens.xsums[r][c]), v);
+        total[r][half] = v;
       }
     }
   }
@@ -763,9 +788,11 @@ void channel_tile_one_token_w4(const GemvInt8Args& a, const ChannelTile& t, cons
   const int64_t chunks_per_group = a.w.group_size >= a.w.k ? chunks : a.w.group_size / 32;
   const int8_t* x = a.xq + r * a.xq_stride;
   const float* xsums = a.xq_group_sums + r * a.w.groups;
+  const int32_t* code_sums = a.code_sums + r * a.w.groups;
+  const bool offsets = params.has_offsets();
   __m512 total = _mm512_setzero_ps(), spare = total;
   for (int64_t c0 = 0, g = 0; c0 < chunks; c0 += chunks_per_group, ++g) {
-    __m512i d0 = _mm512_setzero_si512(), d1 = d0, d2 = d0, d3 = d0;
+    __m512i d0 = _mm512_set1_epi32(code_sums[g]), d1 = _mm512_setzero_si512(), d2 = d1, d3 = d1;
     for (int64_t c = c0; c < std::min(chunks, c0 + chunks_per_group); ++c) {
       const uint32_t* quads = t.quads + c * 4 * 16;
       const int8_t* xc = x + c * 32;
@@ -781,10 +808,10 @@ void channel_tile_one_token_w4(const GemvInt8Args& a, const ChannelTile& t, cons
       }
     }
     const __m512i dot = _mm512_add_epi32(_mm512_add_epi32(d0, d1), _mm512_add_epi32(d2, d3));
-    __m512 scale, bias;
-    params.group(g, scale, bias);
-    const __m512 v = _mm512_fmadd_ps(Lanes512::to_float(dot), scale, total);
-    total = _mm512_fmadd_ps(bias, _mm512_set1_ps(xsums[g]), v);
+    __m512 scale, off;
+    params.group(g, scale, off);
+    total = _mm512_fmadd_ps(Lanes512::to_float(dot), scale, total);
+    if (offsets) total = _mm512_fmadd_ps(off, _mm512_set1_ps(xsums[g]), total);
     std::swap(total, spare);
   }
   alignas(64) float out[1][16];
@@ -799,6 +826,7 @@ void channel_tile_one_token_w4(const GemvInt8Args& a, const ChannelTile& t, cons
 template <class L, int Bits>
 void gemv_int8_tiled_lanes(const GemvInt8Args& a) {
   thread_local ChannelTile tile, next_tile;
+
   const bool chunk_groups = a.w.group_size == 32 && a.w.k > 32;
   auto each_token = [&](const ChannelTile& t, int64_t n0, int64_t r) {
     if (chunk_groups) {

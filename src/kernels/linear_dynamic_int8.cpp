@@ -132,9 +132,13 @@ Tensor product_of_tokens(const TokenQuantized& t, const Shape& x_shape, int64_t 
     kernels::amx_linear_int8(
         {&p, t.codes.get(), t.stride, t.scales.data(), sums, m, y.data<float>()}, num_threads());
   } else {
+    const kernels::GemvWeights w = gemv_weights(p, y.data<float>());
+    std::vector<int32_t> code_sums(t.group_sums.size());
+    for (size_t i = 0; i < code_sums.size(); ++i)
+      code_sums[i] = static_cast<int32_t>(w.code_bias) * static_cast<int32_t>(sums[i]);
     run_row_slices(p,
-                   kernels::GemvInt8Args{t.codes.get(), t.stride, t.scales.data(), sums, m,
-                                         gemv_weights(p, y.data<float>())},
+                   kernels::GemvInt8Args{t.codes.get(), t.stride, t.scales.data(), sums, m, w,
+                                         code_sums.data()},
                    p.dtype == DType::kInt8 ? table.i8_w8 : table.i8_w4, num_threads(),
                    kernels::int8_kernel_reads_compact(m, dtype_bits(p.dtype), p.layout),
                    kernels::int8_kernel_slice_rows(m));
