@@ -1,7 +1,5 @@
 #include "quantkit/core/tensor.h"
 
-#include <sys/mman.h>
-
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -9,6 +7,7 @@
 
 #include "quantkit/core/float_convert.h"
 #include "quantkit/core/packing.h"
+#include "storage.h"
 
 namespace quantkit {
 
@@ -67,20 +66,7 @@ Tensor Tensor::empty(Shape shape, DType dtype) {
   t.shape_ = std::move(shape);
   t.dtype_ = dtype;
   t.dtype_set_ = true;
-  // Round up so vector kernels may read a full 64-byte line past the last element of a row.
-  const size_t bytes = static_cast<size_t>(storage_bytes(dtype, t.numel_));
-  const size_t padded = (bytes + 64) / 64 * 64;
-  // Large tensors get 2 MiB alignment and a transparent-huge-page hint: a fresh 64 MiB buffer
-  // then costs 32 page faults instead of 16384, which otherwise dominate a dequantize call.
-  constexpr size_t kHugePage = size_t{2} << 20;
-  const bool huge = padded >= 2 * kHugePage;
-  void* raw = huge ? std::aligned_alloc(kHugePage, (padded + kHugePage - 1) / kHugePage * kHugePage)
-                   : std::aligned_alloc(64, padded);
-  if (huge && raw != nullptr)
-    ::madvise(raw, (padded + kHugePage - 1) / kHugePage * kHugePage, MADV_HUGEPAGE);
-  QK_CHECK(raw != nullptr, Error, "out of memory allocating ",
-           format_bytes(static_cast<int64_t>(padded)));
-  t.data_ = std::shared_ptr<uint8_t>(static_cast<uint8_t*>(raw), [](uint8_t* p) { std::free(p); });
+  t.data_ = detail::allocate_storage(static_cast<size_t>(storage_bytes(dtype, t.numel_)));
   return t;
 }
 
