@@ -6,6 +6,7 @@
 //   gemv_int16.h       x rounded to int16 per chunk (GemvInt16Args, the default weight-only path)
 //   gemv_int8.h        dynamic int8 x along the rows (GemvInt8Args), dispatch to the tiles
 //   gemv_int8_tiles.h  channel tiles: output channels in the vector lanes (int8 and int16 x)
+//   gemv_int8_tile_pairs.h  two tiles at once, and the dispatch over a slice of tiles
 // This file gathers them into the ISA's GemvKernels table.
 #pragma once
 

@@ -3,7 +3,7 @@
 // Part of gemv_impl.h's per-ISA instantiation (QK_ISA_NAMESPACE names it).
 #pragma once
 
-#include "gemv_int8_tiles.h"
+#include "gemv_int8_tile_pairs.h"
 #include "gemv_rows.h"
 
 namespace quantkit::kernels::QK_ISA_NAMESPACE {
