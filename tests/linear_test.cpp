@@ -351,10 +351,15 @@ TEST(Linear, CompactMetadataFoldsLikeFloat32Metadata) {
   const int64_t n = 19;
   for (int64_t k : {470, 1100}) {
     const Tensor x = testing::random_tensor({1, k}, 4);
-    for (int64_t group : {32, 64, 128}) {
+    for (auto [dtype, group] : std::vector<std::pair<DType, int64_t>>{{DType::kInt4, 0},
+                                                                      {DType::kInt4, 32},
+                                                                      {DType::kInt4, 64},
+                                                                      {DType::kInt4, 128},
+                                                                      {DType::kInt2, 0},
+                                                                      {DType::kInt2, 32}}) {
       for (ZeroPointDomain domain : {ZeroPointDomain::kNone, ZeroPointDomain::kInt}) {
-        const PackedLinearWeight compact = pack_linear_weight(
-            make_weight(n, k, {DType::kInt4, domain, group, DType::kFloat16}, 9));
+        const PackedLinearWeight compact =
+            pack_linear_weight(make_weight(n, k, {dtype, domain, group, DType::kFloat16}, 9));
         ASSERT_TRUE(compact.compact());
         PackedLinearWeight full = compact.clone();
         full.scales = Tensor::empty({n, full.groups}, DType::kFloat32);
@@ -366,8 +371,8 @@ TEST(Linear, CompactMetadataFoldsLikeFloat32Metadata) {
         for (Isa isa : supported_isas()) {
           set_active_isa(isa);
           EXPECT_TRUE(same_bits(linear_weight_only(x, compact), linear_weight_only(x, full)))
-              << isa_name(isa) << " k " << k << " group " << group << " asym "
-              << (domain == ZeroPointDomain::kInt);
+              << isa_name(isa) << " " << dtype_name(dtype) << " k " << k << " group " << group
+              << " asym " << (domain == ZeroPointDomain::kInt);
         }
       }
     }
