@@ -98,10 +98,10 @@ void dots_few_tokens_32_channels(const uint32_t* qa, const uint32_t* qb, const i
 }
 
 /// y[r0..r0+Tokens, n0..n0+32) from two adjacent 16-channel tiles (tb: channels n0 + 16..): per
-/// group the int32 dots above, then floats times the group scales plus the biases times the
-/// token's group sum, as channel_tile_tokens does for one tile. The totals live in memory, a
-/// round trip per group: at group size 32 that cost more than the shared broadcasts saved
-/// (W4A8 g32 M = 128: 0.93x), so one-chunk groups keep the one-tile kernel.
+/// group the int32 dots above plus the code sums, then floats times the group scales plus the
+/// offsets times the token's group sum, as channel_tile_tokens does for one tile. The totals live
+/// in memory, a round trip per group: at group size 32 that cost more than the shared broadcasts
+/// saved (W4A8 g32 M = 128: 0.93x), so one-chunk groups keep the one-tile kernel.
 template <int Bits, int Tokens>
 void channel_tile_pair_tokens(const GemvInt8Args& a, const ChannelTile& ta, const ChannelTile& tb,
                               int64_t r0, int64_t n0) {

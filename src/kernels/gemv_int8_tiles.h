@@ -194,7 +194,7 @@ void fill_channel_tile16(const GemvWeights& w, int64_t n0, ChannelTile& t) {
   }
 }
 
-/// The group scales and biases of a 16-channel tile as stored tile-major
+/// The group scales and offsets of a 16-channel tile as stored tile-major
 /// (CodeLayout::kChannelTiles): compact (float16 scales, int8 zero points) or float32, read in
 /// place by the kernels, group by group (a conversion per group and pass of up to 8 tokens).
 /// Row-major metadata took an expansion per slice and a 16 x 16 transpose per tile into arrays:
