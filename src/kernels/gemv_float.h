@@ -61,9 +61,7 @@ void gemv_rows(const GemvArgs& a, int64_t m0) {
   for (int r = 0; r < Rows; ++r) xr[r] = a.x + (m0 + r) * a.x_stride;
   for (int64_t n = a.w.n_begin; n < a.w.n_end; ++n) {
     const uint8_t* row = a.w.codes + n * a.w.row_bytes;
-    const float* s = a.w.scales + n * a.w.groups;
-    const float* off =
-        a.w.offsets != nullptr ? a.w.offsets + n * a.w.groups : nullptr;  // null: all zero
+    const auto [s, off] = float32_row_params(a.w, n);  // off null: all zero
     alignas(64) float acc[Rows][kChunk] = {};
     alignas(64) float w[kChunk];
     for (int64_t c = 0; c < full_chunks; ++c) {
@@ -159,9 +157,7 @@ void gemv_rows_avx2(const GemvArgs& a, int64_t m0) {
   for (int r = 0; r < Rows; ++r) xr[r] = a.x + (m0 + r) * a.x_stride;
   for (int64_t n = a.w.n_begin; n < a.w.n_end; ++n) {
     const uint8_t* row = a.w.codes + n * a.w.row_bytes;
-    const float* s = a.w.scales + n * a.w.groups;
-    const float* off =
-        a.w.offsets != nullptr ? a.w.offsets + n * a.w.groups : nullptr;  // null: all zero
+    const auto [s, off] = float32_row_params(a.w, n);  // off null: all zero
     __m256 total[Rows][Span];
     for (int r = 0; r < Rows; ++r) {
       for (int i = 0; i < Span; ++i) total[r][i] = _mm256_setzero_ps();

@@ -44,8 +44,7 @@ struct Int16Tokens {
 /// totals kept them in memory, with a store per token and chunk.
 template <bool PerChannel>
 inline void store_int16_total(const GemvInt16Args& a, int64_t t, int64_t n, __m256 sum) {
-  const float* s = a.w.scales + n * a.w.groups;
-  const float* off = a.w.offsets != nullptr ? a.w.offsets + n * a.w.groups : nullptr;
+  const auto [s, off] = float32_row_params(a.w, n);
   if constexpr (PerChannel) sum = _mm256_mul_ps(sum, _mm256_broadcast_ss(s));
   a.w.y[t * a.w.y_stride + n] =
       horizontal_sum(sum) +
@@ -512,7 +511,7 @@ void gemv_int16_rows_avx2(const GemvInt16Args& a, int64_t r0) {
   const Int16Tokens<Rows> tokens(a, r0);
   for (int64_t n = a.w.n_begin; n < a.w.n_end; ++n) {
     const uint8_t* row = a.w.codes + n * a.w.row_bytes;
-    const float* s = a.w.scales + n * a.w.groups;
+    const float* s = float32_row_params(a.w, n).s;
     __m256 total[Rows], spare = _mm256_setzero_ps();
     for (auto& t : total) t = _mm256_setzero_ps();
     GroupScaleCursor group(s, chunks_per_group);
@@ -595,7 +594,7 @@ void gemv_int16_w2_rows_avx2(const GemvInt16Args& a, int64_t r0) {
   const Int16Tokens<Rows> tokens(a, r0);
   for (int64_t n = a.w.n_begin; n < a.w.n_end; ++n) {
     const uint8_t* row = a.w.codes + n * a.w.row_bytes;
-    const float* s = a.w.scales + n * a.w.groups;
+    const float* s = float32_row_params(a.w, n).s;
     __m256 total[Rows], spare = _mm256_setzero_ps();
     for (auto& t : total) t = _mm256_setzero_ps();
     GroupScaleCursor group(s, chunks_per_group);
@@ -699,7 +698,7 @@ void gemv_int16(const GemvInt16Args& a) {
     const float* sums = a.xh_group_sums + r * a.w.groups;
     for (int64_t n = a.w.n_begin; n < a.w.n_end; ++n) {
       const uint8_t* row = a.w.codes + n * a.w.row_bytes;
-      const float* s = a.w.scales + n * a.w.groups;
+      const float* s = float32_row_params(a.w, n).s;
       double out = 0.0;
       for (int64_t c0 = 0, g = 0; c0 < a.chunks; c0 += chunks_per_group, ++g) {
         double group = 0.0;

@@ -66,9 +66,9 @@ inline void gemv_int8_w4_row_avx2(const GemvInt8Args& a, int64_t r) {
           a.w.zero_points != nullptr ? a.w.zero_points + n * a.w.groups : nullptr, a.w.groups,
           a.w.code_bias, xsums, nullptr, buffer.data());
     } else {
-      s = a.w.scales + n * a.w.groups;
-      bias = group_bias_term(s, a.w.offsets != nullptr ? a.w.offsets + n * a.w.groups : nullptr,
-                             a.w.code_bias, xsums, a.w.groups);
+      const RowGroupParams row_params = float32_row_params(a.w, n);
+      s = row_params.s;
+      bias = group_bias_term(s, row_params.off, a.w.code_bias, xsums, a.w.groups);
     }
     __m256 total0 = _mm256_setzero_ps(), total1 = _mm256_setzero_ps();
     if (chunks_per_group == 1) {  // one chunk per group (group size 32): a line per step
@@ -135,9 +135,9 @@ inline void gemv_int8_w4_row_avx512(const GemvInt8Args& a, int64_t r) {
           a.w.code_bias, xsums, nullptr, dst);
       s = dst;
     } else {
-      s = a.w.scales + n * a.w.groups;
-      bias = group_bias_term(s, a.w.offsets != nullptr ? a.w.offsets + n * a.w.groups : nullptr,
-                             a.w.code_bias, xsums, a.w.groups);
+      const RowGroupParams row_params = float32_row_params(a.w, n);
+      s = row_params.s;
+      bias = group_bias_term(s, row_params.off, a.w.code_bias, xsums, a.w.groups);
     }
     scales.spread_from(s, a.w.groups);
     __m512 total = _mm512_setzero_ps(), spare = _mm512_setzero_ps();
@@ -206,7 +206,7 @@ void gemv_int8_w8_rows_avx2(const GemvInt8Args& a, int64_t r0) {
   for (int r = 0; r < Rows; ++r) xq[r] = a.xq + (r0 + r) * a.xq_stride;
   for (int64_t n = a.w.n_begin; n < a.w.n_end; ++n) {
     const uint8_t* row = a.w.codes + n * a.w.row_bytes;
-    const float* s = a.w.scales + n * a.w.groups;
+    const float* s = float32_row_params(a.w, n).s;
     double out[Rows] = {};
     for (int64_t c0 = 0, g = 0; c0 < chunks; c0 += chunks_per_group, ++g) {
       const int64_t c1 = std::min(chunks, c0 + chunks_per_group);
@@ -276,7 +276,7 @@ inline void gemv_int8_w8_token_vnni512(const GemvInt8Args& a, int64_t r) {
   const float* xsums = a.xq_group_sums + r * a.w.groups;
   for (int64_t n = a.w.n_begin; n < a.w.n_end; ++n) {
     const uint8_t* row = a.w.codes + n * a.w.row_bytes;
-    const float* s = a.w.scales + n * a.w.groups;
+    const auto [s, off] = float32_row_params(a.w, n);
     double out = 0.0;
     for (int64_t c0 = 0, g = 0; c0 < chunks; c0 += chunks_per_group, ++g) {
       const int64_t c1 = std::min(chunks, c0 + chunks_per_group);
@@ -288,7 +288,7 @@ inline void gemv_int8_w8_token_vnni512(const GemvInt8Args& a, int64_t r) {
                                   _mm512_loadu_si512(xq + c * kChunk));
       }
       out += w8_group_term(_mm512_reduce_add_epi32(acc), a.w.code_bias, xsums[g], s[g],
-                           a.w.offsets != nullptr ? a.w.offsets + n * a.w.groups + g : nullptr);
+                           off != nullptr ? off + g : nullptr);
     }
     a.w.y[r * a.w.y_stride + n] = static_cast<float>(out * a.x_scale[r]);
   }
@@ -439,7 +439,7 @@ void gemv_int8(const GemvInt8Args& a) {
     const float* xsums = a.xq_group_sums + r * a.w.groups;
     for (int64_t n = a.w.n_begin; n < a.w.n_end; ++n) {
       const uint8_t* row = a.w.codes + n * a.w.row_bytes;
-      const float* s = a.w.scales + n * a.w.groups;
+      const float* s = float32_row_params(a.w, n).s;
       double out = 0.0;
       for (int64_t c0 = 0, g = 0; c0 < chunks; c0 += chunks_per_group, ++g) {
         const int64_t c1 = std::min(chunks, c0 + chunks_per_group);

@@ -89,10 +89,12 @@ struct RowGroupParams {
   const float* s;
   const float* off;
 };
+/// Row n's float32 metadata where the weight holds it as float32 (never compact).
+inline RowGroupParams float32_row_params(const GemvWeights& w, int64_t n) {
+  return {w.scales + n * w.groups, w.offsets != nullptr ? w.offsets + n * w.groups : nullptr};
+}
 inline RowGroupParams row_group_params(const GemvWeights& w, int64_t n, float* buffer) {
-  if (w.scales_f16 == nullptr) {
-    return {w.scales + n * w.groups, w.offsets != nullptr ? w.offsets + n * w.groups : nullptr};
-  }
+  if (w.scales_f16 == nullptr) return float32_row_params(w, n);
   const int8_t* z = w.zero_points != nullptr ? w.zero_points + n * w.groups : nullptr;
   expand_group_params(w.scales_f16 + n * w.groups, z, w.groups, buffer, buffer + w.groups);
   return {buffer, z != nullptr ? buffer + w.groups : nullptr};
