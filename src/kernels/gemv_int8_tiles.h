@@ -271,8 +271,9 @@ inline void stored_channel_tile16(const GemvWeights& w, int64_t n0, ChannelTile&
   t.stored = true;
   t.stored_params = &w;
   t.n0 = n0;
-  t.has_offsets = StoredTileParams(w, n0).has_offsets();
-  StoredTileParams(w, n0).prefetch_next_tile();
+  const StoredTileParams params(w, n0);
+  t.has_offsets = params.has_offsets();
+  params.prefetch_next_tile();
 }
 
 /// Tile n0 (16 channels) as stored or regrouped, whichever the weight's layout asks.
