@@ -9,15 +9,54 @@ namespace quantkit::kernels::QK_ISA_NAMESPACE {
 
 #if defined(__AVX2__)
 #if defined(__AVX512BW__) && defined(__AVX512VNNI__)
+/// What one token pass over a pair of stored tiles prefetches, line by line as it reads them.
+/// The first pass streams the pair from DRAM: its own lines, decode_tuning's L2 distance ahead.
+/// Each later pass (pass j of L) fetches every L-th line of the pair that follows in memory,
+/// from line j - 1 on, so that its first pass finds the lines in L2: without it the later
+/// passes ran from cache while DRAM idled, and the first pass of the next pair waited on DRAM.
+/// Weights over 1 GiB, 4096^2, 2 threads, Zen 5, GOPS: W8A8 per channel M = 16 / 32: 1070-1084
+/// -> 1243-1457 / 1489-1555 -> 1756-1888; W4A8 g32 M = 8 / 32: 888-932 -> 1000-1148 /
+/// 1375-1434 -> 1468-1523; in cache no change beyond the noise. (Next-pair lines fetched during
+/// the first pass instead, competing with its own stream, ran 3-30 % slower.)
+class PassPrefetch {
+ public:
+  PassPrefetch() = default;
+  /// Pass `pass` of `passes` over the pair (ta, next to it in memory the tile after it).
+  PassPrefetch(const ChannelTile& ta, int64_t row_bytes, int64_t pass, int64_t passes) {
+    if (!ta.stored) return;
+    const char* first = reinterpret_cast<const char*>(ta.quads);
+    tile_bytes_ = 16 * row_bytes;
+    if (pass == 0) {  // every line of its own tiles
+      lines_ = first + decode_tuning.l2_prefetch_bytes;
+      period_ = countdown_ = 1;
+    } else {
+      lines_ = first + 2 * tile_bytes_;
+      period_ = passes - 1;
+      countdown_ = pass;
+    }
+  }
+  /// Line `line` of the pair is about to be read.
+  void at(int64_t line) {
+    if (--countdown_ != 0) return;
+    countdown_ = period_;
+    _mm_prefetch(lines_ + line * 64, _MM_HINT_T1);
+    _mm_prefetch(lines_ + tile_bytes_ + line * 64, _MM_HINT_T1);
+  }
+
+ private:
+  const char* lines_ = nullptr;  // line 0 of the first tile fetched
+  int64_t tile_bytes_ = 0;
+  int64_t period_ = 0, countdown_ = -1;  // never reaches 0 without a stored pair
+};
+
 /// One quad of two adjacent 16-channel tiles' codes (quads index `quad` of each), unpacked
 /// (4-bit: low and high nibbles), and the step of a token against both: each broadcast of the
 /// token's activation bytes feeds both tiles.
 template <int Bits>
 struct PairQuad {
   __m512i la, ha, lb, hb;  // 8-bit: la, lb the codes as stored
-  /// prefetch: fetch the line of both tiles decode_tuning's L2 distance ahead.
-  PairQuad(const uint32_t* qa, const uint32_t* qb, int64_t quad, bool prefetch) {
-    if (prefetch) prefetch_tile_line(qa, quad), prefetch_tile_line(qb, quad);
+  PairQuad(const uint32_t* qa, const uint32_t* qb, int64_t quad, PassPrefetch& prefetch) {
+    prefetch.at(quad);
     la = _mm512_loadu_si512(qa + quad * 16);
     lb = _mm512_loadu_si512(qb + quad * 16);
     if constexpr (Bits == 4) {
@@ -48,7 +87,7 @@ struct PairQuad {
 /// or copied each into a new register before every vpdpbusd, at 1.1 a cycle.
 template <int Bits>
 void dots_8_tokens_32_channels(const uint32_t* qa, const uint32_t* qb, const int8_t* const* xq,
-                               int64_t c0, int64_t c1, bool prefetch, int32_t (*out)[32]) {
+                               int64_t c0, int64_t c1, PassPrefetch& prefetch, int32_t (*out)[32]) {
   __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0,
           a7 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0, b4 = a0, b5 = a0, b6 = a0, b7 = a0;
   const int8_t *x0 = xq[0], *x1 = xq[1], *x2 = xq[2], *x3 = xq[3], *x4 = xq[4], *x5 = xq[5],
@@ -75,7 +114,8 @@ void dots_8_tokens_32_channels(const uint32_t* qa, const uint32_t* qb, const int
 /// 1891. (At 8 tokens this form ran 1-3 % behind the named registers.)
 template <int Bits, int Tokens>
 void dots_few_tokens_32_channels(const uint32_t* qa, const uint32_t* qb, const int8_t* const* xq,
-                                 int64_t c0, int64_t c1, bool prefetch, int32_t (*out)[32]) {
+                                 int64_t c0, int64_t c1, PassPrefetch& prefetch,
+                                 int32_t (*out)[32]) {
   constexpr int kChainSets = Tokens < 4 ? 2 : 1;
   __m512i acc[kChainSets][Tokens][2];
   for (auto& set : acc)
@@ -104,7 +144,7 @@ void dots_few_tokens_32_channels(const uint32_t* qa, const uint32_t* qb, const i
 /// saved (W4A8 g32 M = 128: 0.93x), so one-chunk groups keep the one-tile kernel.
 template <int Bits, int Tokens>
 void channel_tile_pair_tokens(const GemvInt8Args& a, const ChannelTile& ta, const ChannelTile& tb,
-                              int64_t r0, int64_t n0) {
+                              int64_t r0, int64_t n0, PassPrefetch prefetch) {
   constexpr int kTokens = Tokens;
   const int64_t chunks = (a.w.k + 31) / 32;
   const int64_t chunks_per_group = a.w.group_size >= a.w.k ? chunks : a.w.group_size / 32;
@@ -113,7 +153,6 @@ void channel_tile_pair_tokens(const GemvInt8Args& a, const ChannelTile& ta, cons
   alignas(64) float total[kTokens][32] = {};
   for (int64_t c0 = 0, g = 0; c0 < chunks; c0 += chunks_per_group, ++g) {
     const int64_t c1 = std::min(chunks, c0 + chunks_per_group);
-    const bool prefetch = ta.stored && r0 == 0;
     if constexpr (Tokens == 8) {
       dots_8_tokens_32_channels<Bits>(ta.quads, tb.quads, tokens.xq, c0, c1, prefetch, dots);
     } else {
@@ -139,13 +178,14 @@ void channel_tile_pair_tokens(const GemvInt8Args& a, const ChannelTile& ta, cons
 /// The last `left` (2..Tokens - 1) tokens from r on with two tiles, compiled for that many.
 template <int Bits, int Tokens>
 void channel_tile_pair_remainder(const GemvInt8Args& a, const ChannelTile& ta,
-                                 const ChannelTile& tb, int64_t r, int64_t n0, int64_t left) {
+                                 const ChannelTile& tb, int64_t r, int64_t n0, int64_t left,
+                                 const PassPrefetch& prefetch) {
   if constexpr (Tokens > 2) {
     if (left == Tokens - 1) {
-      channel_tile_pair_tokens<Bits, Tokens - 1>(a, ta, tb, r, n0);
+      channel_tile_pair_tokens<Bits, Tokens - 1>(a, ta, tb, r, n0, prefetch);
       return;
     }
-    channel_tile_pair_remainder<Bits, Tokens - 1>(a, ta, tb, r, n0, left);
+    channel_tile_pair_remainder<Bits, Tokens - 1>(a, ta, tb, r, n0, left, prefetch);
   }
 }
 
@@ -157,13 +197,13 @@ void channel_tile_pair_remainder(const GemvInt8Args& a, const ChannelTile& ta,
 /// 1365 / 1210 -> 872 / 1350 / 1578 / 1530 GOPS.
 template <int Bits>
 void channel_tile_pair_4_tokens_chunk_groups(const GemvInt8Args& a, const ChannelTile& ta,
-                                             const ChannelTile& tb, int64_t r0, int64_t n0) {
+                                             const ChannelTile& tb, int64_t r0, int64_t n0,
+                                             PassPrefetch prefetch) {
   const int64_t chunks = (a.w.k + 31) / 32;
   const TileTokens<4> tokens(a, r0);
   const int8_t *x0 = tokens.xq[0], *x1 = tokens.xq[1], *x2 = tokens.xq[2], *x3 = tokens.xq[3];
   __m512 ya0 = _mm512_setzero_ps(), ya1 = ya0, ya2 = ya0, ya3 = ya0, yb0 = ya0, yb1 = ya0,
          yb2 = ya0, yb3 = ya0;
-  const bool prefetch = ta.stored && r0 == 0;
   const bool offsets = ta.has_offsets;
   for (int64_t c = 0; c < chunks; ++c) {
     __m512i a0 = _mm512_set1_epi32(tokens.code_sums[0][c]), b0 = a0,
@@ -204,12 +244,12 @@ void channel_tile_pair_4_tokens_chunk_groups(const GemvInt8Args& a, const Channe
 /// 1204 GOPS; at M = 2 no gain: the tiles' metadata regrouping dominates).
 template <int Bits, int Tokens>
 void channel_tile_pair_few_tokens_chunk_groups(const GemvInt8Args& a, const ChannelTile& ta,
-                                               const ChannelTile& tb, int64_t r0, int64_t n0) {
+                                               const ChannelTile& tb, int64_t r0, int64_t n0,
+                                               PassPrefetch prefetch) {
   const int64_t chunks = (a.w.k + 31) / 32;
   const TileTokens<Tokens> tokens(a, r0);
   __m512 total[Tokens][2];
   for (auto& token : total) token[0] = token[1] = _mm512_setzero_ps();
-  const bool prefetch = ta.stored && r0 == 0;
   for (int64_t c = 0; c < chunks; ++c) {
     __m512i dot[Tokens][2];
     for (int r = 0; r < Tokens; ++r)
@@ -315,21 +355,24 @@ void gemv_int8_tiled_lanes(const GemvInt8Args& a) {
       const int64_t pair_tokens = chunk_groups ? 4 : 8;
       if (n0 + 16 < a.w.n_end && a.m >= 2) {
         channel_tile16<Bits>(a.w, n0 + 16, next_tile);
+        const int64_t passes = a.m / pair_tokens + (a.m % pair_tokens >= 2 ? 1 : 0);
         int64_t r = 0;
         for (; r + pair_tokens <= a.m; r += pair_tokens) {
+          const PassPrefetch prefetch(tile, a.w.row_bytes, r / pair_tokens, passes);
           if (chunk_groups) {
-            channel_tile_pair_4_tokens_chunk_groups<Bits>(a, tile, next_tile, r, n0);
+            channel_tile_pair_4_tokens_chunk_groups<Bits>(a, tile, next_tile, r, n0, prefetch);
           } else {
-            channel_tile_pair_tokens<Bits, 8>(a, tile, next_tile, r, n0);
+            channel_tile_pair_tokens<Bits, 8>(a, tile, next_tile, r, n0, prefetch);
           }
         }
         if (a.m - r >= 2) {
+          const PassPrefetch prefetch(tile, a.w.row_bytes, r / pair_tokens, passes);
           if (!chunk_groups) {
-            channel_tile_pair_remainder<Bits, 8>(a, tile, next_tile, r, n0, a.m - r);
+            channel_tile_pair_remainder<Bits, 8>(a, tile, next_tile, r, n0, a.m - r, prefetch);
           } else if (a.m - r == 2) {
-            channel_tile_pair_few_tokens_chunk_groups<Bits, 2>(a, tile, next_tile, r, n0);
+            channel_tile_pair_few_tokens_chunk_groups<Bits, 2>(a, tile, next_tile, r, n0, prefetch);
           } else {
-            channel_tile_pair_few_tokens_chunk_groups<Bits, 3>(a, tile, next_tile, r, n0);
+            channel_tile_pair_few_tokens_chunk_groups<Bits, 3>(a, tile, next_tile, r, n0, prefetch);
           }
           r = a.m;
         }

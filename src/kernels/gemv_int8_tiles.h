@@ -209,8 +209,8 @@ struct StoredTileParams {
       : w(weights), first(n0 * weights.groups) {}
   bool has_offsets() const { return w.zero_points != nullptr || w.offsets != nullptr; }
   /// Group g's scales s and offsets off (exact as the float32 expansion makes them; zero when
-  /// there are none).
-  void group(int64_t g, __m512& s, __m512& off) const {
+  /// there are none). Always inlined, as tile_group_params.
+  [[gnu::always_inline]] void group(int64_t g, __m512& s, __m512& off) const {
     const int64_t at = first + g * 16;
     off = _mm512_setzero_ps();
     if (w.scales_f16 != nullptr) {
@@ -253,8 +253,11 @@ struct TileArrayParams {
 };
 
 /// Group g's scales and offsets of tile t: from the weight's tile-major metadata for stored
-/// tiles, else from the arrays filled with the tile.
-inline void tile_group_params(const ChannelTile& t, int64_t g, __m512& s, __m512& off) {
+/// tiles, else from the arrays filled with the tile. Always inlined (with StoredTileParams::group):
+/// GCC 12 stopped inlining them into the group-32 pair kernel when that grew by a prefetch, and
+/// the calls per group (their vzeroupper and the spills around them) ran W4A8 g32 at 0.6x.
+[[gnu::always_inline]] inline void tile_group_params(const ChannelTile& t, int64_t g, __m512& s,
+                                                     __m512& off) {
   if (t.stored_params != nullptr) {
     StoredTileParams(*t.stored_params, t.n0).group(g, s, off);
   } else {
