@@ -9,6 +9,7 @@
 #include "kernels/activation.h"
 #include "kernels/gemv.h"
 #include "kernels/quant_rows.h"
+#include "quantkit/kernels/bandwidth.h"
 #include "quantkit/kernels/isa.h"
 #include "quantkit/quant/affine.h"
 #include "quantkit/quant/qtensor.h"
@@ -205,6 +206,18 @@ TEST(Kernels, ForcingAnUnknownOrUnsupportedLevelFails) {
       EXPECT_THROW(set_active_isa(isa), ValueError) << isa_name(isa);
     }
   }
+}
+
+TEST(BandwidthProbe, MeasuresEveryTimeOverItsBufferAndRejectsBadSizes) {
+  const ReadBandwidthProbe probe(int64_t{1} << 20, 2);
+  for (int i = 0; i < 3; ++i) {  // the same buffer each time: reads only, checked by its sum
+    const double gbps = probe.measure(1);
+    EXPECT_TRUE(std::isfinite(gbps) && gbps > 0.0) << gbps;
+  }
+  EXPECT_THROW(probe.measure(0), ValueError);
+  EXPECT_THROW(ReadBandwidthProbe(1024, 1), ValueError);
+  EXPECT_THROW(ReadBandwidthProbe(int64_t{1} << 20, 0), ValueError);
+  EXPECT_GT(measure_read_bandwidth_gbps(int64_t{1} << 20, 1, 1), 0.0);
 }
 
 }  // namespace

@@ -18,6 +18,7 @@ namespace {
 // either, the probe read 25 GB/s where OpenBLAS's sgemv streamed 30-33 (Sapphire-Rapids-class
 // host, 2 threads; with both, 33).
 constexpr int64_t kPrefetchBytes = 4096;
+constexpr int64_t kBlock = 4096;  // floats per work item
 
 __attribute__((target_clones("avx2", "default"))) float sum_block(const float* p, int64_t n) {
   float lanes[32] = {};
@@ -34,20 +35,25 @@ __attribute__((target_clones("avx2", "default"))) float sum_block(const float* p
 
 }  // namespace
 
-double measure_read_bandwidth_gbps(int64_t bytes, int threads, int repeats) {
-  QK_CHECK(bytes >= (int64_t{1} << 16) && threads > 0 && repeats > 0, ValueError,
-           "measure_read_bandwidth_gbps: need >= 64 KiB, >= 1 thread and >= 1 repeat");
-  constexpr int64_t kBlock = 4096;  // floats per work item
+ReadBandwidthProbe::ReadBandwidthProbe(int64_t bytes, int threads) : threads_(threads) {
+  QK_CHECK(bytes >= (int64_t{1} << 16) && threads > 0, ValueError,
+           "ReadBandwidthProbe: need >= 64 KiB and >= 1 thread, got ", bytes, " bytes and ",
+           threads, " threads");
   const int64_t count = bytes / 4 / kBlock * kBlock;
-  Tensor data = Tensor::empty({count}, DType::kFloat32);
-  std::fill_n(data.data<float>(), count, 1.0f);
-  const float* values = data.data<float>();
+  data_ = Tensor::empty({count}, DType::kFloat32);
+  std::fill_n(data_.data<float>(), count, 1.0f);
+}
+
+double ReadBandwidthProbe::measure(int repeats) const {
+  QK_CHECK(repeats > 0, ValueError, "ReadBandwidthProbe::measure: need >= 1 repeat, got ", repeats);
+  const int64_t count = data_.numel();
+  const float* values = data_.data<float>();
   const int64_t blocks = count / kBlock;
   double best = 0.0;
   for (int rep = 0; rep < repeats; ++rep) {
     const double t0 = omp_get_wtime();
     double total = 0.0;
-#pragma omp parallel for num_threads(threads) reduction(+ : total) schedule(static)
+#pragma omp parallel for num_threads(threads_) reduction(+ : total) schedule(static)
     for (int64_t block = 0; block < blocks; ++block) {
       total += sum_block(values + block * kBlock, kBlock);
     }
@@ -56,6 +62,12 @@ double measure_read_bandwidth_gbps(int64_t bytes, int threads, int repeats) {
     best = std::max(best, static_cast<double>(count) * 4.0 / seconds / 1e9);
   }
   return best;
+}
+
+double measure_read_bandwidth_gbps(int64_t bytes, int threads, int repeats) {
+  QK_CHECK(bytes >= (int64_t{1} << 16) && threads > 0 && repeats > 0, ValueError,
+           "measure_read_bandwidth_gbps: need >= 64 KiB, >= 1 thread and >= 1 repeat");
+  return ReadBandwidthProbe(bytes, threads).measure(repeats);
 }
 
 }  // namespace quantkit
