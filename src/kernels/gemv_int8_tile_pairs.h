@@ -38,6 +38,9 @@ class PassPrefetch {
   /// Beyond this many passes the first one's wait on DRAM weighs little, and fetching the next
   /// pair early cost 5 % in cache (W8A8 M = 512, 64 passes: 2000-2060 -> 1860-1990 GOPS).
   static constexpr int64_t kMaxPasses = 8;
+  /// Whether it fetches anything at all (else the kernels take NoPrefetch: the countdown alone
+  /// cost 2-4 % at 64 passes).
+  bool active() const { return lines_ != nullptr; }
   /// Line `line` of the pair is about to be read.
   void at(int64_t line) {
     if (--countdown_ != 0) return;
@@ -52,13 +55,20 @@ class PassPrefetch {
   int64_t period_ = 0, countdown_ = -1;  // never reaches 0 without a stored pair
 };
 
+/// A pass that prefetches nothing: tiles regrouped per call, or passes past
+/// PassPrefetch::kMaxPasses.
+struct NoPrefetch {
+  void at(int64_t) {}
+};
+
 /// One quad of two adjacent 16-channel tiles' codes (quads index `quad` of each), unpacked
 /// (4-bit: low and high nibbles), and the step of a token against both: each broadcast of the
 /// token's activation bytes feeds both tiles.
 template <int Bits>
 struct PairQuad {
   __m512i la, ha, lb, hb;  // 8-bit: la, lb the codes as stored
-  PairQuad(const uint32_t* qa, const uint32_t* qb, int64_t quad, PassPrefetch& prefetch) {
+  template <class Prefetch>
+  PairQuad(const uint32_t* qa, const uint32_t* qb, int64_t quad, Prefetch& prefetch) {
     prefetch.at(quad);
     la = _mm512_loadu_si512(qa + quad * 16);
     lb = _mm512_loadu_si512(qb + quad * 16);
@@ -88,9 +98,9 @@ struct PairQuad {
 /// 128 / 512: 1250 / 1450 / 1470 -> 1550 / 1925 / 2085 GOPS (oneDNN u8s8: 1880 / 2160 / -).
 /// The 16 accumulators are named variables: GCC 12 kept arrays of them (dot[8][2]) in memory,
 /// or copied each into a new register before every vpdpbusd, at 1.1 a cycle.
-template <int Bits>
+template <int Bits, class Prefetch>
 void dots_8_tokens_32_channels(const uint32_t* qa, const uint32_t* qb, const int8_t* const* xq,
-                               int64_t c0, int64_t c1, PassPrefetch& prefetch, int32_t (*out)[32]) {
+                               int64_t c0, int64_t c1, Prefetch& prefetch, int32_t (*out)[32]) {
   __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0,
           a7 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0, b4 = a0, b5 = a0, b6 = a0, b7 = a0;
   const int8_t *x0 = xq[0], *x1 = xq[1], *x2 = xq[2], *x3 = xq[3], *x4 = xq[4], *x5 = xq[5],
@@ -115,10 +125,9 @@ void dots_8_tokens_32_channels(const uint32_t* qa, const uint32_t* qb, const int
 /// cache, 2 threads, Zen 5, M = 2 / 3 / 4 / 7, GOPS: W8A8 per channel 512 / 741 / 935 / 1434 ->
 /// 604 / 787 / 1122 / 1691; W4A8 per channel 535 / 804 / 1049 / 1558 -> 978 / 1321 / 1501 /
 /// 1891. (At 8 tokens this form ran 1-3 % behind the named registers.)
-template <int Bits, int Tokens>
+template <int Bits, int Tokens, class Prefetch>
 void dots_few_tokens_32_channels(const uint32_t* qa, const uint32_t* qb, const int8_t* const* xq,
-                                 int64_t c0, int64_t c1, PassPrefetch& prefetch,
-                                 int32_t (*out)[32]) {
+                                 int64_t c0, int64_t c1, Prefetch& prefetch, int32_t (*out)[32]) {
   constexpr int kChainSets = Tokens < 4 ? 2 : 1;
   __m512i acc[kChainSets][Tokens][2];
   for (auto& set : acc)
@@ -145,9 +154,9 @@ void dots_few_tokens_32_channels(const uint32_t* qa, const uint32_t* qb, const i
 /// offsets times the token's group sum, as channel_tile_tokens does for one tile. The totals live
 /// in memory, a round trip per group: at group size 32 that cost more than the shared broadcasts
 /// saved (W4A8 g32 M = 128: 0.93x), so one-chunk groups keep the one-tile kernel.
-template <int Bits, int Tokens>
+template <int Bits, int Tokens, class Prefetch>
 void channel_tile_pair_tokens(const GemvInt8Args& a, const ChannelTile& ta, const ChannelTile& tb,
-                              int64_t r0, int64_t n0, PassPrefetch prefetch) {
+                              int64_t r0, int64_t n0, Prefetch prefetch) {
   constexpr int kTokens = Tokens;
   const int64_t chunks = (a.w.k + 31) / 32;
   const int64_t chunks_per_group = a.w.group_size >= a.w.k ? chunks : a.w.group_size / 32;
@@ -179,10 +188,10 @@ void channel_tile_pair_tokens(const GemvInt8Args& a, const ChannelTile& ta, cons
   TileTokens<kTokens>::store(a, r0, n0, total);
 }
 /// The last `left` (2..Tokens - 1) tokens from r on with two tiles, compiled for that many.
-template <int Bits, int Tokens>
+template <int Bits, int Tokens, class Prefetch>
 void channel_tile_pair_remainder(const GemvInt8Args& a, const ChannelTile& ta,
                                  const ChannelTile& tb, int64_t r, int64_t n0, int64_t left,
-                                 const PassPrefetch& prefetch) {
+                                 const Prefetch& prefetch) {
   if constexpr (Tokens > 2) {
     if (left == Tokens - 1) {
       channel_tile_pair_tokens<Bits, Tokens - 1>(a, ta, tb, r, n0, prefetch);
@@ -198,10 +207,10 @@ void channel_tile_pair_remainder(const GemvInt8Args& a, const ChannelTile& ta,
 /// dots_8_tokens_32_channels). Per vpdpbusd 0.6 loads where the one-tile kernel at 8 tokens
 /// takes 1.1: W4A8 g32, 4096^2 in cache, 2 threads, Zen 5, M = 8 / 32 / 128 / 512: 780 / 1110 /
 /// 1365 / 1210 -> 872 / 1350 / 1578 / 1530 GOPS.
-template <int Bits>
+template <int Bits, class Prefetch>
 void channel_tile_pair_4_tokens_chunk_groups(const GemvInt8Args& a, const ChannelTile& ta,
                                              const ChannelTile& tb, int64_t r0, int64_t n0,
-                                             PassPrefetch prefetch) {
+                                             Prefetch prefetch) {
   const int64_t chunks = (a.w.k + 31) / 32;
   const TileTokens<4> tokens(a, r0);
   const int8_t *x0 = tokens.xq[0], *x1 = tokens.xq[1], *x2 = tokens.xq[2], *x3 = tokens.xq[3];
@@ -245,10 +254,10 @@ void channel_tile_pair_4_tokens_chunk_groups(const GemvInt8Args& a, const Channe
 
 /// The same for 2-3 tokens (M = 3 / 6 / 7, W4A8 g32 as above: 731 / 1047 / 1121 -> 788 / 1127 /
 /// 1204 GOPS; at M = 2 no gain: the tiles' metadata regrouping dominates).
-template <int Bits, int Tokens>
+template <int Bits, int Tokens, class Prefetch>
 void channel_tile_pair_few_tokens_chunk_groups(const GemvInt8Args& a, const ChannelTile& ta,
                                                const ChannelTile& tb, int64_t r0, int64_t n0,
-                                               PassPrefetch prefetch) {
+                                               Prefetch prefetch) {
   const int64_t chunks = (a.w.k + 31) / 32;
   const TileTokens<Tokens> tokens(a, r0);
   __m512 total[Tokens][2];
@@ -359,24 +368,33 @@ void gemv_int8_tiled_lanes(const GemvInt8Args& a) {
       if (n0 + 16 < a.w.n_end && a.m >= 2) {
         channel_tile16<Bits>(a.w, n0 + 16, next_tile);
         const int64_t passes = a.m / pair_tokens + (a.m % pair_tokens >= 2 ? 1 : 0);
+        // Each pass with its PassPrefetch, or with none when that fetches nothing.
+        auto pass = [&](int64_t r, auto&& kernel) {
+          const PassPrefetch prefetch(tile, a.w.row_bytes, r / pair_tokens, passes);
+          prefetch.active() ? kernel(prefetch) : kernel(NoPrefetch{});
+        };
         int64_t r = 0;
         for (; r + pair_tokens <= a.m; r += pair_tokens) {
-          const PassPrefetch prefetch(tile, a.w.row_bytes, r / pair_tokens, passes);
-          if (chunk_groups) {
-            channel_tile_pair_4_tokens_chunk_groups<Bits>(a, tile, next_tile, r, n0, prefetch);
-          } else {
-            channel_tile_pair_tokens<Bits, 8>(a, tile, next_tile, r, n0, prefetch);
-          }
+          pass(r, [&](auto prefetch) {
+            if (chunk_groups) {
+              channel_tile_pair_4_tokens_chunk_groups<Bits>(a, tile, next_tile, r, n0, prefetch);
+            } else {
+              channel_tile_pair_tokens<Bits, 8>(a, tile, next_tile, r, n0, prefetch);
+            }
+          });
         }
         if (a.m - r >= 2) {
-          const PassPrefetch prefetch(tile, a.w.row_bytes, r / pair_tokens, passes);
-          if (!chunk_groups) {
-            channel_tile_pair_remainder<Bits, 8>(a, tile, next_tile, r, n0, a.m - r, prefetch);
-          } else if (a.m - r == 2) {
-            channel_tile_pair_few_tokens_chunk_groups<Bits, 2>(a, tile, next_tile, r, n0, prefetch);
-          } else {
-            channel_tile_pair_few_tokens_chunk_groups<Bits, 3>(a, tile, next_tile, r, n0, prefetch);
-          }
+          pass(r, [&](auto prefetch) {
+            if (!chunk_groups) {
+              channel_tile_pair_remainder<Bits, 8>(a, tile, next_tile, r, n0, a.m - r, prefetch);
+            } else if (a.m - r == 2) {
+              channel_tile_pair_few_tokens_chunk_groups<Bits, 2>(a, tile, next_tile, r, n0,
+                                                                 prefetch);
+            } else {
+              channel_tile_pair_few_tokens_chunk_groups<Bits, 3>(a, tile, next_tile, r, n0,
+                                                                 prefetch);
+            }
+          });
           r = a.m;
         }
         if (r < a.m) {
