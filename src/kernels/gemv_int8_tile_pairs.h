@@ -20,7 +20,6 @@ namespace quantkit::kernels::QK_ISA_NAMESPACE {
 /// the first pass instead, competing with its own stream, ran 3-30 % slower.)
 class PassPrefetch {
  public:
-  PassPrefetch() = default;
   /// Pass `pass` of `passes` over the pair (ta, next to it in memory the tile after it).
   PassPrefetch(const ChannelTile& ta, int64_t row_bytes, int64_t pass, int64_t passes) {
     if (!ta.stored) return;
@@ -52,7 +51,7 @@ class PassPrefetch {
  private:
   const char* lines_ = nullptr;  // line 0 of the first tile fetched
   int64_t tile_bytes_ = 0;
-  int64_t period_ = 0, countdown_ = -1;  // never reaches 0 without a stored pair
+  int64_t period_ = 0, countdown_ = 0;
 };
 
 /// A pass that prefetches nothing: tiles regrouped per call, or passes past
