@@ -243,8 +243,9 @@ int run_bench_kernels(const BenchKernelOptions& options) {
       continue;  // ours at m = 1 is above, in GB/s against the probe
     }
     cases.push_back(anchor_case);
+#else
+    if (m == 1) continue;  // no anchor to measure at m = 1
 #endif
-    if (m == 1) continue;
     const Tensor x = random_normal({m, dim}, 4, 0.02f);
     std::vector<std::vector<PackedLinearWeight>> copies;
     for (const WeightCase& c : dynamic_cases) {
