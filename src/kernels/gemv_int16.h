@@ -139,7 +139,8 @@ inline void for_each_step_by_line(const uint8_t* row, int64_t chunks, StepFn&& s
 /// A single-token kernel's view of its token and, per row, the folded scales: cs[c] = chunk
 /// scale c times the group scale of c (one pass per row, chunk_times_group_scales), plus
 /// zeros past the last chunk (kernels that step over 2 or 4 chunks). Buffers are per thread and
-/// stay in L1.
+/// stay in L1. Per-channel weights (one group) leave cs the chunk scales for every row and take
+/// the row's scale once, on the total (no pass per row).
 class SingleTokenScales {
  public:
   SingleTokenScales(const GemvInt16Args& a, int64_t r0)
@@ -148,6 +149,8 @@ class SingleTokenScales {
         chunks_per_group_(a.w.group_size >= a.w.k ? a.chunks : a.w.group_size / kChunk) {
     buffer().resize(static_cast<size_t>(a.chunks + kPadding + 2 * a.w.groups));
     std::fill_n(buffer().begin() + a.chunks, kPadding, 0.0f);
+    if (a.w.groups == 1)
+      std::copy_n(a.chunk_scales + r0 * a.chunks, a.chunks, buffer().begin());
   }
   const int16_t* xh() const { return a_.xh + r0_ * a_.xh_stride; }
   const float* folded() const { return buffer().data(); }
@@ -155,6 +158,12 @@ class SingleTokenScales {
   void fold_row(int64_t n) {
     float* cs = buffer().data();
     const int64_t groups = a_.w.groups;
+    if (groups == 1) {
+      const RowGroupParams row = row_group_params(a_.w, n, cs + a_.chunks + kPadding);
+      row_scale_ = row.s[0];
+      bias_ = group_bias_term(row.s, row.off, a_.w.code_bias, a_.xh_group_sums + r0_, 1);
+      return;
+    }
     if (a_.w.scales_f16 != nullptr && chunks_per_group_ <= 4 && chunks_per_group_ != 3) {
       const uint16_t* h = a_.w.scales_f16 + n * groups;
       prefetch_scales(h, groups);
@@ -178,7 +187,7 @@ class SingleTokenScales {
   /// y[token, n] from the row's running total (after fold_row(n)), plus what qmin and the
   /// offsets add through the group sums of the rounded x.
   void store(int64_t n, __m256 total) const {
-    a_.w.y[r0_ * a_.w.y_stride + n] = horizontal_sum(total) + bias_;
+    a_.w.y[r0_ * a_.w.y_stride + n] = horizontal_sum(total) * row_scale_ + bias_;
   }
 
  private:
@@ -190,7 +199,7 @@ class SingleTokenScales {
 
   const GemvInt16Args& a_;
   int64_t r0_, chunks_per_group_;
-  float bias_ = 0.0f;
+  float bias_ = 0.0f, row_scale_ = 1.0f;
 };
 
 /// One token (decode): per row, each chunk's activation scale is multiplied into its group
@@ -560,27 +569,55 @@ inline __m256i dot_i16_pair_w2(const __m256i w[4], const int16_t* x) {
                           dot_i16_i16(_mm256_madd_epi16(w[2], xs(2)), w[3], xs(3)));
 }
 
-/// One token with 2-bit codes: gemv_int16_single_token_avx2's scheme on pairs of chunks (lanes
-/// 0..3 from chunk c, 4..7 from c + 1, each half times its folded scale).
-inline void gemv_int16_w2_single_token_avx2(const GemvInt16Args& a, int64_t r0) {
+/// One token with 2-bit codes on split-byte activations (layout {4, 8, split}), four chunks per
+/// 256-bit step without VNNI: bit field i of byte 8q + j holds element 8i + j of chunk c + q
+/// and meets run i of the activations, whose high bytes (signed) sit at 128 (i / 2) + 32 (i % 2)
+/// and low bytes (unsigned) 64 further. vpmaddubsw takes 32 byte products an instruction where
+/// vpmaddwd on widened codes took 16: fields times high bytes (|pair| <= 2 * 3 * 128) and low
+/// bytes times fields (<= 2 * 255 * 3) summed over the four fields in int16 (<= 3072 and 6120),
+/// then 256 high + low in int32 by one vpmaddwd each. Int32 lanes 2q, 2q + 1 belong to chunk
+/// c + q. Per four chunks 27 ops where the int16 kernel on pairs of chunks ({2, 8}) took 34.
+inline void gemv_int16_u2_single_token_split_avx2(const GemvInt16Args& a, int64_t r0) {
   SingleTokenScales token(a, r0);
-  const int16_t* xh = token.xh();
-  const float* cs = token.folded();  // cs[chunks] = 0: an odd last chunk pairs with zero padding
-  const __m256i halves = _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1);
+  const auto* xb = reinterpret_cast<const uint8_t*>(token.xh());
+  const float* cs = token.folded();  // zeros past the last chunk: a partial last step
   for (int64_t n = a.w.n_begin; n < a.w.n_end; ++n) {
     const uint8_t* row = a.w.codes + n * a.w.row_bytes;
     token.fold_row(n);
     __m256 total = _mm256_setzero_ps(), spare = _mm256_setzero_ps();
-    auto pair_of_chunks = [&](int64_t c) {
-      __m256i w[4];
-      codes_i16_pair_w2<false>(row, c, w);
-      const __m256i d = dot_i16_pair_w2(w, xh + c * kChunk);
-      const __m128 pair = two_floats(cs + c);
-      const __m256 scale = _mm256_permutevar8x32_ps(_mm256_castps128_ps256(pair), halves);
+    // Rows are padded to 64 bytes and activations to whole groups of 8 chunks (zeros): a
+    // partial last step reads inside both.
+    auto step = [&](int64_t c) {
+      const __m256i three = _mm256_set1_epi8(3);
+      const __m256i pairs = _mm256_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3);
+      const __m256i b = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(row + c * 8));
+      const __m256i f[4] = {_mm256_and_si256(b, three),
+                            _mm256_and_si256(_mm256_srli_epi16(b, 2), three),
+                            _mm256_and_si256(_mm256_srli_epi16(b, 4), three),
+                            _mm256_and_si256(_mm256_srli_epi16(b, 6), three)};
+      const uint8_t* x = xb + c * 64;
+      auto bytes = [&](int i, int low) {
+        return _mm256_loadu_si256(
+            reinterpret_cast<const __m256i*>(x + 128 * (i / 2) + 32 * (i % 2) + 64 * low));
+      };
+      const __m256i high =
+          _mm256_add_epi16(_mm256_add_epi16(_mm256_maddubs_epi16(f[0], bytes(0, 0)),
+                                            _mm256_maddubs_epi16(f[1], bytes(1, 0))),
+                           _mm256_add_epi16(_mm256_maddubs_epi16(f[2], bytes(2, 0)),
+                                            _mm256_maddubs_epi16(f[3], bytes(3, 0))));
+      const __m256i low =
+          _mm256_add_epi16(_mm256_add_epi16(_mm256_maddubs_epi16(bytes(0, 1), f[0]),
+                                            _mm256_maddubs_epi16(bytes(1, 1), f[1])),
+                           _mm256_add_epi16(_mm256_maddubs_epi16(bytes(2, 1), f[2]),
+                                            _mm256_maddubs_epi16(bytes(3, 1), f[3])));
+      const __m256i d = _mm256_add_epi32(_mm256_madd_epi16(high, _mm256_set1_epi16(256)),
+                                         _mm256_madd_epi16(low, _mm256_set1_epi16(1)));
+      const __m256 scale =
+          _mm256_permutevar8x32_ps(_mm256_castps128_ps256(_mm_loadu_ps(cs + c)), pairs);
       total = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d), scale, total);
       std::swap(total, spare);
     };
-    for_each_step_by_line<2, 2>(row, a.chunks, pair_of_chunks);
+    for_each_step_by_line<2, 4>(row, a.chunks, step);
     token.store(n, _mm256_add_ps(total, spare));
   }
 }
@@ -641,8 +678,8 @@ void gemv_int16_avx2(const GemvInt16Args& a) {
         return;
       }
 #endif
-      if (int16_single_token_shape(a.w.groups, a.w.group_size)) {
-        gemv_int16_w2_single_token_avx2(a, m);
+      if (a.layout == Int16Layout{4, 8, true}) {
+        gemv_int16_u2_single_token_split_avx2(a, m);
       } else {
         gemv_int16_w2_rows_avx2<1, PerChannel>(a, m);
       }
@@ -676,7 +713,7 @@ void gemv_int16_avx2(const GemvInt16Args& a) {
         return;
       }
 #endif
-      if (int16_single_token_shape(a.w.groups, a.w.group_size)) {
+      if (a.w.groups == 1 || int16_single_token_shape(a.w.groups, a.w.group_size)) {
         gemv_int16_single_token_avx2<Bits>(a, m);
       } else {
         gemv_int16_rows_avx2<Bits, 1, PerChannel>(a, m);
