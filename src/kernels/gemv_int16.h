@@ -139,8 +139,7 @@ inline void for_each_step_by_line(const uint8_t* row, int64_t chunks, StepFn&& s
 /// A single-token kernel's view of its token and, per row, the folded scales: cs[c] = chunk
 /// scale c times the group scale of c (one pass per row, chunk_times_group_scales), plus
 /// zeros past the last chunk (kernels that step over 2 or 4 chunks). Buffers are per thread and
-/// stay in L1. Per-channel weights (one group) leave cs the chunk scales for every row and take
-/// the row's scale once, on the total (no pass per row).
+/// stay in L1.
 class SingleTokenScales {
  public:
   SingleTokenScales(const GemvInt16Args& a, int64_t r0)
@@ -149,8 +148,6 @@ class SingleTokenScales {
         chunks_per_group_(a.w.group_size >= a.w.k ? a.chunks : a.w.group_size / kChunk) {
     buffer().resize(static_cast<size_t>(a.chunks + kPadding + 2 * a.w.groups));
     std::fill_n(buffer().begin() + a.chunks, kPadding, 0.0f);
-    if (a.w.groups == 1)
-      std::copy_n(a.chunk_scales + r0 * a.chunks, a.chunks, buffer().begin());
   }
   const int16_t* xh() const { return a_.xh + r0_ * a_.xh_stride; }
   const float* folded() const { return buffer().data(); }
@@ -158,12 +155,6 @@ class SingleTokenScales {
   void fold_row(int64_t n) {
     float* cs = buffer().data();
     const int64_t groups = a_.w.groups;
-    if (groups == 1) {
-      const RowGroupParams row = row_group_params(a_.w, n, cs + a_.chunks + kPadding);
-      row_scale_ = row.s[0];
-      bias_ = group_bias_term(row.s, row.off, a_.w.code_bias, a_.xh_group_sums + r0_, 1);
-      return;
-    }
     if (a_.w.scales_f16 != nullptr && chunks_per_group_ <= 4 && chunks_per_group_ != 3) {
       const uint16_t* h = a_.w.scales_f16 + n * groups;
       prefetch_scales(h, groups);
@@ -187,7 +178,7 @@ class SingleTokenScales {
   /// y[token, n] from the row's running total (after fold_row(n)), plus what qmin and the
   /// offsets add through the group sums of the rounded x.
   void store(int64_t n, __m256 total) const {
-    a_.w.y[r0_ * a_.w.y_stride + n] = horizontal_sum(total) * row_scale_ + bias_;
+    a_.w.y[r0_ * a_.w.y_stride + n] = horizontal_sum(total) + bias_;
   }
 
  private:
@@ -199,8 +190,125 @@ class SingleTokenScales {
 
   const GemvInt16Args& a_;
   int64_t r0_, chunks_per_group_;
-  float bias_ = 0.0f, row_scale_ = 1.0f;
+  float bias_ = 0.0f;
 };
+
+/// Group size 32 (a group per chunk, groups > 1): the single-token AVX2 kernels fold the group
+/// scales into the chunk scales 8 chunks at a time inside their chunk loop, and sum the bias
+/// (qmin s + off against the group sums) alongside, instead of SingleTokenScales::fold_row's
+/// pass per row that stored them for the loop to reload: that pass cost 1.8 of 8.3 cycles per
+/// 32 bytes of 4-bit codes and 3 of 14 of 2-bit ones (K = 4096 in L2, one thread, Zen 3).
+/// Compact float16 scales and float32 ones take the same arithmetic, so they agree bit for bit.
+class InlineFold32 {
+ public:
+  InlineFold32(const GemvInt16Args& a, int64_t r0)
+      : w_(a.w),
+        sx_(a.chunk_scales + r0 * a.chunks),
+        sums_(a.xh_group_sums + r0 * a.w.groups),
+        chunks_(a.chunks),
+        qmin_(_mm256_set1_ps(a.w.code_bias)) {}
+  static bool takes(const GemvInt16Args& a) { return a.w.groups > 1 && a.w.group_size == kChunk; }
+  void start_row(int64_t n) {
+    const int64_t at = n * w_.groups;
+    h_ = w_.scales_f16 != nullptr ? w_.scales_f16 + at : nullptr;
+    if (h_ != nullptr) prefetch_scales(h_, w_.groups);
+    z_ = h_ != nullptr && w_.zero_points != nullptr ? w_.zero_points + at : nullptr;
+    s_ = h_ == nullptr ? w_.scales + at : nullptr;
+    off_ = h_ == nullptr && w_.offsets != nullptr ? w_.offsets + at : nullptr;
+    acc_ = _mm256_setzero_ps();
+    tail_bias_ = 0.0f;
+  }
+  /// Folded scales of chunks c..c+7 (c + 8 <= chunks) into out[0..8).
+  void block(int64_t c, float* out) {
+    __m256 sv, off;
+    if (h_ != nullptr) {
+      sv = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(h_ + c)));
+      // off = -s z, exact as the product of a float16 and a small integer is.
+      off = z_ == nullptr ? _mm256_setzero_ps()
+                          : _mm256_mul_ps(_mm256_sub_ps(_mm256_setzero_ps(), sv),
+                                          _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(
+                                              reinterpret_cast<const __m128i*>(z_ + c)))));
+    } else {
+      sv = _mm256_loadu_ps(s_ + c);
+      off = off_ == nullptr ? _mm256_setzero_ps() : _mm256_loadu_ps(off_ + c);
+    }
+    _mm256_store_ps(out, _mm256_mul_ps(sv, _mm256_loadu_ps(sx_ + c)));
+    acc_ = _mm256_fmadd_ps(_mm256_fmadd_ps(qmin_, sv, off), _mm256_loadu_ps(sums_ + c), acc_);
+  }
+  /// The last chunks (fewer than 8) from c: their folded scales, zeros after them.
+  void tail(int64_t c, float* out) {
+    const float qmin = _mm256_cvtss_f32(qmin_);
+    for (int j = 0; j < 8; ++j, ++c) {
+      if (c >= chunks_) {
+        out[j] = 0.0f;
+        continue;
+      }
+      float s, off;
+      if (h_ != nullptr) {
+        s = f16_bits_to_float(h_[c]);
+        off = z_ != nullptr ? -s * static_cast<float>(z_[c]) : 0.0f;
+      } else {
+        s = s_[c];
+        off = off_ != nullptr ? off_[c] : 0.0f;
+      }
+      out[j] = s * sx_[c];
+      tail_bias_ = std::fma(std::fma(qmin, s, off), sums_[c], tail_bias_);
+    }
+  }
+  float bias() const { return horizontal_sum(acc_) + tail_bias_; }
+
+ private:
+  const GemvWeights& w_;
+  const float* sx_;
+  const float* sums_;
+  int64_t chunks_;
+  __m256 qmin_;
+  const uint16_t* h_ = nullptr;
+  const int8_t* z_ = nullptr;
+  const float* s_ = nullptr;
+  const float* off_ = nullptr;
+  __m256 acc_ = _mm256_setzero_ps();
+  float tail_bias_ = 0.0f;
+};
+
+/// A step's int32 dots as floats and the scales of their lanes (256-bit lanes).
+struct ScaledDot8 {
+  __m256 dot, scale;
+};
+
+/// The row loop of the AVX2 single-token kernels at group size 32 (InlineFold32): step(row, c,
+/// scales) computes Step chunks from c (scales[i]: the folded scale of chunk c + i) into two
+/// alternating totals.
+template <int Bits, int Step, class StepFn>
+void single_token_rows_fold32_avx2(const GemvInt16Args& a, int64_t r0, StepFn step) {
+  InlineFold32 fold(a, r0);
+  constexpr int kLinesPer8 = 8 * Bits * 4 / kLineBytes;  // chunks come 8 at a time
+  for (int64_t n = a.w.n_begin; n < a.w.n_end; ++n) {
+    const uint8_t* row = a.w.codes + n * a.w.row_bytes;
+    fold.start_row(n);
+    __m256 total = _mm256_setzero_ps(), spare = _mm256_setzero_ps();
+    alignas(32) float scales[8];
+    auto block = [&](int64_t c, int64_t count) {
+      for (int i = 0; i < count; i += Step) {
+        const ScaledDot8 p = step(row, c + i, scales + i);
+        total = _mm256_fmadd_ps(p.dot, p.scale, total);
+        std::swap(total, spare);
+      }
+    };
+    int64_t c = 0;
+    for (; c + 8 <= a.chunks; c += 8) {
+      fold.block(c, scales);
+      for (int line = 0; line < kLinesPer8; ++line)
+        prefetch_ahead(row + c * Bits * 4 + line * kLineBytes);
+      block(c, 8);
+    }
+    if (c < a.chunks) {
+      fold.tail(c, scales);
+      block(c, a.chunks - c);
+    }
+    a.w.y[r0 * a.w.y_stride + n] = horizontal_sum(_mm256_add_ps(total, spare)) + fold.bias();
+  }
+}
 
 /// One token (decode): per row, each chunk's activation scale is multiplied into its group
 /// scale in one vector pass (chunk_times_group_scales), so the chunk loop is widen, two
@@ -210,22 +318,49 @@ class SingleTokenScales {
 /// group size 32 in the same pass as the folding and the bias (expand_scales_with_bias).
 template <int Bits>
 void gemv_int16_single_token_avx2(const GemvInt16Args& a, int64_t r0) {
-  SingleTokenScales token(a, r0);
-  const int16_t* xh = token.xh();
-  const float* cs = token.folded();
+  const int16_t* xh = a.xh + r0 * a.xh_stride;
+  auto chunk_dot = [xh](const uint8_t* row, int64_t c) {
+    __m256i w0, w1;
+    codes_i16_chunk<Bits, false>(row, c, &w0, &w1);
+    return _mm256_cvtepi32_ps(dot_i16(w0, w1, xh + c * kChunk));
+  };
+  if (InlineFold32::takes(a)) {
+    single_token_rows_fold32_avx2<Bits, 1>(
+        a, r0, [&chunk_dot](const uint8_t* row, int64_t c, const float* scales) {
+          return ScaledDot8{chunk_dot(row, c), _mm256_broadcast_ss(scales)};
+        });
+    return;
+  }
   const int64_t chunks = a.chunks;
+  if (a.w.groups == 1) {
+    // Per channel: the chunk scales as they are, the row's scale once on the total; compact
+    // metadata read here (one float16 and zero point a row).
+    const float* sx = a.chunk_scales + r0 * chunks;
+    const float* sums = a.xh_group_sums + r0;
+    float params[16];  // row_group_params: s, off (room for its vector loop, never taken here)
+    for (int64_t n = a.w.n_begin; n < a.w.n_end; ++n) {
+      const uint8_t* row = a.w.codes + n * a.w.row_bytes;
+      const RowGroupParams p = row_group_params(a.w, n, params);
+      __m256 total = _mm256_setzero_ps(), spare = _mm256_setzero_ps();
+      for_each_step_by_line<Bits, 1>(row, chunks, [&](int64_t c) {
+        total = _mm256_fmadd_ps(chunk_dot(row, c), _mm256_broadcast_ss(sx + c), total);
+        std::swap(total, spare);
+      });
+      a.w.y[r0 * a.w.y_stride + n] = horizontal_sum(_mm256_add_ps(total, spare)) * p.s[0] +
+                                     group_bias_term(p.s, p.off, a.w.code_bias, sums, 1);
+    }
+    return;
+  }
+  SingleTokenScales token(a, r0);
+  const float* cs = token.folded();
   for (int64_t n = a.w.n_begin; n < a.w.n_end; ++n) {
     const uint8_t* row = a.w.codes + n * a.w.row_bytes;
     token.fold_row(n);
     __m256 total = _mm256_setzero_ps(), spare = _mm256_setzero_ps();
-    auto chunk = [&](int64_t c) {
-      __m256i w0, w1;
-      codes_i16_chunk<Bits, false>(row, c, &w0, &w1);
-      total = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot_i16(w0, w1, xh + c * kChunk)),
-                              _mm256_broadcast_ss(cs + c), total);
+    for_each_step_by_line<Bits, 1>(row, chunks, [&](int64_t c) {
+      total = _mm256_fmadd_ps(chunk_dot(row, c), _mm256_broadcast_ss(cs + c), total);
       std::swap(total, spare);
-    };
-    for_each_step_by_line<Bits, 1>(row, chunks, chunk);
+    });
     token.store(n, _mm256_add_ps(total, spare));
   }
 }
@@ -577,44 +712,52 @@ inline __m256i dot_i16_pair_w2(const __m256i w[4], const int16_t* x) {
 /// bytes times fields (<= 2 * 255 * 3) summed over the four fields in int16 (<= 3072 and 6120),
 /// then 256 high + low in int32 by one vpmaddwd each. Int32 lanes 2q, 2q + 1 belong to chunk
 /// c + q. Per four chunks 27 ops where the int16 kernel on pairs of chunks ({2, 8}) took 34.
+/// Rows are padded to 64 bytes and activations to whole groups of 8 chunks (zeros): a partial
+/// last step reads inside both; `scales` holds 4 folded scales (zeros past the last chunk).
+inline ScaledDot8 u2_split_step_avx2(const uint8_t* codes, const uint8_t* x, const float* scales) {
+  const __m256i three = _mm256_set1_epi8(3);
+  const __m256i pairs = _mm256_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3);
+  const __m256i b = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(codes));
+  const __m256i f[4] = {_mm256_and_si256(b, three),
+                        _mm256_and_si256(_mm256_srli_epi16(b, 2), three),
+                        _mm256_and_si256(_mm256_srli_epi16(b, 4), three),
+                        _mm256_and_si256(_mm256_srli_epi16(b, 6), three)};
+  auto bytes = [&](int i, int low) {
+    return _mm256_loadu_si256(
+        reinterpret_cast<const __m256i*>(x + 128 * (i / 2) + 32 * (i % 2) + 64 * low));
+  };
+  const __m256i high = _mm256_add_epi16(_mm256_add_epi16(_mm256_maddubs_epi16(f[0], bytes(0, 0)),
+                                                         _mm256_maddubs_epi16(f[1], bytes(1, 0))),
+                                        _mm256_add_epi16(_mm256_maddubs_epi16(f[2], bytes(2, 0)),
+                                                         _mm256_maddubs_epi16(f[3], bytes(3, 0))));
+  const __m256i low = _mm256_add_epi16(_mm256_add_epi16(_mm256_maddubs_epi16(bytes(0, 1), f[0]),
+                                                        _mm256_maddubs_epi16(bytes(1, 1), f[1])),
+                                       _mm256_add_epi16(_mm256_maddubs_epi16(bytes(2, 1), f[2]),
+                                                        _mm256_maddubs_epi16(bytes(3, 1), f[3])));
+  const __m256i d = _mm256_add_epi32(_mm256_madd_epi16(high, _mm256_set1_epi16(256)),
+                                     _mm256_madd_epi16(low, _mm256_set1_epi16(1)));
+  return ScaledDot8{_mm256_cvtepi32_ps(d),
+                    _mm256_permutevar8x32_ps(_mm256_castps128_ps256(_mm_loadu_ps(scales)), pairs)};
+}
+
 inline void gemv_int16_u2_single_token_split_avx2(const GemvInt16Args& a, int64_t r0) {
+  const auto* xb = reinterpret_cast<const uint8_t*>(a.xh + r0 * a.xh_stride);
+  if (InlineFold32::takes(a)) {
+    single_token_rows_fold32_avx2<2, 4>(
+        a, r0, [xb](const uint8_t* row, int64_t c, const float* scales) {
+          return u2_split_step_avx2(row + c * 8, xb + c * 64, scales);
+        });
+    return;
+  }
   SingleTokenScales token(a, r0);
-  const auto* xb = reinterpret_cast<const uint8_t*>(token.xh());
   const float* cs = token.folded();  // zeros past the last chunk: a partial last step
   for (int64_t n = a.w.n_begin; n < a.w.n_end; ++n) {
     const uint8_t* row = a.w.codes + n * a.w.row_bytes;
     token.fold_row(n);
     __m256 total = _mm256_setzero_ps(), spare = _mm256_setzero_ps();
-    // Rows are padded to 64 bytes and activations to whole groups of 8 chunks (zeros): a
-    // partial last step reads inside both.
     auto step = [&](int64_t c) {
-      const __m256i three = _mm256_set1_epi8(3);
-      const __m256i pairs = _mm256_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3);
-      const __m256i b = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(row + c * 8));
-      const __m256i f[4] = {_mm256_and_si256(b, three),
-                            _mm256_and_si256(_mm256_srli_epi16(b, 2), three),
-                            _mm256_and_si256(_mm256_srli_epi16(b, 4), three),
-                            _mm256_and_si256(_mm256_srli_epi16(b, 6), three)};
-      const uint8_t* x = xb + c * 64;
-      auto bytes = [&](int i, int low) {
-        return _mm256_loadu_si256(
-            reinterpret_cast<const __m256i*>(x + 128 * (i / 2) + 32 * (i % 2) + 64 * low));
-      };
-      const __m256i high =
-          _mm256_add_epi16(_mm256_add_epi16(_mm256_maddubs_epi16(f[0], bytes(0, 0)),
-                                            _mm256_maddubs_epi16(f[1], bytes(1, 0))),
-                           _mm256_add_epi16(_mm256_maddubs_epi16(f[2], bytes(2, 0)),
-                                            _mm256_maddubs_epi16(f[3], bytes(3, 0))));
-      const __m256i low =
-          _mm256_add_epi16(_mm256_add_epi16(_mm256_maddubs_epi16(bytes(0, 1), f[0]),
-                                            _mm256_maddubs_epi16(bytes(1, 1), f[1])),
-                           _mm256_add_epi16(_mm256_maddubs_epi16(bytes(2, 1), f[2]),
-                                            _mm256_maddubs_epi16(bytes(3, 1), f[3])));
-      const __m256i d = _mm256_add_epi32(_mm256_madd_epi16(high, _mm256_set1_epi16(256)),
-                                         _mm256_madd_epi16(low, _mm256_set1_epi16(1)));
-      const __m256 scale =
-          _mm256_permutevar8x32_ps(_mm256_castps128_ps256(_mm_loadu_ps(cs + c)), pairs);
-      total = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d), scale, total);
+      const ScaledDot8 p = u2_split_step_avx2(row + c * 8, xb + c * 64, cs + c);
+      total = _mm256_fmadd_ps(p.dot, p.scale, total);
       std::swap(total, spare);
     };
     for_each_step_by_line<2, 4>(row, a.chunks, step);
