@@ -196,9 +196,11 @@ class SingleTokenScales {
 /// Group size 32 (a group per chunk, groups > 1): the single-token AVX2 kernels fold the group
 /// scales into the chunk scales 8 chunks at a time inside their chunk loop, and sum the bias
 /// (qmin s + off against the group sums) alongside, instead of SingleTokenScales::fold_row's
-/// pass per row that stored them for the loop to reload: that pass cost 1.8 of 8.3 cycles per
-/// 32 bytes of 4-bit codes and 3 of 14 of 2-bit ones (K = 4096 in L2, one thread, Zen 3).
-/// Compact float16 scales and float32 ones take the same arithmetic, so they agree bit for bit.
+/// pass per row that stored them for the loop to reload: 4-bit 8.3 -> 7.6 and 2-bit 14.3 ->
+/// 12.3 cycles per 32 bytes of codes (K = 4096 in L2, one thread, Zen 3). At group size 64 and
+/// 128 the pass is cheaper than spreading each group's scale over its chunks in the loop
+/// (8.0 against 8.2-8.3), so they keep it. Compact float16 scales and float32 ones take the
+/// same arithmetic, so they agree bit for bit.
 class InlineFold32 {
  public:
   InlineFold32(const GemvInt16Args& a, int64_t r0)
@@ -237,7 +239,6 @@ class InlineFold32 {
   }
   /// The last chunks (fewer than 8) from c: their folded scales, zeros after them.
   void tail(int64_t c, float* out) {
-    const float qmin = _mm256_cvtss_f32(qmin_);
     for (int j = 0; j < 8; ++j, ++c) {
       if (c >= chunks_) {
         out[j] = 0.0f;
@@ -252,7 +253,7 @@ class InlineFold32 {
         off = off_ != nullptr ? off_[c] : 0.0f;
       }
       out[j] = s * sx_[c];
-      tail_bias_ = std::fma(std::fma(qmin, s, off), sums_[c], tail_bias_);
+      tail_bias_ = std::fma(std::fma(w_.code_bias, s, off), sums_[c], tail_bias_);
     }
   }
   float bias() const { return horizontal_sum(acc_) + tail_bias_; }
@@ -278,9 +279,10 @@ struct ScaledDot8 {
 
 /// The row loop of the AVX2 single-token kernels at group size 32 (InlineFold32): step(row, c,
 /// scales) computes Step chunks from c (scales[i]: the folded scale of chunk c + i) into two
-/// alternating totals.
+/// alternating totals. False (nothing done) for other group sizes.
 template <int Bits, int Step, class StepFn>
-void single_token_rows_fold32_avx2(const GemvInt16Args& a, int64_t r0, StepFn step) {
+bool single_token_rows_fold32_avx2(const GemvInt16Args& a, int64_t r0, StepFn step) {
+  if (!InlineFold32::takes(a)) return false;
   InlineFold32 fold(a, r0);
   constexpr int kLinesPer8 = 8 * Bits * 4 / kLineBytes;  // chunks come 8 at a time
   for (int64_t n = a.w.n_begin; n < a.w.n_end; ++n) {
@@ -297,9 +299,9 @@ void single_token_rows_fold32_avx2(const GemvInt16Args& a, int64_t r0, StepFn st
     };
     int64_t c = 0;
     for (; c + 8 <= a.chunks; c += 8) {
-      fold.block(c, scales);
       for (int line = 0; line < kLinesPer8; ++line)
         prefetch_ahead(row + c * Bits * 4 + line * kLineBytes);
+      fold.block(c, scales);
       block(c, 8);
     }
     if (c < a.chunks) {
@@ -308,6 +310,7 @@ void single_token_rows_fold32_avx2(const GemvInt16Args& a, int64_t r0, StepFn st
     }
     a.w.y[r0 * a.w.y_stride + n] = horizontal_sum(_mm256_add_ps(total, spare)) + fold.bias();
   }
+  return true;
 }
 
 /// One token (decode): per row, each chunk's activation scale is multiplied into its group
@@ -324,11 +327,10 @@ void gemv_int16_single_token_avx2(const GemvInt16Args& a, int64_t r0) {
     codes_i16_chunk<Bits, false>(row, c, &w0, &w1);
     return _mm256_cvtepi32_ps(dot_i16(w0, w1, xh + c * kChunk));
   };
-  if (InlineFold32::takes(a)) {
-    single_token_rows_fold32_avx2<Bits, 1>(
-        a, r0, [&chunk_dot](const uint8_t* row, int64_t c, const float* scales) {
-          return ScaledDot8{chunk_dot(row, c), _mm256_broadcast_ss(scales)};
-        });
+  if (single_token_rows_fold32_avx2<Bits, 1>(
+          a, r0, [&chunk_dot](const uint8_t* row, int64_t c, const float* scales) {
+            return ScaledDot8{chunk_dot(row, c), _mm256_broadcast_ss(scales)};
+          })) {
     return;
   }
   const int64_t chunks = a.chunks;
@@ -742,11 +744,10 @@ inline ScaledDot8 u2_split_step_avx2(const uint8_t* codes, const uint8_t* x, con
 
 inline void gemv_int16_u2_single_token_split_avx2(const GemvInt16Args& a, int64_t r0) {
   const auto* xb = reinterpret_cast<const uint8_t*>(a.xh + r0 * a.xh_stride);
-  if (InlineFold32::takes(a)) {
-    single_token_rows_fold32_avx2<2, 4>(
-        a, r0, [xb](const uint8_t* row, int64_t c, const float* scales) {
-          return u2_split_step_avx2(row + c * 8, xb + c * 64, scales);
-        });
+  if (single_token_rows_fold32_avx2<2, 4>(
+          a, r0, [xb](const uint8_t* row, int64_t c, const float* scales) {
+            return u2_split_step_avx2(row + c * 8, xb + c * 64, scales);
+          })) {
     return;
   }
   SingleTokenScales token(a, r0);
