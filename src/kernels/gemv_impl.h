@@ -23,11 +23,12 @@ constexpr bool kI8ReadsChannelTiles = false;
 #endif
 
 // The AVX-512 single-token kernels take 64 bytes of codes a step (4-bit and 2-bit), the AVX2
-// 2-bit one 32 bytes (vpmaddubsw on split bytes); the reference reads plain int16.
+// ones 32 bytes (4-bit: two chunks unpacked in 128-bit lanes; 2-bit: vpmaddubsw on split
+// bytes); the reference reads plain int16.
 #if defined(__AVX512BW__) && defined(__AVX512DQ__)
 constexpr Int16Layout kU4SingleTokenLayout{4, 16, true}, kU2SingleTokenLayout{8, 8, true};
 #elif defined(__AVX2__)
-constexpr Int16Layout kU4SingleTokenLayout{1, 32}, kU2SingleTokenLayout{4, 8, true};
+constexpr Int16Layout kU4SingleTokenLayout{2, 8}, kU2SingleTokenLayout{4, 8, true};
 #else
 constexpr Int16Layout kU4SingleTokenLayout{1, 32}, kU2SingleTokenLayout{2, 8};
 #endif
