@@ -89,9 +89,11 @@ struct GemvInt8Args {
 /// How a row of int16 activations is stored: chunks in groups of `group` (1, 2, 4 or 8) whose
 /// elements are interleaved by runs of `run` (int16_activation_slot). {1, 32} is plain order;
 /// 2-bit codes take {2, 8}, the order in which one 16-byte load of two chunks of 2-bit codes
-/// widens into int16 lanes, and the AVX-512 single-token kernels {8, 8, split} (2-bit: 64 bytes,
-/// eight chunks, bit field i meets run i) and {4, 16, split} (4-bit: 64 bytes, four chunks, low
-/// nibbles then high).
+/// widens into int16 lanes (and one token of 4-bit codes at the avx2 level: a 32-byte load of
+/// two chunks unpacked inside its 128-bit lanes), the AVX-512 single-token kernels {8, 8, split}
+/// (2-bit: 64 bytes, eight chunks, bit field i meets run i) and {4, 16, split} (4-bit: 64 bytes,
+/// four chunks, low nibbles then high), the AVX2 2-bit one {4, 8, split} (32 bytes, four
+/// chunks).
 /// `split_bytes`: each run of 64 slots is stored as 64 high bytes (x >> 8, signed) followed by
 /// 64 low bytes (x & 0xFF, unsigned), x = 256 high + low, so that VNNI's byte dot products
 /// (vpdpbusd: 64 products an instruction against vpdpwssd's 32) take int16 activations exactly:
@@ -156,8 +158,10 @@ struct GemvKernels {
   void (*expand_group_params)(const uint16_t* h, const int8_t* z, int64_t count, float* s,
                               float* off);
   /// The layouts i16_u4 and i16_u2 want for one token of a single-token shape
-  /// (int16_single_token_shape): the AVX-512 kernels' {4, 16, split} (64 bytes of 4-bit codes
-  /// a step) and {8, 8, split} (64 bytes of 2-bit codes); else {1, 32} and {2, 8}.
+  /// (int16_single_token_shape, or one group): the AVX-512 kernels' {4, 16, split} (64 bytes of
+  /// 4-bit codes a step; for any number of tokens) and {8, 8, split} (64 bytes of 2-bit codes),
+  /// the AVX2 ones' {2, 8} (two chunks of 4-bit codes a 32-byte load) and {4, 8, split}
+  /// (vpmaddubsw on split bytes), the reference's {1, 32} and {2, 8}.
   Int16Layout u4_single_token_layout, u2_single_token_layout;
 };
 
