@@ -352,12 +352,12 @@ bool linear_gemv_int16_shared(const float* x, int64_t m,
   Int16Activations act;
   act.layout = kernels::int16_layout(table, bits, m, first.groups, first.group_size);
   if (!round_to_int16_chunks(x, m, first, threads, &act)) return false;
-  // The single-token kernels read compact per-channel metadata too (every level but the
-  // reference): expanded per slice instead, 4-bit per channel 4096^2 over 1 GiB ran at 51-53
-  // against 59-61 GB/s (2 threads, Zen 5, interleaved runs; float32 metadata: 65).
+  // The 4- and 2-bit single-token kernels read compact per-channel metadata too (every level
+  // but the reference): expanded per slice instead, 4-bit per channel 4096^2 over 1 GiB ran at
+  // 51-53 against 59-61 GB/s (2 threads, Zen 5, interleaved runs; float32 metadata: 65).
   const bool reads_compact =
       m == 1 && (kernels::int16_single_token_shape(first.groups, first.group_size) ||
-                 (first.groups == 1 && active_isa() != Isa::kReference));
+                 (first.groups == 1 && bits != 8 && active_isa() != Isa::kReference));
   std::vector<RowSliceJob<kernels::GemvInt16Args>> jobs;
   for (size_t i = 0; i < weights.size(); ++i) {
     jobs.push_back({weights[i],
