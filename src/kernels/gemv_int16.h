@@ -325,7 +325,8 @@ constexpr int kSingleTokenStep = Bits == 4 ? 2 : 1;
 ///   in the high one), whose low and high nibbles are runs 0..3 of the two chunks side by side:
 ///   four vpmaddwd, int32 lanes 0..3 from chunk c and 4..7 from c + 1. Against a vpmovzxbw per
 ///   chunk (a lane-crossing widen, under one a cycle here) and a convert and FMA per chunk:
-///   7.6 -> 6.0 cycles per 32 bytes of codes at group size 32 (K = 4096 in L2, Zen 3).
+///   7.7 -> 6.7 cycles per 32 bytes of codes at group size 32 (K = 4096 in L2, Zen 3); from
+///   DRAM (2 threads, 1 GiB, interleaved) 1.03-1.11x at group size 32, 64 and 128.
 template <int Bits>
 inline ScaledDot8 single_token_step_avx2(const uint8_t* row, int64_t c, const int16_t* xh,
                                          const float* s) {
@@ -758,7 +759,10 @@ inline __m256i dot_i16_pair_w2(const __m256i w[4], const int16_t* x) {
 /// vpmaddwd on widened codes took 16: fields times high bytes (|pair| <= 2 * 3 * 128) and low
 /// bytes times fields (<= 2 * 255 * 3) summed over the four fields in int16 (<= 3072 and 6120),
 /// then 256 high + low in int32 by one vpmaddwd each. Int32 lanes 2q, 2q + 1 belong to chunk
-/// c + q. Per four chunks 27 ops where the int16 kernel on pairs of chunks ({2, 8}) took 34.
+/// c + q. Per four chunks 27 ops where the int16 kernel on pairs of chunks ({2, 8}) took 34; in
+/// L2 about level with it (both multiply on two pipes: 10 multiplies against 8, Zen 3), and
+/// with InlineFold32 14.3 -> 12.3 cycles per 32 bytes of codes; from DRAM, 2 threads, 1 GiB,
+/// interleaved: 1.22-1.27x at group size 32, 1.27x per channel.
 /// Rows are padded to 64 bytes and activations to whole groups of 8 chunks (zeros): a partial
 /// last step reads inside both; `scales` holds 4 folded scales (zeros past the last chunk).
 inline ScaledDot8 u2_split_step_avx2(const uint8_t* codes, const uint8_t* x, const float* scales) {
