@@ -353,17 +353,18 @@ inline ScaledDot8 single_token_step_avx2(const uint8_t* row, int64_t c, const in
   }
 }
 
-/// The row loop of the AVX2 single-token kernel: per row, scales(n) gives the scales its steps
-/// read (zero past an odd last chunk: two-chunk steps read one more) and store(n, sum) takes
-/// the sum of its float dots times them.
-template <int Bits, class Scales, class Store>
-void single_token_rows_avx2(const GemvInt16Args& a, const int16_t* xh, Scales scales, Store store) {
+/// The row loop of the AVX2 single-token kernels where the scales are not folded inline: per
+/// row, scales(n) gives the scales the steps read (zeros past the last chunk: a step may read
+/// past it), step(row, c, scales + c) as for single_token_rows_fold32_avx2, and store(n, sum)
+/// takes the sum of the float dots times the scales.
+template <int Bits, int Step, class StepFn, class Scales, class Store>
+void single_token_rows_avx2(const GemvInt16Args& a, StepFn step, Scales scales, Store store) {
   for (int64_t n = a.w.n_begin; n < a.w.n_end; ++n) {
     const uint8_t* row = a.w.codes + n * a.w.row_bytes;
     const float* cs = scales(n);
     __m256 total = _mm256_setzero_ps(), spare = _mm256_setzero_ps();
-    for_each_step_by_line<Bits, kSingleTokenStep<Bits>>(row, a.chunks, [&](int64_t c) {
-      const ScaledDot8 p = single_token_step_avx2<Bits>(row, c, xh, cs + c);
+    for_each_step_by_line<Bits, Step>(row, a.chunks, [&](int64_t c) {
+      const ScaledDot8 p = step(row, c, cs + c);
       total = _mm256_fmadd_ps(p.dot, p.scale, total);
       std::swap(total, spare);
     });
@@ -378,13 +379,12 @@ void single_token_rows_avx2(const GemvInt16Args& a, const int16_t* xh, Scales sc
 /// metadata is read here (a float16 and a zero point a row).
 template <int Bits>
 void gemv_int16_single_token_avx2(const GemvInt16Args& a, int64_t r0) {
+  constexpr int kStep = kSingleTokenStep<Bits>;
   const int16_t* xh = a.xh + r0 * a.xh_stride;
-  if (single_token_rows_fold32_avx2<Bits, kSingleTokenStep<Bits>>(
-          a, r0, [xh](const uint8_t* row, int64_t c, const float* scales) {
-            return single_token_step_avx2<Bits>(row, c, xh, scales);
-          })) {
-    return;
-  }
+  auto step = [xh](const uint8_t* row, int64_t c, const float* scales) {
+    return single_token_step_avx2<Bits>(row, c, xh, scales);
+  };
+  if (single_token_rows_fold32_avx2<Bits, kStep>(a, r0, step)) return;
   float* y = a.w.y + r0 * a.w.y_stride;
   if (a.w.groups == 1) {
     thread_local std::vector<float> sx;  // the token's chunk scales and a zero
@@ -392,8 +392,8 @@ void gemv_int16_single_token_avx2(const GemvInt16Args& a, int64_t r0) {
     sx.push_back(0.0f);
     float params[16];  // row_group_params' s and off (room for its vector loop, not taken)
     RowGroupParams p{};
-    single_token_rows_avx2<Bits>(
-        a, xh,
+    single_token_rows_avx2<Bits, kStep>(
+        a, step,
         [&](int64_t n) {
           p = row_group_params(a.w, n, params);
           return sx.data();
@@ -404,8 +404,8 @@ void gemv_int16_single_token_avx2(const GemvInt16Args& a, int64_t r0) {
     return;
   }
   SingleTokenScales token(a, r0);
-  single_token_rows_avx2<Bits>(
-      a, xh,
+  single_token_rows_avx2<Bits, kStep>(
+      a, step,
       [&](int64_t n) {
         token.fold_row(n);
         return token.folded();
@@ -793,26 +793,18 @@ inline ScaledDot8 u2_split_step_avx2(const uint8_t* codes, const uint8_t* x, con
 
 inline void gemv_int16_u2_single_token_split_avx2(const GemvInt16Args& a, int64_t r0) {
   const auto* xb = reinterpret_cast<const uint8_t*>(a.xh + r0 * a.xh_stride);
-  if (single_token_rows_fold32_avx2<2, 4>(
-          a, r0, [xb](const uint8_t* row, int64_t c, const float* scales) {
-            return u2_split_step_avx2(row + c * 8, xb + c * 64, scales);
-          })) {
-    return;
-  }
+  auto step = [xb](const uint8_t* row, int64_t c, const float* scales) {
+    return u2_split_step_avx2(row + c * 8, xb + c * 64, scales);
+  };
+  if (single_token_rows_fold32_avx2<2, 4>(a, r0, step)) return;
   SingleTokenScales token(a, r0);
-  const float* cs = token.folded();  // zeros past the last chunk: a partial last step
-  for (int64_t n = a.w.n_begin; n < a.w.n_end; ++n) {
-    const uint8_t* row = a.w.codes + n * a.w.row_bytes;
-    token.fold_row(n);
-    __m256 total = _mm256_setzero_ps(), spare = _mm256_setzero_ps();
-    auto step = [&](int64_t c) {
-      const ScaledDot8 p = u2_split_step_avx2(row + c * 8, xb + c * 64, cs + c);
-      total = _mm256_fmadd_ps(p.dot, p.scale, total);
-      std::swap(total, spare);
-    };
-    for_each_step_by_line<2, 4>(row, a.chunks, step);
-    token.store(n, _mm256_add_ps(total, spare));
-  }
+  single_token_rows_avx2<2, 4>(
+      a, step,
+      [&](int64_t n) {
+        token.fold_row(n);
+        return token.folded();
+      },
+      [&](int64_t n, float sum) { token.store_sum(n, sum); });
 }
 
 /// 2-bit codes: a pair of chunks per step, int32 lanes 0..3 from chunk c and 4..7 from c + 1, so
