@@ -163,6 +163,14 @@ struct GemvKernels {
   /// the AVX2 ones' {2, 8} (two chunks of 4-bit codes a 32-byte load) and {4, 8, split}
   /// (vpmaddubsw on split bytes), the reference's {1, 32} and {2, 8}.
   Int16Layout u4_single_token_layout, u2_single_token_layout;
+  /// The layout i16_u4 wants for the other calls from u4_tokens_min tokens on (fewer: {1, 32},
+  /// the row kernels'): {4, 16, split} at the avx512 level from 1 token and at the avx2 level
+  /// from 8 (channel tiles, 16 or 8 output channels in the vector lanes), the reference's {1, 32}.
+  Int16Layout u4_tokens_layout;
+  int64_t u4_tokens_min = 1;
+  /// Tokens up to which the weight-only linear keeps 4-bit weights on i16_u4 rather than
+  /// dequantized tiles + sgemm (where u4_tokens_layout is split).
+  int64_t u4_tokens_max = 0;
 };
 
 const GemvKernels& gemv_kernels_for(Isa isa);
@@ -211,9 +219,8 @@ inline Int16Layout int16_layout(const GemvKernels& table, int bits, int64_t m, i
   // The avx512 single-token kernels also take per-channel weights (one group).
   const bool single = m == 1 && (groups == 1 || int16_single_token_shape(groups, group_size));
   if (bits == 2) return single ? table.u2_single_token_layout : Int16Layout{2, 8};
-  // The avx512 4-bit kernels take split bytes for any number of tokens.
-  if (bits == 4 && (single || table.u4_single_token_layout.split_bytes))
-    return table.u4_single_token_layout;
+  if (bits == 4 && single) return table.u4_single_token_layout;
+  if (bits == 4 && m >= table.u4_tokens_min) return table.u4_tokens_layout;
   return {};
 }
 

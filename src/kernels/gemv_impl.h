@@ -3,12 +3,17 @@
 // QK_ISA_NAMESPACE names the instantiation. The parts, by activation type:
 //   gemv_rows.h        what they share: chunk size, prefetch, group metadata and bias sums
 //   gemv_float.h       float32 x (GemvArgs), and the dequantized rows of the sgemm path
-//   gemv_int16.h       x rounded to int16 per chunk (GemvInt16Args, the default weight-only path)
+//   gemv_int16.h       x rounded to int16 per chunk (GemvInt16Args, the default weight-only path):
+//                      its specification and dispatch over gemv_int16_rows.h (any tokens),
+//                      gemv_int16_decode_avx2.h (one token), gemv_int16_tiles_avx2.h (4-bit
+//                      channel tiles) and gemv_int16_avx512.h
 //   gemv_int8.h        dynamic int8 x along the rows (GemvInt8Args), dispatch to the tiles
 //   gemv_int8_tiles.h  channel tiles: output channels in the vector lanes (int8 and int16 x)
 //   gemv_int8_tile_pairs.h  two tiles at once, and the dispatch over a slice of tiles
 // This file gathers them into the ISA's GemvKernels table.
 #pragma once
+
+#include <limits>
 
 #include "gemv_float.h"
 #include "gemv_int16.h"
@@ -32,6 +37,19 @@ constexpr Int16Layout kU4SingleTokenLayout{2, 8}, kU2SingleTokenLayout{4, 8, tru
 #else
 constexpr Int16Layout kU4SingleTokenLayout{1, 32}, kU2SingleTokenLayout{2, 8};
 #endif
+// 4-bit codes for several tokens: channel tiles on split bytes (16 or 8 channels). The avx2
+// tiles lose to the row kernels below 8 tokens and to sgemm from about 1024, where the
+// activations every tile meets outgrow L2 (gemv_int16_u4_tiled_avx2).
+#if defined(__AVX512BW__) && defined(__AVX512DQ__)
+constexpr Int16Layout kU4TokensLayout{4, 16, true};
+constexpr int64_t kU4TokensMin = 1, kU4TokensMax = std::numeric_limits<int64_t>::max() - 1;
+#elif defined(__AVX2__)
+constexpr Int16Layout kU4TokensLayout{4, 16, true};
+constexpr int64_t kU4TokensMin = 8, kU4TokensMax = 640;
+#else
+constexpr Int16Layout kU4TokensLayout{1, 32};
+constexpr int64_t kU4TokensMin = 1, kU4TokensMax = 0;
+#endif
 
 inline const GemvKernels kGemvTable = {gemv<8>,
                                        gemv<4>,
@@ -47,6 +65,9 @@ inline const GemvKernels kGemvTable = {gemv<8>,
                                        gemv_int16<2>,
                                        expand_group_params,
                                        kU4SingleTokenLayout,
-                                       kU2SingleTokenLayout};
+                                       kU2SingleTokenLayout,
+                                       kU4TokensLayout,
+                                       kU4TokensMin,
+                                       kU4TokensMax};
 
 }  // namespace quantkit::kernels::QK_ISA_NAMESPACE
