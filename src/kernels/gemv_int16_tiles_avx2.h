@@ -10,11 +10,11 @@ namespace quantkit::kernels::QK_ISA_NAMESPACE {
 
 #if defined(__AVX2__)
 /// 4-bit codes of an 8-channel tile (fill_channel_tile8) for Rows tokens on split-byte
-/// activations (layout {4, 16, split}, as the AVX-512 tiles read them): per pair of quads of a
-/// chunk and token, vpmaddubsw meets the nibbles with the broadcast high bytes (codes unsigned,
-/// |pair| <= 2 * 15 * 128, four sums <= 15360) and the low bytes with the nibbles (low bytes
-/// unsigned, codes as signed bytes: pairs <= 2 * 255 * 15, four sums <= 30600); one vpmaddwd
-/// each takes them to int32 as 256 high + low. The float total takes the chunk's dots times the
+/// activations (layout {4, 16, split}, as the AVX-512 tiles read them): per chunk and token,
+/// vpmaddubsw meets the nibbles with the broadcast high bytes (codes unsigned, |pair| <= 2 * 15 *
+/// 128: the chunk's eight sum to <= 30720 in int16) and the low bytes with the nibbles (low bytes
+/// unsigned, codes as signed bytes: pairs <= 2 * 255 * 15, four at a time <= 30600); vpmaddwd
+/// takes them to int32 as 256 high + low. The float total takes the chunk's dots times the
 /// group's 8 scales times the token's chunk scale, and the bias (qmin and the offsets) per group
 /// through the token's group sum of the rounded x. Against gemv_int16_rows_avx2 (a chunk's codes
 /// widened once, then per token two vpmaddwd, a convert, a scale and an FMA for 32 products, and
