@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <limits>
 
 #include "quantkit/kernels/isa.h"
 #include "quantkit/kernels/linear.h"
@@ -168,9 +169,9 @@ struct GemvKernels {
   /// from 8 (channel tiles, 16 or 8 output channels in the vector lanes), the reference's {1, 32}.
   Int16Layout u4_tokens_layout;
   int64_t u4_tokens_min = 1;
-  /// Tokens up to which the weight-only linear keeps 4-bit weights on i16_u4 rather than
-  /// dequantized tiles + sgemm (where u4_tokens_layout is split).
-  int64_t u4_tokens_max = 0;
+  /// Tokens from which the weight-only linear takes 4-bit weights to dequantized tiles + sgemm
+  /// rather than i16_u4, where u4_tokens_layout is split (elsewhere linear.cpp's own threshold).
+  int64_t u4_gemm_min_tokens = std::numeric_limits<int64_t>::max();
 };
 
 const GemvKernels& gemv_kernels_for(Isa isa);

@@ -42,13 +42,13 @@ constexpr Int16Layout kU4SingleTokenLayout{1, 32}, kU2SingleTokenLayout{2, 8};
 // activations every tile meets outgrow L2 (gemv_int16_u4_tiled_avx2).
 #if defined(__AVX512BW__) && defined(__AVX512DQ__)
 constexpr Int16Layout kU4TokensLayout{4, 16, true};
-constexpr int64_t kU4TokensMin = 1, kU4TokensMax = std::numeric_limits<int64_t>::max() - 1;
+constexpr int64_t kU4TokensMin = 1, kU4GemmMinTokens = std::numeric_limits<int64_t>::max();
 #elif defined(__AVX2__)
 constexpr Int16Layout kU4TokensLayout{4, 16, true};
-constexpr int64_t kU4TokensMin = 8, kU4TokensMax = 640;
+constexpr int64_t kU4TokensMin = 8, kU4GemmMinTokens = 641;
 #else
 constexpr Int16Layout kU4TokensLayout{1, 32};
-constexpr int64_t kU4TokensMin = 1, kU4TokensMax = 0;
+constexpr int64_t kU4TokensMin = 1, kU4GemmMinTokens = 0;  // unused: not split
 #endif
 
 inline const GemvKernels kGemvTable = {gemv<8>,
@@ -68,6 +68,6 @@ inline const GemvKernels kGemvTable = {gemv<8>,
                                        kU2SingleTokenLayout,
                                        kU4TokensLayout,
                                        kU4TokensMin,
-                                       kU4TokensMax};
+                                       kU4GemmMinTokens};
 
 }  // namespace quantkit::kernels::QK_ISA_NAMESPACE

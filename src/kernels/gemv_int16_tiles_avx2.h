@@ -35,10 +35,7 @@ void u4_tile_tokens_i16_avx2(const GemvInt16Args& a, const ChannelTile& t, int64
   const int64_t x_stride = a.xh_stride * 2;
   const float* sx = a.chunk_scales + r0 * chunks;
   const float* xsums = a.xh_group_sums + r0 * a.w.groups;
-  auto quad = [](const uint8_t* p) {
-    return _mm256_set1_epi32(load_quad(reinterpret_cast<const int8_t*>(p)));
-  };
-  const __m256i low4 = _mm256_set1_epi8(0x0F);
+  auto quad = [](const uint8_t* p) { return Lanes256::quad(reinterpret_cast<const int8_t*>(p)); };
   const __m256i ones = _mm256_set1_epi16(1), high_weight = _mm256_set1_epi16(256);
   __m256 total[Rows];
   for (auto& v : total) v = _mm256_setzero_ps();
@@ -55,10 +52,8 @@ void u4_tile_tokens_i16_avx2(const GemvInt16Args& a, const ChannelTile& t, int64
         const __m256i c0v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(quads + 16 * half));
         const __m256i c1v =
             _mm256_loadu_si256(reinterpret_cast<const __m256i*>(quads + 16 * half + 8));
-        const __m256i lo0 = _mm256_and_si256(c0v, low4);
-        const __m256i hi0 = _mm256_and_si256(_mm256_srli_epi16(c0v, 4), low4);
-        const __m256i lo1 = _mm256_and_si256(c1v, low4);
-        const __m256i hi1 = _mm256_and_si256(_mm256_srli_epi16(c1v, 4), low4);
+        const __m256i lo0 = Lanes256::low_nibbles(c0v), hi0 = Lanes256::high_nibbles(c0v);
+        const __m256i lo1 = Lanes256::low_nibbles(c1v), hi1 = Lanes256::high_nibbles(c1v);
 #pragma GCC unroll 8
         for (int r = 0; r < Rows; ++r) {
           const uint8_t* x = xb + r * x_stride + at + 8 * half;

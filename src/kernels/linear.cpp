@@ -396,7 +396,7 @@ bool amx_int16_runs(const PackedLinearWeight& p, int64_t m, GemvActivations acti
 /// The int16 GEMV (4 tokens per decoded chunk) stays ahead of dequantized tiles + sgemm up to
 /// about 160 rows (int4 g32, 4096^2: 110 / 118 / 110 GFLOPS at M = 64 / 128 / 256 against 64 /
 /// 96 / 126); the float GEMV only up to 64. 4-bit channel tiles on split-byte activations go
-/// further, up to GemvKernels::u4_tokens_max: at the avx512 level every M (Zen 5, 2 threads:
+/// further, up to GemvKernels::u4_gemm_min_tokens: at the avx512 level every M (Zen 5, 2 threads:
 /// 530 / 560 / 550 GFLOPS at M = 256 / 512 / 1024 against 168 / 195 / 215;
 /// gemv_int16_u4_tiled_vnni512), at avx2 up to 640 (Zen 3, 2 threads, g32: 142-148 / 135-143 /
 /// 140-145 at M = 160 / 256 / 512 against 100-106 / 119-125 / 135-147; at 1024 and 2048 117-132
@@ -406,7 +406,7 @@ int64_t gemm_min_rows(const PackedLinearWeight& p, GemvActivations activations) 
   if (activations != GemvActivations::kInt16 || is_float8(p.dtype)) return kGemmMinRows;
   const kernels::GemvKernels& table = kernels::gemv_kernels_for(active_isa());
   if (dtype_bits(p.dtype) == 4 && table.u4_tokens_layout.split_bytes)
-    return table.u4_tokens_max + 1;
+    return table.u4_gemm_min_tokens;
   return 160;
 }
 
