@@ -38,7 +38,8 @@ QTensor make_weight(int64_t n, int64_t k, const WeightCase& c, uint32_t seed) {
 
 /// Both decode tunings (kernels/gemv.h), whichever CPU runs the test: the Intel one (256-bit
 /// one-token 8-bit loops) and the AMD one (512-bit).
-const std::vector<kernels::DecodeTuning> kDecodeTunings = {{8192, 1024, false}, {8192, 0, true}};
+const std::vector<kernels::DecodeTuning> kDecodeTunings = {{8192, 1024, false, false},
+                                                           {8192, 0, true, true}};
 
 struct DecodeTuningGuard {
   kernels::DecodeTuning saved = kernels::decode_tuning;
@@ -229,7 +230,7 @@ TEST(Linear, EveryIsaMatchesTheReference) {
                   ASSERT_LE(err, bound)
                       << isa_name(isa) << " " << w.summary() << " m=" << m << " k=" << k
                       << " int16=" << (mode == GemvActivations::kInt16)
-                      << " wide 8-bit decode=" << kernels::decode_tuning.wide_8bit_single_token;
+                      << " wide W8A16 decode=" << kernels::decode_tuning.wide_w8a16_single_token;
                   if (mode == GemvActivations::kFloat32)
                     worst = std::max(worst, err / (magnitude + 1e-30));
                 }
@@ -506,7 +507,7 @@ TEST(LinearDynamicInt8, EveryIsaMatchesTheSpecification) {
                         std::fabs(got.data<float>()[r * n + o] - want.data<float>()[r * n + o]);
                     ASSERT_LE(err, 64 * 1.1920929e-7 * magnitude + 1e-30)
                         << isa_name(isa) << " " << w.summary() << " m=" << m << " k=" << k
-                        << " wide 8-bit decode=" << tuning.wide_8bit_single_token
+                        << " wide W8A8 decode=" << tuning.wide_w8a8_single_token
                         << " channel tiles=" << tiles;
                     worst = std::max(worst, err / (magnitude + 1e-30));
                     // int8 activations lose at most half a step (max|x| / 254) per element.

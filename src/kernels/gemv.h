@@ -15,8 +15,11 @@ namespace quantkit::kernels {
 /// - Intel Sapphire Rapids: an L1 prefetch 1 KiB ahead beside the L2 one 8 KiB ahead made W4A16
 ///   M=1 1.10-1.20x faster from DRAM on 1 thread (its requests no longer held the few L1 fill
 ///   buffers for a whole DRAM latency, as one L1 prefetch 4 KiB ahead had); and the one-token
-///   8-bit loops stay at 256 bits: a W8A8 loop that ran 2.3x faster in L2 streamed 0.84x as fast
-///   from DRAM.
+///   W8A8 loop stays at 256 bits: a loop that ran 2.3x faster in L2 streamed 0.84x as fast from
+///   DRAM.
+/// - Intel Emerald Rapids: the 256-bit W8A16 per-channel row loop is compute-bound, the 512-bit
+///   one streams at the DRAM rate: 4096^2 over 1 GiB, 1 thread 8.6 -> 14.3 GB/s, 2 threads
+///   16.2 -> 27.4 (probe 15-16 / 24-29); the one-token W8A8 loops read 28.5 GB/s at either width.
 /// - AMD Zen 5: the L1 prefetch costs (one-token 8-bit at 512 bits, 2 threads: 64 -> 77 GB/s
 ///   without it; neutral at 4-bit group 32), and the 512-bit one-token 8-bit loops reach the
 ///   DRAM rate where the 256-bit ones are compute-bound: W8A16 / W8A8 per channel M=1, 4096^2
@@ -27,8 +30,9 @@ namespace quantkit::kernels {
 ///   and W2A16 g32 1.00-1.07x, W4A8 g32 0.96-0.98x.
 struct DecodeTuning {
   int l2_prefetch_bytes;
-  int l1_prefetch_bytes;        // 0: no L1 prefetch
-  bool wide_8bit_single_token;  // W8A16 / W8A8 one-token kernels at 512 bits (avx512 level)
+  int l1_prefetch_bytes;         // 0: no L1 prefetch
+  bool wide_w8a16_single_token;  // W8A16 one-token kernels at 512 bits (avx512 level)
+  bool wide_w8a8_single_token;   // W8A8 one-token kernel at 512 bits (avx512 + VNNI)
 };
 DecodeTuning decode_tuning_for_this_cpu();
 /// The tuning in force. Tests and benchmarks may set it between calls, never during one.

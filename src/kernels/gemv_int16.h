@@ -78,7 +78,7 @@ void gemv_int16_avx2(const GemvInt16Args& a) {
         gemv_int16_u4_single_token_vnni512(a, m);
         return;
       }
-      if (Bits == 8 && decode_tuning.wide_8bit_single_token &&
+      if (Bits == 8 && decode_tuning.wide_w8a16_single_token &&
           (a.w.groups == 1 || int16_single_token_shape(a.w.groups, a.w.group_size))) {
         gemv_int16_u8_single_token_vnni512(a, m);
         return;

@@ -195,7 +195,7 @@ inline void gemv_int8_w4_avx2(const GemvInt8Args& a) {
 /// the weights in L2 (27 -> 64 GB/s, 1 thread) but 0.84x from DRAM (16.0 -> 13.5 GB/s 1 thread,
 /// 29 -> 26 on 2; any prefetch distance). On Sapphire Rapids (with its L1 prefetch 1 KiB ahead)
 /// a loop that outruns DRAM streams worse than one that just keeps up. Zen 5, without that
-/// prefetch, streams best with the fastest loop: where DecodeTuning::wide_8bit_single_token
+/// prefetch, streams best with the fastest loop: where DecodeTuning::wide_w8a8_single_token
 /// holds, one token goes through gemv_int8_w8_token_vnni512.
 template <int Rows>
 void gemv_int8_w8_rows_avx2(const GemvInt8Args& a, int64_t r0) {
@@ -420,7 +420,7 @@ void gemv_int8(const GemvInt8Args& a) {
     for (; r + 4 <= a.m; r += 4) gemv_int8_w8_rows_avx2<4>(a, r);
 #if defined(__AVX512BW__) && defined(__AVX512VNNI__)
     const int64_t cpg = a.w.group_size >= a.w.k ? 1 : a.w.group_size / kChunk;
-    if (decode_tuning.wide_8bit_single_token && (a.w.groups == 1 || cpg % 2 == 0)) {
+    if (decode_tuning.wide_w8a8_single_token && (a.w.groups == 1 || cpg % 2 == 0)) {
       for (; r < a.m; ++r) gemv_int8_w8_token_vnni512(a, r);
       return;
     }

@@ -133,8 +133,8 @@ DecodeTuning decode_tuning_for_this_cpu() {
 #endif
   // AMD without the avx512 level (Zen 3 measured) streams better with the L1 prefetch, as Intel
   // does; Zen 5 without it (gemv.h).
-  if (amd && !cpu_supports(Isa::kAvx512)) return DecodeTuning{8192, 1024, true};
-  return amd ? DecodeTuning{8192, 0, true} : DecodeTuning{8192, 1024, false};
+  if (amd && !cpu_supports(Isa::kAvx512)) return DecodeTuning{8192, 1024, true, true};
+  return amd ? DecodeTuning{8192, 0, true, true} : DecodeTuning{8192, 1024, true, false};
 }
 
 DecodeTuning decode_tuning = decode_tuning_for_this_cpu();
