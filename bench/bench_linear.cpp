@@ -12,6 +12,7 @@
 
 #include "quantkit/core/random.h"
 #include "quantkit/kernels/bandwidth.h"
+#include "quantkit/kernels/blas.h"
 #include "quantkit/kernels/isa.h"
 #include "quantkit/kernels/linear.h"
 
@@ -256,6 +257,7 @@ class RatioReporter : public benchmark::ConsoleReporter {
 }  // namespace
 
 int main(int argc, char** argv) {
+  quantkit::reexec_with_tuned_blas(argv);
   benchmark::Initialize(&argc, argv);
   RatioReporter reporter;
   benchmark::RunSpecifiedBenchmarks(&reporter);

@@ -10,6 +10,7 @@
 #include <map>
 
 #include "quantkit/core/random.h"
+#include "quantkit/kernels/blas.h"
 #include "quantkit/nn/quantized.h"
 
 namespace {
@@ -130,4 +131,10 @@ const int kRegistered = [] {
 
 }  // namespace
 
-BENCHMARK_MAIN();
+int main(int argc, char** argv) {
+  quantkit::reexec_with_tuned_blas(argv);
+  benchmark::Initialize(&argc, argv);
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}

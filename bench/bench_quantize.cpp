@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "quantkit/core/random.h"
+#include "quantkit/kernels/blas.h"
 #include "quantkit/kernels/isa.h"
 #include "quantkit/quant/affine.h"
 #include "quantkit/quant/qtensor.h"
@@ -162,6 +163,7 @@ class RatioReporter : public benchmark::ConsoleReporter {
 }  // namespace
 
 int main(int argc, char** argv) {
+  quantkit::reexec_with_tuned_blas(argv);
   benchmark::Initialize(&argc, argv);
   RatioReporter reporter;
   benchmark::RunSpecifiedBenchmarks(&reporter);

@@ -10,6 +10,7 @@
 #include "kernels/gemv.h"
 #include "kernels/quant_rows.h"
 #include "quantkit/kernels/bandwidth.h"
+#include "quantkit/kernels/blas.h"
 #include "quantkit/kernels/isa.h"
 #include "quantkit/quant/affine.h"
 #include "quantkit/quant/qtensor.h"
@@ -33,6 +34,16 @@ Result run(const Tensor& x, const AffineSpec& spec) {
   r.scales.assign(q.scale().data<float>(), q.scale().data<float>() + q.scale().numel());
   r.dequant.assign(y.data<float>(), y.data<float>() + y.numel());
   return r;
+}
+
+TEST(Blas, OverridesOnlyTheGenericFallbackWithTheCpusLevel) {
+  EXPECT_EQ(blas_core_override("Prescott", true, true), "SkylakeX");
+  EXPECT_EQ(blas_core_override("PRESCOTT", true, false), "Haswell");
+  EXPECT_EQ(blas_core_override("Prescott", false, false), "");
+  EXPECT_EQ(blas_core_override("Zen", true, false), "");
+  EXPECT_EQ(blas_core_override("SkylakeX", true, true), "");
+  EXPECT_EQ(blas_core_override("", true, true), "");
+  EXPECT_FALSE(blas_core_name().empty());
 }
 
 TEST(Kernels, EveryIsaMatchesTheReferenceBitForBit) {

@@ -8,6 +8,7 @@
 #include "bert_commands.h"
 #include "eval.h"
 #include "quantkit/io/safetensors.h"
+#include "quantkit/kernels/blas.h"
 #include "quantkit/workflows/quantize_checkpoint.h"
 #include "table.h"
 
@@ -90,6 +91,7 @@ int run_quantize(const std::string& input, const std::string& output,
 
 int main(int argc, char** argv) {
   using namespace quantkit;
+  reexec_with_tuned_blas(argv);
   CLI::App app{"quantkit: neural-network quantization toolkit"};
   app.require_subcommand(1);
 
