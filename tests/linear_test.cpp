@@ -381,6 +381,52 @@ TEST(Linear, CompactMetadataFoldsLikeFloat32Metadata) {
   }
 }
 
+// Every float8 code, NaN and infinities included, decodes to its exact value in the float8
+// kernels of every level: row n holds code n at column n % k (zeros elsewhere), so y[r, n] is the
+// single product x[r, n % k] * scale * value(n), with no rounding. 1 and 5 tokens take the
+// GEMV, 70 the dequantized tiles + sgemm; k = 40 and 200 leave a partial last chunk, and 200
+// reaches the AVX-512 loop (blocks of 4 chunks per channel, 1 at group 32).
+TEST(Linear, Float8KernelsDecodeEveryCodeExactly) {
+  IsaGuard guard;
+  for (DType dtype : {DType::kFloat8E4M3, DType::kFloat8E5M2}) {
+    for (auto [k, group] : {std::pair<int64_t, int64_t>{40, 0}, {200, 0}, {200, 32}}) {
+      const QTensor like = make_weight(256, k, {dtype, ZeroPointDomain::kNone, group}, 1);
+      Tensor codes = Tensor::zeros({256, k}, dtype);
+      for (int64_t n = 0; n < 256; ++n) codes.bytes()[n * k + n % k] = static_cast<uint8_t>(n);
+      Tensor scale = Tensor::empty(like.scale().shape(), DType::kFloat32);
+      for (int64_t i = 0; i < scale.numel(); ++i) scale.data<float>()[i] = 0.5f;
+      const PackedLinearWeight p =
+          pack_linear_weight(QTensor(codes, scale, Tensor(), like.scheme()));
+      for (int64_t m : {1, 5, 70}) {
+        const Tensor x = testing::random_tensor({m, k}, static_cast<uint32_t>(m * k));
+        for (Isa isa : supported_isas()) {
+          set_active_isa(isa);
+          for (GemvActivations mode : {GemvActivations::kFloat32, GemvActivations::kInt16}) {
+            const Tensor y = linear_weight_only(x, p, nullptr, mode);
+            for (int64_t r = 0; r < m; ++r) {
+              for (int64_t n = 0; n < 256; ++n) {
+                const auto code = static_cast<uint8_t>(n);
+                const float value = dtype == DType::kFloat8E4M3 ? e4m3_bits_to_float(code)
+                                                                : e5m2_bits_to_float(code);
+                const float want = x.data<float>()[r * k + n % k] * (0.5f * value);
+                const float got = y.data<float>()[r * 256 + n];
+                if (std::isnan(want)) {
+                  ASSERT_TRUE(std::isnan(got))
+                      << isa_name(isa) << " " << dtype_name(dtype) << " code " << n << " m=" << m
+                      << " k=" << k << " group " << group;
+                } else {
+                  ASSERT_EQ(got, want) << isa_name(isa) << " " << dtype_name(dtype) << " code " << n
+                                       << " m=" << m << " k=" << k << " group " << group;
+                }
+              }
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
 // Weights sharing an input (q/k/v) in one pass: every output bit-identical to its own
 // linear_weight_only call, on the shared int16 path (1 and 7 tokens, compact and float32
 // metadata, biases, 2-bit interleaving) and on every fallback (160 tokens, group sizes or

@@ -207,6 +207,9 @@ int run_bench_kernels(const BenchKernelOptions& options) {
       {"w4a16_g128", DType::kInt4, 128, false},
       {"w4a16_perchannel", DType::kInt4, 0, false},
       {"w2a16_g32", DType::kInt2, 32, false},
+      // Float8 weights (quanto's float8 qtypes) on float32 activations.
+      {"fp8e4m3_perchannel", DType::kFloat8E4M3, 0, false},
+      {"fp8e5m2_perchannel", DType::kFloat8E5M2, 0, false},
       {"w8a8_pertoken", DType::kInt8, 0, true},
       {"w4a8_g32_pertoken", DType::kInt4, 32, true},
       // The seed's quantize_activation layout: per-channel weights only.

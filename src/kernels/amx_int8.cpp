@@ -278,8 +278,7 @@ void group_tiles(amx::WeightBlock& w, const TokenTiles& tokens, int64_t b0, int6
     if (next) next->step();
     if (ahead && k0 + kStepsAhead * kb < k_end) {
       const auto* line = reinterpret_cast<const char*>(a + kStepsAhead * a_step);
-      for (int64_t r = 0; r < amx::kBlockRows; ++r)
-        _mm_prefetch(line + r * w.stride(), _MM_HINT_T0);
+      for (int64_t r = 0; r < amx::kBlockRows; ++r) prefetch_l1(line + r * w.stride());
     }
     // Each product issues as soon as its two tiles are in: A0 B0, then B1, then A1 (in cache,
     // group size 32: 1.10-1.15x against all four loads first).

@@ -10,6 +10,7 @@
 #include <cstring>
 #include <vector>
 
+#include "prefetch.h"
 #include "quantkit/kernels/linear.h"
 
 namespace quantkit::kernels::amx {
@@ -65,7 +66,7 @@ class BlockPrefetch {
   }
   void step() {
     for (int64_t i = 0; i < per_step_ && done_ < lines_; ++i, ++done_)
-      _mm_prefetch(reinterpret_cast<const char*>(next_ + 64 * done_), _MM_HINT_T1);
+      prefetch_l2(next_ + 64 * done_);
   }
 
  private:

@@ -5,6 +5,7 @@
 #include <cstdint>
 
 #include "attention.h"
+#include "prefetch.h"
 #include "vector_exp.h"
 #include "vector_sum.h"
 
@@ -73,7 +74,7 @@ constexpr int64_t kAhead = 8;
 inline void prefetch_row(const float* rows, int64_t stride, int64_t j, int64_t len, int64_t dim) {
   if (j + kAhead >= len) return;
   const float* row = rows + (j + kAhead) * stride;
-  for (int64_t e = 0; e < dim; e += 16) __builtin_prefetch(row + e);
+  for (int64_t e = 0; e < dim; e += 16) prefetch_l1(row + e);
 }
 
 /// scale * q . k_j for every query and position (scores[i * len + j]).

@@ -140,15 +140,22 @@ struct GemvInt16Args {
   Int16Layout layout;  // of xh
 };
 
+/// How the codes of a packed row read: unsigned integers u (8, 4 or 2 bits; W = s (u + qmin) +
+/// off), or float8 bit patterns in bytes (W = s value(code), no offsets).
+enum class Codes { kUnsigned, kE4M3, kE5M2 };
+
 struct GemvKernels {
   void (*u8)(const GemvArgs&);
   void (*u4)(const GemvArgs&);
   void (*u2)(const GemvArgs&);
+  /// Float8 weights (e4m3fn, e5m2) on float32 activations.
+  void (*e4m3)(const GemvArgs&);
+  void (*e5m2)(const GemvArgs&);
   /// out[k] = s[k / group] * (u[k] + code_bias) + off[k / group] for one packed row of 8, 4 or 2
-  /// bits.
+  /// bits; float8 rows: s[k / group] * value(code k) (code_bias and off zero).
   using DequantizeRow = void (*)(const uint8_t* row, int64_t k, float code_bias, const float* s,
                                  const float* off, int64_t group_size, float* out);
-  DequantizeRow dequantize_u8, dequantize_u4, dequantize_u2;
+  DequantizeRow dequantize_u8, dequantize_u4, dequantize_u2, dequantize_e4m3, dequantize_e5m2;
   /// Integer-dot kernels for int8 activations (signed int8 weights; 4-bit weights of any sign).
   void (*i8_w8)(const GemvInt8Args&);
   void (*i8_w4)(const GemvInt8Args&);

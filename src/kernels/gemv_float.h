@@ -7,9 +7,44 @@
 
 namespace quantkit::kernels::QK_ISA_NAMESPACE {
 
-/// Decodes the 32 codes of chunk c of a packed row into floats (layout in linear.h).
-template <int Bits>
+#if defined(__AVX2__)
+/// The exact values of 8 float8 codes. An e5m2 code is the top byte of a float16. An e4m3fn code
+/// shifted left 7 is a float16 with its exponent and mantissa in place, whose value is the
+/// code's times 2^-8 (exponent bias 15 against 7; the subnormals scale alike); its sign goes from
+/// bit 14 to bit 15 by adding bit 14 to itself, and its NaN (magnitude 0x7F, which the float16
+/// would read as 1.875) is set apart.
+template <Codes C>
+inline __m256 float8_values8(const uint8_t* p) {
+  const __m128i b = _mm_cvtepu8_epi16(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p)));
+  if constexpr (C == Codes::kE5M2) {
+    return _mm256_cvtph_ps(_mm_slli_epi16(b, 8));
+  } else {
+    const __m128i t = _mm_slli_epi16(b, 7), magnitude_bits = _mm_set1_epi16(0x3F80);
+    const __m128i half = _mm_add_epi16(t, _mm_and_si128(t, _mm_set1_epi16(0x4000)));
+    const __m128i nan = _mm_cmpeq_epi16(_mm_and_si128(t, magnitude_bits), magnitude_bits);
+    const __m256 value = _mm256_mul_ps(_mm256_cvtph_ps(half), _mm256_set1_ps(256.0f));
+    return _mm256_or_ps(value, _mm256_castsi256_ps(_mm256_cvtepi16_epi32(nan)));  // NaN: all ones
+  }
+}
+
+#endif
+
+/// Decodes the 32 codes of chunk c of a packed row into floats (layout in linear.h): unsigned
+/// integers, or the exact values of float8 codes (8-bit rows, Codes::kE4M3 / kE5M2).
+template <int Bits, Codes C = Codes::kUnsigned>
 inline void decode_chunk(const uint8_t* __restrict row, int64_t c, float* __restrict w) {
+  if constexpr (C != Codes::kUnsigned) {
+    static_assert(Bits == 8, "float8 codes are bytes");
+#if defined(__AVX2__)
+    for (int i = 0; i < 4; ++i)
+      _mm256_storeu_ps(w + 8 * i, float8_values8<C>(row + c * 32 + 8 * i));
+#else
+    for (int j = 0; j < 32; ++j)
+      w[j] = C == Codes::kE4M3 ? e4m3_bits_to_float(row[c * 32 + j])
+                               : e5m2_bits_to_float(row[c * 32 + j]);
+#endif
+    return;
+  }
 #if defined(__AVX2__)
   // The vectoriser turns the portable loops below into scalar extracts; spell out the widening.
   auto widen8 = [](__m128i bytes, float* out) {
@@ -54,7 +89,7 @@ inline void decode_chunk(const uint8_t* __restrict row, int64_t c, float* __rest
 /// decoded chunk (w = s * q, q = u + code_bias exactly), so lanes accumulate across groups and are
 /// reduced once per output; offsets enter through the group sums of x: sum_k x_k off_g = off_g *
 /// xsum_g.
-template <int Bits, int Rows>
+template <int Bits, int Rows, Codes C = Codes::kUnsigned>
 void gemv_rows(const GemvArgs& a, int64_t m0) {
   const int64_t full_chunks = a.w.k / kChunk;
   const float* xr[Rows];
@@ -65,7 +100,7 @@ void gemv_rows(const GemvArgs& a, int64_t m0) {
     alignas(64) float acc[Rows][kChunk] = {};
     alignas(64) float w[kChunk];
     for (int64_t c = 0; c < full_chunks; ++c) {
-      decode_chunk<Bits>(row, c, w);
+      decode_chunk<Bits, C>(row, c, w);
       const float scale = s[(c * kChunk) / a.w.group_size];
       for (int j = 0; j < kChunk; ++j) w[j] = (w[j] + a.w.code_bias) * scale;
       for (int r = 0; r < Rows; ++r) {
@@ -81,7 +116,7 @@ void gemv_rows(const GemvArgs& a, int64_t m0) {
       out[r] = acc[r][0];
     }
     if (full_chunks * kChunk < a.w.k) {  // tail of K: part of the last group
-      decode_chunk<Bits>(row, full_chunks, w);
+      decode_chunk<Bits, C>(row, full_chunks, w);
       const float scale = s[a.w.groups - 1];
       for (int r = 0; r < Rows; ++r) {
         for (int64_t j = 0; j < a.w.k - full_chunks * kChunk; ++j) {
@@ -99,14 +134,22 @@ void gemv_rows(const GemvArgs& a, int64_t m0) {
   }
 }
 
-/// Row n of W in float32: W[k] = s[g] * (u[k] + code_bias) + off[g] (sgemm path at large M).
-template <int Bits>
+/// Row n of W in float32: W[k] = s[g] * (u[k] + code_bias) + off[g] (sgemm path at large M);
+/// float8 rows: W[k] = s[g] * value(code k), with code_bias and off zero.
+template <int Bits, Codes C = Codes::kUnsigned>
 void dequantize_row(const uint8_t* __restrict row, int64_t k, float code_bias, const float* s,
                     const float* off, int64_t group_size, float* __restrict out) {
   alignas(64) float w[kChunk];
   for (int64_t c = 0; c * kChunk < k; ++c) {
-    decode_chunk<Bits>(row, c, w);
+    decode_chunk<Bits, C>(row, c, w);  // rows are padded to whole chunks
     const int64_t len = std::min<int64_t>(kChunk, k - c * kChunk);
+    const int64_t g0 = c * kChunk / group_size, g1 = (c * kChunk + len - 1) / group_size;
+    if (g0 == g1) {  // one group (group sizes that are multiples of 32): a vector loop
+      const float scale = s[g0], offset = off[g0];
+      float* dst = out + c * kChunk;
+      for (int64_t j = 0; j < len; ++j) dst[j] = scale * (w[j] + code_bias) + offset;
+      continue;
+    }
     for (int64_t j = 0; j < len; ++j) {
       const int64_t g = (c * kChunk + j) / group_size;
       out[c * kChunk + j] = s[g] * (w[j] + code_bias) + off[g];
@@ -118,12 +161,14 @@ void dequantize_row(const uint8_t* __restrict row, int64_t k, float code_bias, c
 /// The 32 unsigned codes of chunk c as floats in element order (w[i] holds elements 8i..8i+7).
 /// Each vpmovzxbd reads 8 bytes straight from memory; 4-bit bytes hold elements j and j + 16,
 /// 2-bit bytes elements j, j + 8, j + 16, j + 24, so one widening feeds 2 or 4 registers.
-template <int Bits>
+template <int Bits, Codes C = Codes::kUnsigned>
 inline void decode_unsigned(const uint8_t* row, int64_t c, __m256 w[4]) {
   auto widen = [](const uint8_t* p) {
     return _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p)));
   };
-  if constexpr (Bits == 8) {
+  if constexpr (C != Codes::kUnsigned) {
+    for (int i = 0; i < 4; ++i) w[i] = float8_values8<C>(row + c * 32 + 8 * i);
+  } else if constexpr (Bits == 8) {
     for (int i = 0; i < 4; ++i) w[i] = _mm256_cvtepi32_ps(widen(row + c * 32 + 8 * i));
   } else if constexpr (Bits == 4) {
     const __m256i low4 = _mm256_set1_epi32(0x0F);
@@ -147,7 +192,7 @@ inline void decode_unsigned(const uint8_t* row, int64_t c, __m256 w[4]) {
 /// accumulators per activation row over spans of Span (1 or 2) chunks inside a group, then is
 /// scaled into a running total: short dependency chains, no per-element bias or sign work, and
 /// a fixed, fully unrolled span so the loop carries no per-span bookkeeping but a countdown.
-template <int Bits, int Rows, int Span, bool ChunkGroups>
+template <int Bits, int Rows, int Span, bool ChunkGroups, Codes C>
 void gemv_rows_avx2(const GemvArgs& a, int64_t m0) {
   const int64_t full_chunks = a.w.k / kChunk;
   const int64_t chunks_per_group =
@@ -172,7 +217,7 @@ void gemv_rows_avx2(const GemvArgs& a, int64_t m0) {
         }
         __m256 w[4];
         prefetch_at_line_start(row, c * Bits * 4);
-        decode_unsigned<Bits>(row, c, w);
+        decode_unsigned<Bits, C>(row, c, w);
         for (int r = 0; r < Rows; ++r) {
           const float* xc = xr[r] + c * kChunk;
           acc[r][0] = _mm256_fmadd_ps(_mm256_loadu_ps(xc), w[0], acc[r][0]);
@@ -196,10 +241,10 @@ void gemv_rows_avx2(const GemvArgs& a, int64_t m0) {
     }
     alignas(32) float u_tail[kChunk];
     const int64_t tail = a.w.k - full_chunks * kChunk;
-    if (tail > 0) decode_chunk<Bits>(row, full_chunks, u_tail);
+    if (tail > 0) decode_chunk<Bits, C>(row, full_chunks, u_tail);
     const int64_t odd_chunk = spans * Span;  // a last whole chunk the spans did not cover
     alignas(32) float u_odd[kChunk];
-    if (odd_chunk < full_chunks) decode_chunk<Bits>(row, odd_chunk, u_odd);
+    if (odd_chunk < full_chunks) decode_chunk<Bits, C>(row, odd_chunk, u_odd);
     for (int r = 0; r < Rows; ++r) {
       __m256 sum = total[r][0];
       for (int i = 1; i < Span; ++i) sum = _mm256_add_ps(sum, total[r][i]);
@@ -217,32 +262,65 @@ void gemv_rows_avx2(const GemvArgs& a, int64_t m0) {
 
 /// Picks the unrolling: pairs of chunks, scaled per chunk when every group is one chunk, per
 /// span when groups hold an even number of chunks; single chunks otherwise.
-template <int Bits, int Rows>
+template <int Bits, int Rows, Codes C = Codes::kUnsigned>
 void gemv_rows_avx2(const GemvArgs& a, int64_t m0) {
   const int64_t full_chunks = a.w.k / kChunk;
   const int64_t chunks_per_group =
       a.w.group_size >= a.w.k ? std::max<int64_t>(full_chunks, 1) : a.w.group_size / kChunk;
   if (chunks_per_group == 1 && a.w.group_size < a.w.k) {
-    gemv_rows_avx2<Bits, Rows, 2, true>(a, m0);
+    gemv_rows_avx2<Bits, Rows, 2, true, C>(a, m0);
   } else if (chunks_per_group % 2 == 0) {
-    gemv_rows_avx2<Bits, Rows, 2, false>(a, m0);
+    gemv_rows_avx2<Bits, Rows, 2, false, C>(a, m0);
   } else {
-    gemv_rows_avx2<Bits, Rows, 1, false>(a, m0);
+    gemv_rows_avx2<Bits, Rows, 1, false, C>(a, m0);
   }
 }
 #endif
 
 #if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512DQ__)
-/// The 32 unsigned codes of chunk c as floats in two 16-lane halves: elements 0-15 and 16-31.
+/// What the AVX-512 float8 decode leaves out of each value, for the caller's scale to make up:
+/// e4m3fn codes come out as value * 2^-8 (float8_values8 without its multiply), e5m2 codes
+/// exact. A power of two, so the scaled sums round as if the values had been exact.
+template <Codes C>
+constexpr float kFloat8DecodeUnit = C == Codes::kE4M3 ? 256.0f : 1.0f;
+
+/// The 32 float8 codes of chunk c as value / kFloat8DecodeUnit in two 16-lane halves: the
+/// bytes widen to 32 words at once, and every step of float8_values8 but the float16
+/// conversion runs on all 32.
+template <Codes C>
+inline void float8_values32(const uint8_t* row, int64_t c, __m512 w[2]) {
+  const __m512i b =
+      _mm512_cvtepu8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(row + c * 32)));
+  if constexpr (C == Codes::kE5M2) {
+    const __m512i half = _mm512_slli_epi16(b, 8);
+    w[0] = _mm512_cvtph_ps(_mm512_castsi512_si256(half));
+    w[1] = _mm512_cvtph_ps(_mm512_extracti64x4_epi64(half, 1));
+  } else {
+    const __m512i t = _mm512_slli_epi16(b, 7), magnitude_bits = _mm512_set1_epi16(0x3F80);
+    const __m512i half = _mm512_add_epi16(t, _mm512_and_si512(t, _mm512_set1_epi16(0x4000)));
+    const __mmask32 nan =
+        _mm512_cmpeq_epi16_mask(_mm512_and_si512(t, magnitude_bits), magnitude_bits);
+    const __m512 quiet_nan = _mm512_set1_ps(std::numeric_limits<float>::quiet_NaN());
+    w[0] = _mm512_mask_mov_ps(_mm512_cvtph_ps(_mm512_castsi512_si256(half)),
+                              static_cast<__mmask16>(nan), quiet_nan);
+    w[1] = _mm512_mask_mov_ps(_mm512_cvtph_ps(_mm512_extracti64x4_epi64(half, 1)),
+                              static_cast<__mmask16>(nan >> 16), quiet_nan);
+  }
+}
+
+/// The 32 unsigned codes of chunk c as floats in two 16-lane halves: elements 0-15 and 16-31
+/// (float8 codes: their values / kFloat8DecodeUnit).
 /// 4-bit bytes hold elements j and j + 16, so one widening of 16 bytes feeds both halves; 2-bit
 /// bytes hold j, j + 8, j + 16, j + 24, so the 8 bytes go to both 256-bit halves of a register
 /// and shift by 0 and 2 (elements 0-15), then 4 and 6 (16-31).
-template <int Bits>
+template <int Bits, Codes C = Codes::kUnsigned>
 inline void decode_unsigned16(const uint8_t* row, int64_t c, __m512 w[2]) {
   auto widen16 = [](const uint8_t* p) {
     return _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
   };
-  if constexpr (Bits == 8) {
+  if constexpr (C != Codes::kUnsigned) {
+    float8_values32<C>(row, c, w);
+  } else if constexpr (Bits == 8) {
     w[0] = _mm512_cvtepi32_ps(widen16(row + c * 32));
     w[1] = _mm512_cvtepi32_ps(widen16(row + c * 32 + 16));
   } else if constexpr (Bits == 4) {
@@ -265,7 +343,7 @@ inline void decode_unsigned16(const uint8_t* row, int64_t c, __m512 w[2]) {
 /// (a group, or four chunks of a per-channel row), then scaled into one of two running totals
 /// that alternate by block, so no FMA chain is longer than a block. The 256-bit kernel ran the
 /// 4-bit rows at 27 GB/s from DRAM, compute-bound on the conversions.
-template <int Bits, int Rows, int Block>
+template <int Bits, int Rows, int Block, Codes C>
 void gemv_rows_avx512(const GemvArgs& a, int64_t m0) {
   const int64_t full_chunks = a.w.k / kChunk, blocks = full_chunks / Block;
   const bool per_channel = a.w.group_size >= a.w.k;
@@ -280,21 +358,23 @@ void gemv_rows_avx512(const GemvArgs& a, int64_t m0) {
     for (int r = 0; r < Rows; ++r) total[0][r] = total[1][r] = _mm512_setzero_ps();
     GroupScaleCursor group(s, blocks_per_group);
     auto run_block = [&](int64_t b, __m512(&into)[Rows]) {
-      __m512 acc[Rows];
+      __m512 acc[Rows][2];
       for (int i = 0; i < Block; ++i) {
         const int64_t c = b * Block + i;
         prefetch_at_line_start(row, c * Bits * 4);
         __m512 w[2];
-        decode_unsigned16<Bits>(row, c, w);
+        decode_unsigned16<Bits, C>(row, c, w);
         for (int r = 0; r < Rows; ++r) {
           const float* xc = xr[r] + c * kChunk;
-          const __m512 first = _mm512_loadu_ps(xc);
-          acc[r] = i == 0 ? _mm512_mul_ps(first, w[0]) : _mm512_fmadd_ps(first, w[0], acc[r]);
-          acc[r] = _mm512_fmadd_ps(_mm512_loadu_ps(xc + 16), w[1], acc[r]);
+          const __m512 first = _mm512_loadu_ps(xc), second = _mm512_loadu_ps(xc + 16);
+          acc[r][0] = i == 0 ? _mm512_mul_ps(first, w[0]) : _mm512_fmadd_ps(first, w[0], acc[r][0]);
+          acc[r][1] =
+              i == 0 ? _mm512_mul_ps(second, w[1]) : _mm512_fmadd_ps(second, w[1], acc[r][1]);
         }
       }
-      const __m512 scale = _mm512_set1_ps(*group.scale);
-      for (int r = 0; r < Rows; ++r) into[r] = _mm512_fmadd_ps(acc[r], scale, into[r]);
+      const __m512 scale = _mm512_set1_ps(*group.scale * kFloat8DecodeUnit<C>);
+      for (int r = 0; r < Rows; ++r)
+        into[r] = _mm512_fmadd_ps(_mm512_add_ps(acc[r][0], acc[r][1]), scale, into[r]);
       group.step();
     };
     int64_t b = 0;
@@ -304,7 +384,7 @@ void gemv_rows_avx512(const GemvArgs& a, int64_t m0) {
     alignas(64) float u[kChunk];
     float rest[Rows] = {};
     for (int64_t c = blocks * Block; c * kChunk < a.w.k; ++c) {
-      decode_chunk<Bits>(row, c, u);
+      decode_chunk<Bits, C>(row, c, u);
       const float scale = s[c * kChunk / a.w.group_size];
       const int64_t len = std::min<int64_t>(kChunk, a.w.k - c * kChunk);
       for (int r = 0; r < Rows; ++r) {
@@ -322,20 +402,20 @@ void gemv_rows_avx512(const GemvArgs& a, int64_t m0) {
 
 /// Picks the block: four chunks where a group (or a per-channel row) spans a multiple of four,
 /// else two, else one.
-template <int Bits, int Rows>
+template <int Bits, int Rows, Codes C = Codes::kUnsigned>
 void gemv_rows_avx512(const GemvArgs& a, int64_t m0) {
   const int64_t chunks_per_group = a.w.group_size / kChunk;
   if (a.w.group_size >= a.w.k || chunks_per_group % 4 == 0) {
-    gemv_rows_avx512<Bits, Rows, 4>(a, m0);
+    gemv_rows_avx512<Bits, Rows, 4, C>(a, m0);
   } else if (chunks_per_group % 2 == 0) {
-    gemv_rows_avx512<Bits, Rows, 2>(a, m0);
+    gemv_rows_avx512<Bits, Rows, 2, C>(a, m0);
   } else {
-    gemv_rows_avx512<Bits, Rows, 1>(a, m0);
+    gemv_rows_avx512<Bits, Rows, 1, C>(a, m0);
   }
 }
 #endif
 
-template <int Bits>
+template <int Bits, Codes C = Codes::kUnsigned>
 void gemv(const GemvArgs& a) {
 #if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512DQ__)
 #define QK_GEMV_ROWS gemv_rows_avx512
@@ -345,16 +425,16 @@ void gemv(const GemvArgs& a) {
 #define QK_GEMV_ROWS gemv_rows
 #endif
   int64_t m = 0;
-  for (; m + 4 <= a.m; m += 4) QK_GEMV_ROWS<Bits, 4>(a, m);
+  for (; m + 4 <= a.m; m += 4) QK_GEMV_ROWS<Bits, 4, C>(a, m);
   switch (a.m - m) {
     case 3:
-      QK_GEMV_ROWS<Bits, 3>(a, m);
+      QK_GEMV_ROWS<Bits, 3, C>(a, m);
       break;
     case 2:
-      QK_GEMV_ROWS<Bits, 2>(a, m);
+      QK_GEMV_ROWS<Bits, 2, C>(a, m);
       break;
     case 1:
-      QK_GEMV_ROWS<Bits, 1>(a, m);
+      QK_GEMV_ROWS<Bits, 1, C>(a, m);
       break;
     default:
       break;

@@ -311,8 +311,7 @@ void w8_rows_by_tokens_vnni512(const GemvInt8Args& a, int64_t n0, int64_t r0) {
   // along a row fell among this block's own rows. Streamed, M = 8: 390 -> 700 GOPS (two blocks
   // ahead: 610-680).
   auto load_row = [&](int i, int64_t s) {
-    _mm_prefetch(reinterpret_cast<const char*>(row[i] + Rows * a.w.row_bytes + s * 64),
-                 _MM_HINT_T1);
+    prefetch_l2(row[i] + Rows * a.w.row_bytes + s * 64);
     return _mm512_loadu_si512(row[i] + s * 64);
   };
   __m512i acc[Rows][Tokens];

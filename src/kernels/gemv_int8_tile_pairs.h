@@ -44,8 +44,8 @@ class PassPrefetch {
   void at(int64_t line) {
     if (--countdown_ != 0) return;
     countdown_ = period_;
-    _mm_prefetch(lines_ + line * 64, _MM_HINT_T1);
-    _mm_prefetch(lines_ + tile_bytes_ + line * 64, _MM_HINT_T1);
+    prefetch_l2(lines_ + line * 64);
+    prefetch_l2(lines_ + tile_bytes_ + line * 64);
   }
 
  private:

@@ -43,8 +43,7 @@ struct ChannelTile {
 /// Software prefetch of the 64-byte line `line` of a stored tile's quads, decode_tuning's L2
 /// distance ahead: the first token pass streams the weight as the row kernels do.
 inline void prefetch_tile_line(const uint32_t* quads, int64_t line) {
-  _mm_prefetch(reinterpret_cast<const char*>(quads) + line * 64 + decode_tuning.l2_prefetch_bytes,
-               _MM_HINT_T1);
+  prefetch_l2(reinterpret_cast<const char*>(quads) + line * 64 + decode_tuning.l2_prefetch_bytes);
 }
 
 inline void transpose_4x4_epi32(const __m128i* r, __m128i* out) {
@@ -186,7 +185,7 @@ void fill_channel_tile16(const GemvWeights& w, int64_t n0, ChannelTile& t) {
     __m512i r[16];
     for (int i = 0; i < 16; ++i) {
       const uint8_t* p = w.codes + (n0 + i) * w.row_bytes + b * 64;
-      _mm_prefetch(reinterpret_cast<const char*>(p + 16 * w.row_bytes), _MM_HINT_T1);
+      prefetch_l2(p + 16 * w.row_bytes);
       r[i] = i < rows ? _mm512_loadu_si512(p) : _mm512_setzero_si512();
     }
     transpose_16x16_epi32(r);
@@ -229,8 +228,7 @@ struct StoredTileParams {
   void prefetch_next_tile() const {
     auto lines = [&](const void* base, int64_t element_bytes) {
       const char* next = static_cast<const char*>(base) + (first + 16 * w.groups) * element_bytes;
-      for (int64_t b = 0; b < 16 * w.groups * element_bytes; b += 64)
-        _mm_prefetch(next + b, _MM_HINT_T1);
+      for (int64_t b = 0; b < 16 * w.groups * element_bytes; b += 64) prefetch_l2(next + b);
     };
     if (w.scales_f16 != nullptr) {
       lines(w.scales_f16, 2);

@@ -13,6 +13,7 @@
 #include "amx_int16.h"
 #include "gemv.h"
 #include "linear_internal.h"
+#include "prefetch.h"
 #include "quant_rows.h"
 #include "quantkit/core/float_convert.h"
 
@@ -133,7 +134,7 @@ void prefetch_compact_params(const PackedLinearWeight& p, int64_t n0, int64_t ro
   auto lines = [&](const uint8_t* base, int64_t element_bytes) {
     const uint8_t* begin = base + n0 * p.groups * element_bytes;
     for (int64_t b = 0; b < rows * p.groups * element_bytes; b += 64)
-      __builtin_prefetch(begin + b, 0, 2);
+      kernels::prefetch_l2(begin + b);
   };
   lines(p.scales_f16.bytes(), 2);
   if (p.zero_points.defined()) lines(p.zero_points.bytes(), 1);
@@ -216,18 +217,20 @@ void linear_reference(const float* x, int64_t m, const PackedLinearWeight& p, fl
 
 /// One row through the active ISA's vector dequantizer where it has one.
 void dequantize_fast(const PackedLinearWeight& p, int64_t n, float* out) {
-  if (is_float8(p.dtype) || active_isa() == Isa::kReference) {
+  if (active_isa() == Isa::kReference) {
     dequantize_rows(p, n, n + 1, out);
     return;
   }
   const kernels::GemvKernels& table = kernels::gemv_kernels_for(active_isa());
   const int bits = dtype_bits(p.dtype);
-  const auto fn = bits == 8   ? table.dequantize_u8
-                  : bits == 4 ? table.dequantize_u4
-                              : table.dequantize_u2;
-  thread_local std::vector<float> params;  // the row's scales, then its offsets
-  params.resize(static_cast<size_t>(2 * p.groups));
-  p.group_params(n, 1, params.data(), params.data() + p.groups);
+  const auto fn = p.dtype == DType::kFloat8E4M3   ? table.dequantize_e4m3
+                  : p.dtype == DType::kFloat8E5M2 ? table.dequantize_e5m2
+                  : bits == 8                     ? table.dequantize_u8
+                  : bits == 4                     ? table.dequantize_u4
+                                                  : table.dequantize_u2;
+  thread_local std::vector<float> params;  // the row's scales, then its offsets (float8: zeros)
+  params.assign(static_cast<size_t>(2 * p.groups), 0.0f);
+  p.group_params(n, 1, params.data(), is_float8(p.dtype) ? nullptr : params.data() + p.groups);
   fn(p.codes.data<uint8_t>() + n * p.row_bytes, p.in_features, code_bias(p), params.data(),
      params.data() + p.groups, p.group_size, out);
 }
@@ -263,7 +266,7 @@ void linear_gemm(const float* x, int64_t m, const PackedLinearWeight& p, float* 
 }
 
 bool has_gemv_kernel(const PackedLinearWeight& p) {
-  return !is_float8(p.dtype) && (p.group_size % kChunk == 0 || p.group_size >= p.in_features);
+  return p.group_size % kChunk == 0 || p.group_size >= p.in_features;
 }
 
 /// x rounded to int16 per 32-element chunk (GemvInt16Args). False when x holds NaN or Inf, which
@@ -429,9 +432,11 @@ void linear_gemv(const float* x, int64_t m, const PackedLinearWeight& p, float* 
   }
   const kernels::GemvKernels& table = kernels::gemv_kernels_for(active_isa());
   run_row_slices(p, kernels::GemvArgs{x, p.in_features, m, sums.data(), gemv_weights(p, y)},
-                 bits == 8   ? table.u8
-                 : bits == 4 ? table.u4
-                             : table.u2,
+                 p.dtype == DType::kFloat8E4M3   ? table.e4m3
+                 : p.dtype == DType::kFloat8E5M2 ? table.e5m2
+                 : bits == 8                     ? table.u8
+                 : bits == 4                     ? table.u4
+                                                 : table.u2,
                  threads);
 }
 
