@@ -358,7 +358,7 @@ void gemv_rows_avx512(const GemvArgs& a, int64_t m0) {
     for (int r = 0; r < Rows; ++r) total[0][r] = total[1][r] = _mm512_setzero_ps();
     GroupScaleCursor group(s, blocks_per_group);
     auto run_block = [&](int64_t b, __m512(&into)[Rows]) {
-      __m512 acc[Rows][2];
+      __m512 acc[Rows];
       for (int i = 0; i < Block; ++i) {
         const int64_t c = b * Block + i;
         prefetch_at_line_start(row, c * Bits * 4);
@@ -366,15 +366,13 @@ void gemv_rows_avx512(const GemvArgs& a, int64_t m0) {
         decode_unsigned16<Bits, C>(row, c, w);
         for (int r = 0; r < Rows; ++r) {
           const float* xc = xr[r] + c * kChunk;
-          const __m512 first = _mm512_loadu_ps(xc), second = _mm512_loadu_ps(xc + 16);
-          acc[r][0] = i == 0 ? _mm512_mul_ps(first, w[0]) : _mm512_fmadd_ps(first, w[0], acc[r][0]);
-          acc[r][1] =
-              i == 0 ? _mm512_mul_ps(second, w[1]) : _mm512_fmadd_ps(second, w[1], acc[r][1]);
+          const __m512 first = _mm512_loadu_ps(xc);
+          acc[r] = i == 0 ? _mm512_mul_ps(first, w[0]) : _mm512_fmadd_ps(first, w[0], acc[r]);
+          acc[r] = _mm512_fmadd_ps(_mm512_loadu_ps(xc + 16), w[1], acc[r]);
         }
       }
       const __m512 scale = _mm512_set1_ps(*group.scale * kFloat8DecodeUnit<C>);
-      for (int r = 0; r < Rows; ++r)
-        into[r] = _mm512_fmadd_ps(_mm512_add_ps(acc[r][0], acc[r][1]), scale, into[r]);
+      for (int r = 0; r < Rows; ++r) into[r] = _mm512_fmadd_ps(acc[r], scale, into[r]);
       group.step();
     };
     int64_t b = 0;
