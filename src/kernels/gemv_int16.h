@@ -52,8 +52,21 @@ void gemv_int16_avx2(const GemvInt16Args& a) {
     }
   } else {
 #if defined(__AVX512BW__) && defined(__AVX512DQ__)
-    if (Bits == 4 && a.layout == Int16Layout{4, 16, true} &&
-        !(a.m == 1 && (a.w.groups == 1 || int16_single_token_shape(a.w.groups, a.w.group_size)))) {
+    const bool single_token_shape =
+        a.w.groups == 1 || int16_single_token_shape(a.w.groups, a.w.group_size);
+    // Below kU4TilesMinTokens tokens a single-token shape goes one token at a time: the tiles'
+    // regrouping of the weight per call outweighs reading it once (Emerald Rapids, 4096^2 over
+    // 1 GiB, 2 threads, weight GB/s per call, tiles -> token by token: M = 2 g32 / g128 / per
+    // channel 9.6 / 10.8 / 12.3 -> 11.4 / 12.4 / 15.8, M = 3 8.3 / 10.0 / 10.3 -> 10.8 / 11.5 /
+    // 11.5; in cache g32 M = 2 77-83 -> 98-107 GFLOPS, the others level; from 4 tokens the tiles
+    // win, 145-213 against 67-142 GFLOPS at M = 4).
+    constexpr int64_t kU4TilesMinTokens = 4;
+    if (Bits == 4 && a.layout == Int16Layout{4, 16, true} && single_token_shape &&
+        a.m < kU4TilesMinTokens) {
+      for (; m < a.m; ++m) gemv_int16_u4_single_token_vnni512(a, m);
+      return;
+    }
+    if (Bits == 4 && a.layout == Int16Layout{4, 16, true}) {
 #if defined(__AVX512VNNI__)
       if (a.m >= 2) {
         gemv_int16_u4_tiled_vnni512(a);
@@ -74,12 +87,7 @@ void gemv_int16_avx2(const GemvInt16Args& a) {
     if (a.m - m == 2) gemv_int16_rows_avx2<Bits, 2, PerChannel>(a, m);
     if (a.m - m == 1) {
 #if defined(__AVX512BW__) && defined(__AVX512DQ__)
-      if (Bits == 4 && a.layout == Int16Layout{4, 16, true}) {
-        gemv_int16_u4_single_token_vnni512(a, m);
-        return;
-      }
-      if (Bits == 8 && decode_tuning.wide_w8a16_single_token &&
-          (a.w.groups == 1 || int16_single_token_shape(a.w.groups, a.w.group_size))) {
+      if (Bits == 8 && decode_tuning.wide_w8a16_single_token && single_token_shape) {
         gemv_int16_u8_single_token_vnni512(a, m);
         return;
       }
