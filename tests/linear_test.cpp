@@ -174,17 +174,28 @@ TEST(LinearPacking, UnpackGivesBackTheExactCodes) {
   }
 }
 
-/// Largest |x| of the 32-element chunk holding each element of row r (the int16 GEMV's scale).
-std::vector<double> chunk_maxima(const Tensor& x, int64_t r, int64_t k) {
-  std::vector<double> out(static_cast<size_t>(k));
-  for (int64_t c0 = 0; c0 < k; c0 += 32) {
-    double amax = 0.0;
-    for (int64_t i = c0; i < std::min(k, c0 + 32); ++i)
-      amax = std::max(amax, std::fabs(static_cast<double>(x.data<float>()[r * k + i])));
-    for (int64_t i = c0; i < std::min(k, c0 + 32); ++i) out[static_cast<size_t>(i)] = amax;
+/// How far a kernel's y[r, o] may lie from the reference's. Float32 accumulation in another
+/// order: 64 ulp of sum |x_k W_ok|. Int16 activations add sum |W_ok| |x'_k - x_k| with
+/// |x'_k - x_k| <= amax / 65534, amax the largest |x| of k's 32-element chunk (the int16 scale;
+/// 1 + 2^-8 for the float32 scale): 65000 covers both.
+struct ErrorBound {
+  double magnitude = 0.0, rounding = 0.0;
+  ErrorBound(const Tensor& x, const Tensor& wf, int64_t r, int64_t o, int64_t k) {
+    for (int64_t c0 = 0; c0 < k; c0 += 32) {
+      double amax = 0.0;
+      for (int64_t i = c0; i < std::min(k, c0 + 32); ++i)
+        amax = std::max(amax, std::fabs(static_cast<double>(x.data<float>()[r * k + i])));
+      for (int64_t i = c0; i < std::min(k, c0 + 32); ++i) {
+        const double wi = std::fabs(wf.data<float>()[o * k + i]);
+        magnitude += std::fabs(x.data<float>()[r * k + i]) * wi;
+        rounding += wi * amax / 65000.0;
+      }
+    }
   }
-  return out;
-}
+  double bound(bool int16) const {
+    return 64 * 1.1920929e-7 * magnitude + 1e-30 + (int16 ? rounding : 0.0);
+  }
+};
 
 TEST(Linear, EveryIsaMatchesTheReference) {
   IsaGuard guard;
@@ -212,27 +223,16 @@ TEST(Linear, EveryIsaMatchesTheReference) {
               kernels::decode_tuning = kDecodeTunings[static_cast<size_t>(run % 2)];
               const Tensor got = linear_weight_only(x, p, nullptr, mode);
               for (int64_t r = 0; r < m; ++r) {
-                const std::vector<double> amax = chunk_maxima(x, r, k);
                 for (int64_t o = 0; o < n; ++o) {
-                  // Float32 accumulation in another order: bounded by 64 ulp of sum |x_k W_nk|.
-                  // Int16 activations add sum |W_nk| |x'_k - x_k| with |x'_k - x_k| <= amax / 65534
-                  // (1 + 2^-8 for the float32 scale): 65000 covers both.
-                  double magnitude = 0.0, rounding = 0.0;
-                  for (int64_t i = 0; i < k; ++i) {
-                    const double wi = std::fabs(wf.data<float>()[o * k + i]);
-                    magnitude += std::fabs(x.data<float>()[r * k + i]) * wi;
-                    rounding += wi * amax[static_cast<size_t>(i)] / 65000.0;
-                  }
+                  const ErrorBound e(x, wf, r, o, k);
                   const double err =
                       std::fabs(got.data<float>()[r * n + o] - want.data<float>()[r * n + o]);
-                  const double bound = 64 * 1.1920929e-7 * magnitude + 1e-30 +
-                                       (mode == GemvActivations::kInt16 ? rounding : 0.0);
-                  ASSERT_LE(err, bound)
+                  ASSERT_LE(err, e.bound(mode == GemvActivations::kInt16))
                       << isa_name(isa) << " " << w.summary() << " m=" << m << " k=" << k
                       << " int16=" << (mode == GemvActivations::kInt16)
                       << " wide W8A16 decode=" << kernels::decode_tuning.wide_w8a16_single_token;
                   if (mode == GemvActivations::kFloat32)
-                    worst = std::max(worst, err / (magnitude + 1e-30));
+                    worst = std::max(worst, err / (e.magnitude + 1e-30));
                 }
               }
               ++compared;
@@ -253,6 +253,48 @@ TEST(Linear, EveryIsaMatchesTheReference) {
   }
   std::printf("compared %d cases; worst float32 |error| / sum|x w| = %.3g (bound %.3g)\n", compared,
               worst, 64 * 1.1920929e-7);
+}
+
+// The avx512 pair tiles (from GemvKernels::u4_pair_tiles_min_tokens tokens): every width of the
+// last pass (passes of 12 tokens, then 1..11), K with a partial chunk and a partial last group,
+// N past a 16-channel tile, symmetric, integer and float zero points, compact metadata.
+TEST(Linear, PairTilesTakeEveryPassWidth) {
+  IsaGuard guard;
+  const std::vector<WeightCase> cases = {
+      {DType::kInt4, ZeroPointDomain::kNone, 32},
+      {DType::kUInt4, ZeroPointDomain::kFloat, 64},
+      {DType::kInt4, ZeroPointDomain::kInt, 0},
+      {DType::kInt4, ZeroPointDomain::kInt, 96, DType::kFloat16},
+  };
+  const int64_t k = 200, n = 40;
+  int compared = 0;
+  for (Isa isa : supported_isas()) {
+    const int64_t first = kernels::gemv_kernels_for(isa).u4_pair_tiles_min_tokens;
+    if (first > 24) continue;
+    for (const WeightCase& c : cases) {
+      const QTensor w = make_weight(n, k, c, 77);
+      const PackedLinearWeight p = pack_linear_weight(w);
+      const Tensor wf = w.dequantize();
+      for (int64_t m = first; m < 36; ++m) {
+        const Tensor x = testing::random_tensor({m, k}, static_cast<uint32_t>(m));
+        set_active_isa(Isa::kReference);
+        const Tensor want = linear_weight_only(x, p);
+        set_active_isa(isa);
+        const Tensor got = linear_weight_only(x, p, nullptr, GemvActivations::kInt16);
+        for (int64_t r = 0; r < m; ++r) {
+          for (int64_t o = 0; o < n; ++o) {
+            const double err =
+                std::fabs(got.data<float>()[r * n + o] - want.data<float>()[r * n + o]);
+            ASSERT_LE(err, ErrorBound(x, wf, r, o, k).bound(true))
+                << isa_name(isa) << " " << w.summary() << " m=" << m << " token " << r
+                << " channel " << o;
+          }
+        }
+        ++compared;
+      }
+    }
+  }
+  if (compared == 0) GTEST_SKIP() << "no ISA level here takes the pair tiles";
 }
 
 TEST(Linear, Int16ActivationsRoundEachChunkOnItsOwnScale) {

@@ -129,6 +129,19 @@ inline int64_t int16_activation_slot(Int16Layout layout, int64_t c, int64_t j) {
   return (c / g) * 32 * g + (j / run) * run * g + (c % g) * run + j % run;
 }
 
+/// Int16 activations of layout {1, 32} regrouped by passes of `tokens` tokens (the last pass
+/// the rest), for the kernels that meet many tokens per vector of weights: the pass from token r0
+/// with `rows` tokens keeps the int16 pair p (elements 2p, 2p + 1) of chunk c of its token r at
+/// pairs[r0 * chunks * 16 + (c * 16 + p) * rows + r], the chunk scales at scales[r0 * chunks +
+/// c * rows + r] and the group sums at sums[r0 * groups + g * rows + r]: one pointer per array
+/// addresses a whole pass (a pointer per token would not fit the integer registers).
+struct Int16TokenPasses {
+  int64_t tokens = 0;  // 0: not regrouped
+  const int32_t* pairs = nullptr;
+  const float* scales = nullptr;
+  const float* sums = nullptr;
+};
+
 struct GemvInt16Args {
   const int16_t* xh;  // [m, xh_stride], xh_stride >= 32 * chunks rounded up to a multiple of 8
   int64_t xh_stride;
@@ -137,7 +150,8 @@ struct GemvInt16Args {
   const float* xh_group_sums;  // [m, groups]: sum of the rounded x over each group
   int64_t m;
   GemvWeights w;
-  Int16Layout layout;  // of xh
+  Int16Layout layout;            // of xh
+  Int16TokenPasses passes = {};  // the same activations regrouped, where the kernel wants them
 };
 
 /// How the codes of a packed row read: unsigned integers u (8, 4 or 2 bits; W = s (u + qmin) +
@@ -183,6 +197,11 @@ struct GemvKernels {
   /// Tokens from which the weight-only linear takes 4-bit weights to dequantized tiles + sgemm
   /// rather than i16_u4, where u4_tokens_layout is split (elsewhere linear.cpp's own threshold).
   int64_t u4_gemm_min_tokens = std::numeric_limits<int64_t>::max();
+  /// Tokens from which i16_u4 takes plain activations ({1, 32}) regrouped by passes of
+  /// u4_pass_tokens (Int16TokenPasses) to 16-channel tiles widened to int16 pairs (the avx512
+  /// level); never elsewhere.
+  int64_t u4_pair_tiles_min_tokens = std::numeric_limits<int64_t>::max();
+  int64_t u4_pass_tokens = 0;
 };
 
 const GemvKernels& gemv_kernels_for(Isa isa);
@@ -232,6 +251,7 @@ inline Int16Layout int16_layout(const GemvKernels& table, int bits, int64_t m, i
   const bool single = m == 1 && (groups == 1 || int16_single_token_shape(groups, group_size));
   if (bits == 2) return single ? table.u2_single_token_layout : Int16Layout{2, 8};
   if (bits == 4 && single) return table.u4_single_token_layout;
+  if (bits == 4 && m >= table.u4_pair_tiles_min_tokens) return {};
   if (bits == 4 && m >= table.u4_tokens_min) return table.u4_tokens_layout;
   return {};
 }

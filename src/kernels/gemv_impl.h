@@ -50,6 +50,10 @@ constexpr int64_t kU4TokensMin = 8, kU4GemmMinTokens = 641;
 constexpr Int16Layout kU4TokensLayout{1, 32};
 constexpr int64_t kU4TokensMin = 1, kU4GemmMinTokens = 0;  // unused: not split
 #endif
+#if !defined(__AVX512BW__) || !defined(__AVX512VNNI__)
+constexpr int64_t kU4PairTilesMinTokens = std::numeric_limits<int64_t>::max();
+constexpr int kPairTileTokens = 0;
+#endif
 
 inline const GemvKernels kGemvTable = {gemv<8>,
                                        gemv<4>,
@@ -72,6 +76,8 @@ inline const GemvKernels kGemvTable = {gemv<8>,
                                        kU2SingleTokenLayout,
                                        kU4TokensLayout,
                                        kU4TokensMin,
-                                       kU4GemmMinTokens};
+                                       kU4GemmMinTokens,
+                                       kU4PairTilesMinTokens,
+                                       kPairTileTokens};
 
 }  // namespace quantkit::kernels::QK_ISA_NAMESPACE

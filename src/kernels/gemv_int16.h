@@ -8,6 +8,7 @@
 
 #include "gemv_int16_avx512.h"
 #include "gemv_int16_decode_avx2.h"
+#include "gemv_int16_pair_tiles_avx512.h"
 #include "gemv_int16_tiles_avx2.h"
 
 namespace quantkit::kernels::QK_ISA_NAMESPACE {
@@ -66,6 +67,12 @@ void gemv_int16_avx2(const GemvInt16Args& a) {
       for (; m < a.m; ++m) gemv_int16_u4_single_token_vnni512(a, m);
       return;
     }
+#if defined(__AVX512VNNI__)
+    if (Bits == 4 && a.passes.tokens == kPairTileTokens) {
+      gemv_int16_u4_pair_tiled_vnni512(a);
+      return;
+    }
+#endif
     if (Bits == 4 && a.layout == Int16Layout{4, 16, true}) {
 #if defined(__AVX512VNNI__)
       if (a.m >= 2) {

@@ -276,6 +276,10 @@ struct Int16Activations {
   std::vector<float> chunk_scales, group_sums;
   int64_t chunks = 0, stride = 0;
   kernels::Int16Layout layout;
+  // The same regrouped by passes of tokens (kernels::Int16TokenPasses), where the kernel wants it.
+  std::vector<int32_t> pass_pairs;
+  std::vector<float> pass_scales, pass_sums;
+  int64_t pass_tokens = 0;
 };
 
 /// Rounds row r of x (K elements) into `out` (quant_rows.h: round_row_int16); false when the row
@@ -334,6 +338,34 @@ bool round_to_int16_chunks(const float* x, int64_t m, const PackedLinearWeight& 
   return finite;
 }
 
+/// Regroups the m rounded tokens of `act` (layout {1, 32}) by passes of `tokens`
+/// (kernels::Int16TokenPasses), passes in parallel.
+void regroup_token_passes(Int16Activations& act, int64_t m, int64_t groups, int64_t tokens,
+                          int threads) {
+  const int64_t chunks = act.chunks;
+  act.pass_tokens = tokens;
+  act.pass_pairs.resize(static_cast<size_t>(m * chunks * 16));
+  act.pass_scales.resize(static_cast<size_t>(m * chunks));
+  act.pass_sums.resize(static_cast<size_t>(m * groups));
+  const int64_t passes = (m + tokens - 1) / tokens;
+#pragma omp parallel for num_threads(threads) schedule(static) if (m * chunks > 4096)
+  for (int64_t pass = 0; pass < passes; ++pass) {
+    const int64_t r0 = pass * tokens, rows = std::min(tokens, m - r0);
+    int32_t* pairs = act.pass_pairs.data() + r0 * chunks * 16;
+    for (int64_t r = 0; r < rows; ++r) {
+      const int16_t* xh = act.codes.data() + (r0 + r) * act.stride;
+      for (int64_t i = 0; i < chunks * 16; ++i)
+        std::memcpy(pairs + i * rows + r, xh + 2 * i, sizeof(int32_t));
+      for (int64_t c = 0; c < chunks; ++c)
+        act.pass_scales[static_cast<size_t>(r0 * chunks + c * rows + r)] =
+            act.chunk_scales[static_cast<size_t>((r0 + r) * chunks + c)];
+      for (int64_t g = 0; g < groups; ++g)
+        act.pass_sums[static_cast<size_t>(r0 * groups + g * rows + r)] =
+            act.group_sums[static_cast<size_t>((r0 + r) * groups + g)];
+    }
+  }
+}
+
 /// The GEMV on int16 activations; false (nothing written) when x is not finite.
 bool linear_gemv_int16_shared(const float* x, int64_t m,
                               const std::vector<const PackedLinearWeight*>& weights,
@@ -355,6 +387,8 @@ bool linear_gemv_int16_shared(const float* x, int64_t m,
   Int16Activations act;
   act.layout = kernels::int16_layout(table, bits, m, first.groups, first.group_size);
   if (!round_to_int16_chunks(x, m, first, threads, &act)) return false;
+  if (bits == 4 && m >= table.u4_pair_tiles_min_tokens)
+    regroup_token_passes(act, m, first.groups, table.u4_pass_tokens, threads);
   // The 4- and 2-bit single-token kernels read compact per-channel metadata too (every level
   // but the reference): expanded per slice instead, 4-bit per channel 4096^2 over 1 GiB ran at
   // 51-53 against 59-61 GB/s (2 threads, Zen 5, interleaved runs; float32 metadata: 65).
@@ -364,9 +398,16 @@ bool linear_gemv_int16_shared(const float* x, int64_t m,
   std::vector<RowSliceJob<kernels::GemvInt16Args>> jobs;
   for (size_t i = 0; i < weights.size(); ++i) {
     jobs.push_back({weights[i],
-                    kernels::GemvInt16Args{act.codes.data(), act.stride, act.chunk_scales.data(),
-                                           act.chunks, act.group_sums.data(), m,
-                                           gemv_weights(*weights[i], ys[i]), act.layout},
+                    kernels::GemvInt16Args{act.codes.data(),
+                                           act.stride,
+                                           act.chunk_scales.data(),
+                                           act.chunks,
+                                           act.group_sums.data(),
+                                           m,
+                                           gemv_weights(*weights[i], ys[i]),
+                                           act.layout,
+                                           {act.pass_tokens, act.pass_pairs.data(),
+                                            act.pass_scales.data(), act.pass_sums.data()}},
                     reads_compact});
   }
   run_row_slices(jobs, bits == 8 ? table.i16_u8 : bits == 4 ? table.i16_u4 : table.i16_u2, threads);
