@@ -1,8 +1,9 @@
 // Int16 activations (GemvInt16Args, the weight-only GEMV's default): the specification
 // (dot_chunk_i16 and the reference loop) and the dispatch over the kernels of
 // gemv_int16_rows.h (any number of tokens), gemv_int16_decode_avx2.h (one token),
-// gemv_int16_tiles_avx2.h (4-bit channel tiles) and gemv_int16_avx512.h (one token, and 4-bit
-// tokens and tiles).
+// gemv_int16_tiles_avx2.h (4-bit channel tiles), gemv_int16_avx512.h (one token, and 4-bit
+// tokens and tiles) and gemv_int16_pair_tiles_avx512.h (4-bit tiles widened to int16, many
+// tokens).
 // Part of gemv_impl.h's per-ISA instantiation (QK_ISA_NAMESPACE names it).
 #pragma once
 
