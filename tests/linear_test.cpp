@@ -255,9 +255,10 @@ TEST(Linear, EveryIsaMatchesTheReference) {
               worst, 64 * 1.1920929e-7);
 }
 
-// The avx512 pair tiles (from GemvKernels::u4_pair_tiles_min_tokens tokens): every width of the
-// last pass (passes of 12 tokens, then 1..11), K with a partial chunk and a partial last group,
-// N past a 16-channel tile, symmetric, integer and float zero points, compact metadata.
+// The avx512 pair tiles (from GemvKernels::u4_pair_tiles_min_tokens tokens): passes of 5 and 6
+// tokens in every mix from 20 to 35 tokens, K with a partial chunk and a partial last group, N
+// ending in a slice of 8 channels (one tile, the other empty) or of 24 (a tile and a half),
+// symmetric, integer and float zero points, compact metadata.
 TEST(Linear, PairTilesTakeEveryPassWidth) {
   IsaGuard guard;
   const std::vector<WeightCase> cases = {
@@ -266,31 +267,33 @@ TEST(Linear, PairTilesTakeEveryPassWidth) {
       {DType::kInt4, ZeroPointDomain::kInt, 0},
       {DType::kInt4, ZeroPointDomain::kInt, 96, DType::kFloat16},
   };
-  const int64_t k = 200, n = 40;
+  const int64_t k = 200;
   int compared = 0;
   for (Isa isa : supported_isas()) {
     const int64_t first = kernels::gemv_kernels_for(isa).u4_pair_tiles_min_tokens;
     if (first > 24) continue;
     for (const WeightCase& c : cases) {
-      const QTensor w = make_weight(n, k, c, 77);
-      const PackedLinearWeight p = pack_linear_weight(w);
-      const Tensor wf = w.dequantize();
-      for (int64_t m = first; m < 36; ++m) {
-        const Tensor x = testing::random_tensor({m, k}, static_cast<uint32_t>(m));
-        set_active_isa(Isa::kReference);
-        const Tensor want = linear_weight_only(x, p);
-        set_active_isa(isa);
-        const Tensor got = linear_weight_only(x, p, nullptr, GemvActivations::kInt16);
-        for (int64_t r = 0; r < m; ++r) {
-          for (int64_t o = 0; o < n; ++o) {
-            const double err =
-                std::fabs(got.data<float>()[r * n + o] - want.data<float>()[r * n + o]);
-            ASSERT_LE(err, ErrorBound(x, wf, r, o, k).bound(true))
-                << isa_name(isa) << " " << w.summary() << " m=" << m << " token " << r
-                << " channel " << o;
+      for (int64_t n : {40, 56}) {
+        const QTensor w = make_weight(n, k, c, 77);
+        const PackedLinearWeight p = pack_linear_weight(w);
+        const Tensor wf = w.dequantize();
+        for (int64_t m = first; m < 36; ++m) {
+          const Tensor x = testing::random_tensor({m, k}, static_cast<uint32_t>(m));
+          set_active_isa(Isa::kReference);
+          const Tensor want = linear_weight_only(x, p);
+          set_active_isa(isa);
+          const Tensor got = linear_weight_only(x, p, nullptr, GemvActivations::kInt16);
+          for (int64_t r = 0; r < m; ++r) {
+            for (int64_t o = 0; o < n; ++o) {
+              const double err =
+                  std::fabs(got.data<float>()[r * n + o] - want.data<float>()[r * n + o]);
+              ASSERT_LE(err, ErrorBound(x, wf, r, o, k).bound(true))
+                  << isa_name(isa) << " " << w.summary() << " m=" << m << " token " << r
+                  << " channel " << o;
+            }
           }
+          ++compared;
         }
-        ++compared;
       }
     }
   }

@@ -1,51 +1,51 @@
-// 4-bit codes for many tokens at the AVX-512 level: 16-channel tiles widened to int16 pairs once
-// per call and met by vpdpwssd on plain int16 activations (layout {1, 32}), regrouped so that a
-// pass over a tile reads every token's pairs from one pointer.
+// 4-bit codes for many tokens at the AVX-512 level: two 16-channel tiles at a time widened to
+// int16 pairs, block by block of K, and met by vpdpwssd on plain int16 activations regrouped by
+// passes of 5 or 6 tokens (Int16TokenPasses), so that a pass reads every token's pairs from one
+// pointer.
 // Part of gemv_impl.h's per-ISA instantiation (QK_ISA_NAMESPACE names it).
 #pragma once
-
-#include <array>
-#include <utility>
 
 #include "gemv_int8_tiles.h"
 
 namespace quantkit::kernels::QK_ISA_NAMESPACE {
 
 #if defined(__AVX512BW__) && defined(__AVX512VNNI__)
-/// Tokens per pass over a pair tile: 12 int32 chains keep both vpdpwssd ports busy (latency 5,
-/// 2 a cycle), and 12 accumulators plus 12 float totals fit the 32 registers. A synthetic copy of
-/// the loop (K = 4096 in L2, 1 thread, Emerald Rapids) ran 122 / 131 / 140 / 135 GMAC/s at
-/// 8 / 10 / 12 / 14 tokens, against 121 for the split-byte tiles at 8 (their 16 vpdpbusd and 5
-/// combining ops per chunk and token hold ports 0 and 5 longer than 16 vpdpwssd and 3).
-constexpr int kPairTileTokens = 12;
+/// Most tokens per pass over two pair tiles (32 channels): each broadcast pair meets both tiles'
+/// codes, so that a vpdpwssd takes 0.6 loads rather than 1.1; 6 tokens x 2 tiles are 12 int32
+/// chains (enough for both vpdpwssd ports: latency 5, 2 a cycle) and 12 float totals. A synthetic
+/// copy of the loop (K = 4096 in L2, 1 thread, Emerald Rapids, best runs) ran 144 GMAC/s against
+/// 115 for one tile and 12 tokens, and 128 for three tiles and 4 tokens.
+constexpr int kPairTileTokens = 6;
 
 /// Tokens from which the 4-bit int16 GEMV takes the pair tiles (GemvKernels::
 /// u4_pair_tiles_min_tokens). Emerald Rapids, 4096^2 in cache, 1 thread, best of interleaved
-/// runs, GFLOPS split-byte tiles -> pair tiles: g32 M = 12 / 16 / 20 / 24 143 / 157 / 159 / 169
-/// -> 149 / 162 / 179 / 185, M = 32 / 128 176 / 186 -> 196 / 217; g128 M = 20 186 -> 192, M = 128
-/// 202 -> 222; per channel M = 20 196 -> 194, M = 128 211 -> 223.
+/// runs, GFLOPS split-byte tiles -> pair tiles at M = 8 / 16 / 20 / 24: g32 129 / 158 / 160 / 171
+/// -> 119 / 162 / 170 / 188; g128 154 / 184 / 185 / 194 -> 141 / 176 / 187 / 204; per channel
+/// 168 / 193 / 196 / 205 -> 151 / 183 / 190 / 210.
 constexpr int64_t kU4PairTilesMinTokens = 20;
+// From 20 tokens on, token_pass_start splits them into passes of 5 or 6 (checked up to 200,000).
+static_assert(kU4PairTilesMinTokens >= 20 && kPairTileTokens == 6);
 
-/// Chunks of K per block of a pair tile: 8 KiB of widened codes stay in L1 while every pass of
-/// tokens meets them. Whole tiles (128 KiB at K = 4096) were written to L2 at about 7 cycles a
-/// line, 10 % of the time at 128 tokens.
+/// Chunks of K per block of the pair tiles: their widened codes (1 KiB a chunk and tile) stay in
+/// L1 while every pass of tokens meets them. Whole tiles (128 KiB at K = 4096) were written to L2
+/// at about 7 cycles a line, 10 % of the time at 128 tokens.
 constexpr int64_t kPairBlockChunks = 16;
 
-/// One block of a 16-channel tile of 4-bit codes widened to signed int16 codes (u + code_bias,
-/// so that the dots need no qmin term): pairs[(c * 16 + p) * 16 + j] holds elements 2p (low half)
-/// and 2p + 1 of channel n0 + j's chunk c0 + c; channels past the slice hold code_bias. The group
-/// scales and offsets of the whole tile are ChannelTile's.
-struct PairTile {
-  alignas(64) uint32_t pairs[kPairBlockChunks * 256];
-  ChannelTile params;
+/// One block of two 16-channel tiles of 4-bit codes widened to signed int16 codes (u +
+/// code_bias, so that the dots need no qmin term): pairs[((c * 16 + p) * 2 + t) * 16 + j] holds
+/// elements 2p (low half) and 2p + 1 of channel n0 + 16 t + j's chunk c0 + c. Channels past the
+/// slice hold code_bias. The group scales and offsets of each whole tile are ChannelTile's.
+struct PairTiles {
+  alignas(64) uint32_t pairs[kPairBlockChunks * 512];
+  ChannelTile params[2];
 };
 
-/// Widens chunks [c0, c0 + kPairBlockChunks) of the tile at n0 into t.pairs, 64 bytes of each
-/// row (four chunks) at a time: their dwords transposed as fill_channel_tile16 does (quad q of a
-/// chunk: elements 4q..4q+3 in the low nibbles, 16 + 4q.. in the high ones), then each quad's
-/// byte pairs spread to int16 lanes and split by nibble. Reads at most the padded row.
+/// Widens chunks [c0, c0 + kPairBlockChunks) of tile t (channels n0 + 16 t..) into `out`, 64 bytes
+/// of each row (four chunks) at a time: their dwords transposed as fill_channel_tile16 does (quad
+/// q of a chunk: elements 4q..4q+3 in the low nibbles, 16 + 4q.. in the high ones), then each
+/// quad's byte pairs spread to int16 lanes and split by nibble. Reads at most the padded rows.
 inline void widen_pair_block(const GemvWeights& w, int64_t n0, int64_t rows, int64_t c0,
-                             int64_t chunks, PairTile& t) {
+                             int64_t chunks, int t, PairTiles& out) {
   // Per dword: its bytes 0 and 1 (or 2 and 3) as the low bytes of two int16 lanes.
   const __m512i first_two = _mm512_set4_epi32(0x800D800C, 0x80098008, 0x80058004, 0x80018000);
   const __m512i last_two = _mm512_set4_epi32(0x800F800E, 0x800B800A, 0x80078006, 0x80038002);
@@ -57,107 +57,111 @@ inline void widen_pair_block(const GemvWeights& w, int64_t n0, int64_t rows, int
     __m512i r[16];
     for (int i = 0; i < 16; ++i) {
       const uint8_t* p = w.codes + (n0 + i) * w.row_bytes + c4 * 16;
-      prefetch_l2(p + kPairBlockChunks * 16);  // the next block's, while the passes run
+      if (i < rows) prefetch_l2(p + kPairBlockChunks * 16);  // the next block's, while passes run
       r[i] = i < rows ? _mm512_loadu_si512(p) : _mm512_setzero_si512();
     }
     transpose_16x16_epi32(r);
     for (int j = 0; j < 16; ++j) {  // r[j]: quad j % 4 of chunk c4 + j / 4
-      uint32_t* out = t.pairs + (c4 - c0 + j / 4) * 256;
+      uint32_t* chunk = out.pairs + (c4 - c0 + j / 4) * 512 + t * 16;
       const int q = j % 4;
       const __m512i first = _mm512_shuffle_epi8(r[j], first_two);
       const __m512i last = _mm512_shuffle_epi8(r[j], last_two);
-      _mm512_store_si512(out + (2 * q) * 16, widen(first));
-      _mm512_store_si512(out + (2 * q + 1) * 16, widen(last));
-      _mm512_store_si512(out + (8 + 2 * q) * 16, widen(_mm512_srli_epi16(first, 4)));
-      _mm512_store_si512(out + (9 + 2 * q) * 16, widen(_mm512_srli_epi16(last, 4)));
+      _mm512_store_si512(chunk + (2 * q) * 32, widen(first));
+      _mm512_store_si512(chunk + (2 * q + 1) * 32, widen(last));
+      _mm512_store_si512(chunk + (8 + 2 * q) * 32, widen(_mm512_srli_epi16(first, 4)));
+      _mm512_store_si512(chunk + (9 + 2 * q) * 32, widen(_mm512_srli_epi16(last, 4)));
     }
   }
 }
 
-/// One pass of Rows tokens over a block of a pair tile: per chunk, 16 pair vectors each meet
-/// every token's broadcast pair in one vpdpwssd; the int32 chunk dots times the group's 16 scales
-/// times the token's chunk scale go into the float totals (kept in `totals` between blocks), and
-/// after a group's last chunk its offsets, if any, through the token's group sum of the rounded
-/// x. Fewer than 9 tokens split each token's pairs over
-/// several chains, so that at least 8 are in flight.
+/// One pass of Rows tokens over a block of two pair tiles: per chunk and pair, each token's
+/// broadcast pair meets both tiles' codes in one vpdpwssd each; the int32 chunk dots times the
+/// group's 16 scales times the token's chunk scale go into the float totals (kept in `totals`
+/// between blocks), and after a group's last chunk its offsets, if any, through the token's group
+/// sum of the rounded x.
 template <int Rows>
-void u4_pair_tile_tokens(const GemvInt16Args& a, const PairTile& t, int64_t r0, int64_t c0,
+void u4_pair_tile_tokens(const GemvInt16Args& a, const PairTiles& t, int64_t r0, int64_t c0,
                          float* totals) {
-  constexpr int kSplit = Rows >= 9 ? 1 : Rows >= 5 ? 2 : Rows >= 3 ? 4 : Rows == 2 ? 8 : 16;
   const int64_t chunks = a.chunks;
   const int64_t chunks_per_group = a.w.group_size >= a.w.k ? chunks : a.w.group_size / kChunk;
   const int32_t* xp = a.passes.pairs + r0 * chunks * 16;
   const float* xs = a.passes.scales + r0 * chunks;
   const float* xsums = a.passes.sums + r0 * a.w.groups;
-  __m512 total[Rows];
-  for (int r = 0; r < Rows; ++r) total[r] = _mm512_loadu_ps(totals + r * 16);
+  __m512 total[Rows][2];
+  for (int r = 0; r < Rows; ++r)
+    for (int j = 0; j < 2; ++j) total[r][j] = _mm512_loadu_ps(totals + (r * 2 + j) * 16);
   const int64_t c_end = std::min(chunks, c0 + kPairBlockChunks);
-  // The group and its end tracked, not divided per chunk (a microcoded idiv, two a chunk).
+  // The group and its end tracked, not divided per chunk (a microcoded idiv).
   int64_t g = c0 / chunks_per_group, group_end = std::min(chunks, (g + 1) * chunks_per_group);
   for (int64_t c = c0; c < c_end; ++c) {
-    const __m512 scale = _mm512_loadu_ps(t.params.scales.data() + g * 16);
-    const uint32_t* wp = t.pairs + (c - c0) * 256;
+    const uint32_t* wp = t.pairs + (c - c0) * 512;
     const int32_t* xc = xp + c * 16 * Rows;
-    // Each chain starts with vpmaddwd rather than from a zeroed register: 12 register moves a
-    // chunk less.
-    __m512i acc[Rows * kSplit];
+    // Each chain starts with vpmaddwd rather than from a zeroed register.
+    __m512i acc[Rows][2];
 #pragma GCC unroll 16
     for (int p = 0; p < 16; ++p) {
-      const __m512i wv = _mm512_load_si512(wp + p * 16);
-#pragma GCC unroll 12
+      const __m512i w0 = _mm512_load_si512(wp + p * 32), w1 = _mm512_load_si512(wp + p * 32 + 16);
+#pragma GCC unroll 8
       for (int r = 0; r < Rows; ++r) {
-        __m512i& chain = acc[r * kSplit + p % kSplit];
         const __m512i x = _mm512_set1_epi32(xc[p * Rows + r]);
-        chain = p < kSplit ? _mm512_madd_epi16(wv, x) : _mm512_dpwssd_epi32(chain, wv, x);
+        acc[r][0] = p == 0 ? _mm512_madd_epi16(w0, x) : _mm512_dpwssd_epi32(acc[r][0], w0, x);
+        acc[r][1] = p == 0 ? _mm512_madd_epi16(w1, x) : _mm512_dpwssd_epi32(acc[r][1], w1, x);
       }
     }
-#pragma GCC unroll 12
+    const __m512 scale[2] = {_mm512_loadu_ps(t.params[0].scales.data() + g * 16),
+                             _mm512_loadu_ps(t.params[1].scales.data() + g * 16)};
+#pragma GCC unroll 8
     for (int r = 0; r < Rows; ++r) {
-      __m512i d = acc[r * kSplit];
-      for (int s = 1; s < kSplit; ++s) d = _mm512_add_epi32(d, acc[r * kSplit + s]);
-      total[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d),
-                                 _mm512_mul_ps(scale, _mm512_set1_ps(xs[c * Rows + r])), total[r]);
+      const __m512 sx = _mm512_set1_ps(xs[c * Rows + r]);
+      for (int j = 0; j < 2; ++j) {
+        total[r][j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc[r][j]), _mm512_mul_ps(scale[j], sx),
+                                      total[r][j]);
+      }
     }
     if (c + 1 == group_end) {
-      if (t.params.has_offsets) {
-        const __m512 off = _mm512_loadu_ps(t.params.offsets.data() + g * 16);
-        for (int r = 0; r < Rows; ++r)
-          total[r] = _mm512_fmadd_ps(off, _mm512_set1_ps(xsums[g * Rows + r]), total[r]);
+      if (t.params[0].has_offsets) {
+        const __m512 off[2] = {_mm512_loadu_ps(t.params[0].offsets.data() + g * 16),
+                               _mm512_loadu_ps(t.params[1].offsets.data() + g * 16)};
+        for (int r = 0; r < Rows; ++r) {
+          const __m512 sum = _mm512_set1_ps(xsums[g * Rows + r]);
+          for (int j = 0; j < 2; ++j) total[r][j] = _mm512_fmadd_ps(off[j], sum, total[r][j]);
+        }
       }
       ++g;
       group_end = std::min(chunks, group_end + chunks_per_group);
     }
   }
-  for (int r = 0; r < Rows; ++r) _mm512_storeu_ps(totals + r * 16, total[r]);
+  for (int r = 0; r < Rows; ++r)
+    for (int j = 0; j < 2; ++j) _mm512_storeu_ps(totals + (r * 2 + j) * 16, total[r][j]);
 }
 
-template <int... Rows>
-constexpr auto pair_tile_passes(std::integer_sequence<int, Rows...>) {
-  return std::array{&u4_pair_tile_tokens<Rows + 1>...};
-}
-
-/// The slice through pair tiles, on activations regrouped by passes of kPairTileTokens tokens:
-/// per tile of 16 channels, block by block of K, every pass of tokens.
+/// The slice (up to kTokenPassSliceRows = 32 rows) through two pair tiles at a time, on
+/// activations regrouped by passes of 5 or 6 tokens: block by block of K, every pass.
 inline void gemv_int16_u4_pair_tiled_vnni512(const GemvInt16Args& a) {
-  static constexpr auto kPasses =
-      pair_tile_passes(std::make_integer_sequence<int, kPairTileTokens>{});
-  thread_local PairTile tile;
-  thread_local std::vector<float> totals;  // [m][16]
-  totals.resize(static_cast<size_t>(a.m * 16));
-  for (int64_t n0 = a.w.n_begin; n0 < a.w.n_end; n0 += 16) {
-    const int64_t rows = std::min<int64_t>(16, a.w.n_end - n0);
-    fill_tile_params16(a.w, n0, rows, tile.params);
+  thread_local PairTiles tiles;
+  thread_local std::vector<float> totals;  // [m][32]
+  totals.resize(static_cast<size_t>(a.m * 32));
+  for (int64_t n0 = a.w.n_begin; n0 < a.w.n_end; n0 += 32) {
+    const int64_t rows[2] = {std::min<int64_t>(16, a.w.n_end - n0),
+                             std::clamp<int64_t>(a.w.n_end - n0 - 16, 0, 16)};
+    for (int t = 0; t < 2; ++t) fill_tile_params16(a.w, n0 + 16 * t, rows[t], tiles.params[t]);
     std::fill(totals.begin(), totals.end(), 0.0f);
     for (int64_t c0 = 0; c0 < a.chunks; c0 += kPairBlockChunks) {
-      widen_pair_block(a.w, n0, rows, c0, a.chunks, tile);
-      for (int64_t r0 = 0; r0 < a.m; r0 += kPairTileTokens)
-        kPasses[static_cast<size_t>(std::min<int64_t>(kPairTileTokens, a.m - r0) - 1)](
-            a, tile, r0, c0, totals.data() + r0 * 16);
+      for (int t = 0; t < 2; ++t)
+        widen_pair_block(a.w, n0 + 16 * t, rows[t], c0, a.chunks, t, tiles);
+      for (int64_t i = 0, r0 = 0; r0 < a.m; ++i) {
+        const int64_t r1 = token_pass_start(a.m, kPairTileTokens, i + 1);
+        (r1 - r0 == 6 ? u4_pair_tile_tokens<6> : u4_pair_tile_tokens<5>)(a, tiles, r0, c0,
+                                                                         totals.data() + r0 * 32);
+        r0 = r1;
+      }
     }
-    const auto valid = static_cast<__mmask16>((1u << rows) - 1);
-    for (int64_t r = 0; r < a.m; ++r)
-      _mm512_mask_storeu_ps(a.w.y + r * a.w.y_stride + n0, valid,
-                            _mm512_loadu_ps(totals.data() + r * 16));
+    for (int t = 0; t < 2 && rows[t] > 0; ++t) {
+      const auto valid = static_cast<__mmask16>((1u << rows[t]) - 1);
+      for (int64_t r = 0; r < a.m; ++r)
+        _mm512_mask_storeu_ps(a.w.y + r * a.w.y_stride + n0 + 16 * t, valid,
+                              _mm512_loadu_ps(totals.data() + (r * 2 + t) * 16));
+    }
   }
 }
 #endif
