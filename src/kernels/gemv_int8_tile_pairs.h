@@ -289,6 +289,32 @@ void channel_tile_pair_few_tokens_chunk_groups(const GemvInt8Args& a, const Chan
 #endif
 
 #if defined(__AVX512BW__) && defined(__AVX512VNNI__)
+/// Most tokens per pass of the group-32 pair kernels: the slice's tokens go in even passes of
+/// 2-6 (token_pass_start), where passes of 4 left 8 int32 and 8 float registers idle and passes
+/// of 6 then the rest left passes of 1-2 (W4A8 g32, 4096^2 in cache, 1 thread, Emerald Rapids,
+/// GOPS at M = 8 / 32 / 128 / 512, passes of 4 -> even passes of up to 6: 372 / 399 / 406 / 393
+/// -> 376 / 401 / 443 / 418; 2 threads, M = 128 / 512: 763-776 / 765-775 -> 843-849 / 809-823,
+/// M = 32 level in cache and from DRAM).
+constexpr int64_t kChunkGroupPassTokens = 6;
+
+/// One even pass of 2-6 tokens (kChunkGroupPassTokens) through the group-32 pair kernels.
+template <int Bits, class Prefetch>
+void channel_tile_pair_chunk_groups(const GemvInt8Args& a, const ChannelTile& ta,
+                                    const ChannelTile& tb, int64_t r0, int64_t tokens, int64_t n0,
+                                    Prefetch prefetch) {
+  switch (tokens) {
+    case 2:
+      return channel_tile_pair_few_tokens_chunk_groups<Bits, 2>(a, ta, tb, r0, n0, prefetch);
+    case 3:
+      return channel_tile_pair_few_tokens_chunk_groups<Bits, 3>(a, ta, tb, r0, n0, prefetch);
+    case 4:
+      return channel_tile_pair_4_tokens_chunk_groups<Bits>(a, ta, tb, r0, n0, prefetch);
+    case 5:
+      return channel_tile_pair_few_tokens_chunk_groups<Bits, 5>(a, ta, tb, r0, n0, prefetch);
+    default:
+      return channel_tile_pair_few_tokens_chunk_groups<Bits, 6>(a, ta, tb, r0, n0, prefetch);
+  }
+}
 /// One token (decode) of 4-bit codes against a 16-channel tile: four independent vpdpbusd
 /// chains per group (low and high nibbles of two quads), summed once per group, where
 /// channel_tile_tokens<1> ran one chain of 8 dependent vpdpbusd per chunk, which DRAM latency
@@ -337,8 +363,9 @@ void channel_tile_one_token_w4(const GemvInt8Args& a, const ChannelTile& t, cons
 #endif
 
 /// The slice through channel tiles: each L::kChannels rows regrouped once, then every token.
-/// At 16 channels (avx512) two adjacent tiles take the tokens together, 8 (group 32: 4) at a
-/// time, then the 2-7 (2-3) left over; a single token left goes through each tile alone.
+/// At 16 channels (avx512) two adjacent tiles take the tokens together, 8 at a time, then the
+/// 2-7 left over, a single token left through each tile alone; at group size 32 in even passes
+/// of 2-6 (channel_tile_pair_chunk_groups).
 template <class L, int Bits>
 void gemv_int8_tiled_lanes(const GemvInt8Args& a) {
   thread_local ChannelTile tile, next_tile;
@@ -363,7 +390,23 @@ void gemv_int8_tiled_lanes(const GemvInt8Args& a) {
         }
         continue;
       }
-      const int64_t pair_tokens = chunk_groups ? 4 : 8;
+      if (n0 + 16 < a.w.n_end && a.m >= 2 && chunk_groups) {
+        channel_tile16<Bits>(a.w, n0 + 16, next_tile);
+        const int64_t passes = (a.m + kChunkGroupPassTokens - 1) / kChunkGroupPassTokens;
+        for (int64_t i = 0; i < passes; ++i) {
+          const int64_t r = token_pass_start(a.m, kChunkGroupPassTokens, i);
+          const int64_t tokens = token_pass_start(a.m, kChunkGroupPassTokens, i + 1) - r;
+          const PassPrefetch prefetch(tile, a.w.row_bytes, i, passes);
+          if (prefetch.active()) {
+            channel_tile_pair_chunk_groups<Bits>(a, tile, next_tile, r, tokens, n0, prefetch);
+          } else {
+            channel_tile_pair_chunk_groups<Bits>(a, tile, next_tile, r, tokens, n0, NoPrefetch{});
+          }
+        }
+        n0 += 16;
+        continue;
+      }
+      const int64_t pair_tokens = 8;
       if (n0 + 16 < a.w.n_end && a.m >= 2) {
         channel_tile16<Bits>(a.w, n0 + 16, next_tile);
         const int64_t passes = a.m / pair_tokens + (a.m % pair_tokens >= 2 ? 1 : 0);
@@ -375,24 +418,12 @@ void gemv_int8_tiled_lanes(const GemvInt8Args& a) {
         int64_t r = 0;
         for (; r + pair_tokens <= a.m; r += pair_tokens) {
           pass(r, [&](auto prefetch) {
-            if (chunk_groups) {
-              channel_tile_pair_4_tokens_chunk_groups<Bits>(a, tile, next_tile, r, n0, prefetch);
-            } else {
-              channel_tile_pair_tokens<Bits, 8>(a, tile, next_tile, r, n0, prefetch);
-            }
+            channel_tile_pair_tokens<Bits, 8>(a, tile, next_tile, r, n0, prefetch);
           });
         }
         if (a.m - r >= 2) {
           pass(r, [&](auto prefetch) {
-            if (!chunk_groups) {
-              channel_tile_pair_remainder<Bits, 8>(a, tile, next_tile, r, n0, a.m - r, prefetch);
-            } else if (a.m - r == 2) {
-              channel_tile_pair_few_tokens_chunk_groups<Bits, 2>(a, tile, next_tile, r, n0,
-                                                                 prefetch);
-            } else {
-              channel_tile_pair_few_tokens_chunk_groups<Bits, 3>(a, tile, next_tile, r, n0,
-                                                                 prefetch);
-            }
+            channel_tile_pair_remainder<Bits, 8>(a, tile, next_tile, r, n0, a.m - r, prefetch);
           });
           r = a.m;
         }
