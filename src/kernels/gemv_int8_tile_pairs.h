@@ -258,17 +258,23 @@ void channel_tile_pair_few_tokens_chunk_groups(const GemvInt8Args& a, const Chan
                                                const ChannelTile& tb, int64_t r0, int64_t n0,
                                                Prefetch prefetch) {
   const int64_t chunks = (a.w.k + 31) / 32;
-  const TileTokens<Tokens> tokens(a, r0);
+  // Token r's rows at a fixed stride from token 0's: one pointer and a stride per array, where
+  // a pointer per token (three arrays of six) was spilled and reloaded at every use.
+  const int8_t* x = a.xq + r0 * a.xq_stride;
+  const int32_t* code_sums = a.code_sums + r0 * a.w.groups;
+  const float* xsums = a.xq_group_sums + r0 * a.w.groups;
+  const int64_t x_stride = a.xq_stride, g_stride = a.w.groups;
   __m512 total[Tokens][2];
   for (auto& token : total) token[0] = token[1] = _mm512_setzero_ps();
   for (int64_t c = 0; c < chunks; ++c) {
     __m512i dot[Tokens][2];
     for (int r = 0; r < Tokens; ++r)
-      dot[r][0] = dot[r][1] = _mm512_set1_epi32(tokens.code_sums[r][c]);
+      dot[r][0] = dot[r][1] = _mm512_set1_epi32(code_sums[r * g_stride + c]);
 #pragma GCC unroll 8
     for (int q = 0; q < Bits; ++q) {
       const PairQuad<Bits> w(ta.quads, tb.quads, c * Bits + q, prefetch);
-      for (int r = 0; r < Tokens; ++r) w.dot(dot[r][0], dot[r][1], tokens.xq[r] + c * 32 + 4 * q);
+      for (int r = 0; r < Tokens; ++r)
+        w.dot(dot[r][0], dot[r][1], x + r * x_stride + c * 32 + 4 * q);
     }
     for (int half = 0; half < 2; ++half) {
       const ChannelTile& t = half == 0 ? ta : tb;
@@ -276,7 +282,7 @@ void channel_tile_pair_few_tokens_chunk_groups(const GemvInt8Args& a, const Chan
       tile_group_params(t, c, scale, off);
       for (int r = 0; r < Tokens; ++r) {
         __m512 v = _mm512_fmadd_ps(Lanes512::to_float(dot[r][half]), scale, total[r][half]);
-        if (t.has_offsets) v = _mm512_fmadd_ps(off, _mm512_set1_ps(tokens.xsums[r][c]), v);
+        if (t.has_offsets) v = _mm512_fmadd_ps(off, _mm512_set1_ps(xsums[r * g_stride + c]), v);
         total[r][half] = v;
       }
     }
