@@ -129,12 +129,6 @@ inline int64_t int16_activation_slot(Int16Layout layout, int64_t c, int64_t j) {
   return (c / g) * 32 * g + (j / run) * run * g + (c % g) * run + j % run;
 }
 
-/// Int16 activations of layout {1, 32} regrouped by passes of up to `tokens` tokens
-/// (token_pass_start), for the kernels that meet many tokens per vector of weights: the pass from
-/// token r0 with `rows` tokens keeps the int16 pair p (elements 2p, 2p + 1) of chunk c of its token
-/// r at pairs[r0 * chunks * 16 + (c * 16 + p) * rows + r], the chunk scales at scales[r0 * chunks +
-/// c * rows + r] and the group sums at sums[r0 * groups + g * rows + r]: one pointer per array
-/// addresses a whole pass (a pointer per token would not fit the integer registers).
 /// Token r0 of pass i of the ceil(m / tokens) passes of up to `tokens` tokens that split m tokens
 /// evenly (sizes differ by at most one: 128 tokens in passes of up to 6 are 18 of 6 and 4 of 5,
 /// not 21 of 6 and one of 2). i = the pass count gives m.
@@ -146,6 +140,12 @@ inline int64_t token_pass_start(int64_t m, int64_t tokens, int64_t i) {
 /// tiles at once).
 constexpr int64_t kTokenPassSliceRows = 32;
 
+/// Int16 activations of layout {1, 32} regrouped by passes of up to `tokens` tokens
+/// (token_pass_start), for the kernels that meet many tokens per vector of weights: the pass from
+/// token r0 with `rows` tokens keeps the int16 pair p (elements 2p, 2p + 1) of chunk c of its token
+/// r at pairs[r0 * chunks * 16 + (c * 16 + p) * rows + r], the chunk scales at scales[r0 * chunks +
+/// c * rows + r] and the group sums at sums[r0 * groups + g * rows + r]: one pointer per array
+/// addresses a whole pass (a pointer per token would not fit the integer registers).
 struct Int16TokenPasses {
   int64_t tokens = 0;  // 0: not regrouped
   const int32_t* pairs = nullptr;
