@@ -251,8 +251,9 @@ void channel_tile_pair_4_tokens_chunk_groups(const GemvInt8Args& a, const Channe
   TileTokens<4>::store(a, r0, n0, total);
 }
 
-/// The same for 2-3 tokens (M = 3 / 6 / 7, W4A8 g32 as above: 731 / 1047 / 1121 -> 788 / 1127 /
-/// 1204 GOPS; at M = 2 no gain: the tiles' metadata regrouping dominates).
+/// The same for 2, 3, 5 and 6 tokens, the other pass sizes of channel_tile_pair_chunk_groups
+/// (2-3 tokens, M = 3 / 6 / 7, W4A8 g32 as above, Zen 5: 731 / 1047 / 1121 -> 788 / 1127 / 1204
+/// GOPS; at M = 2 no gain: the tiles' metadata regrouping dominates).
 template <int Bits, int Tokens, class Prefetch>
 void channel_tile_pair_few_tokens_chunk_groups(const GemvInt8Args& a, const ChannelTile& ta,
                                                const ChannelTile& tb, int64_t r0, int64_t n0,
