@@ -300,6 +300,41 @@ TEST(Linear, PairTilesTakeEveryPassWidth) {
   if (compared == 0) GTEST_SKIP() << "no ISA level here takes the pair tiles";
 }
 
+// The channel tiles' group metadata stays with each thread between calls, and a symmetric
+// weight's zero offsets are rewritten only when an asymmetric weight left others there: a
+// symmetric weight after an asymmetric one, on one thread (the same tile buffers), must not see
+// the old offsets.
+TEST(Linear, SymmetricAfterAsymmetricWeightOnTheSameThread) {
+  IsaGuard guard;
+  const int threads = num_threads();
+  set_num_threads(1);
+  const int64_t n = 48, k = 640;  // 20 groups: 16 through the transposes, 4 after
+  const WeightCase asym = {DType::kUInt4, ZeroPointDomain::kFloat, 32};
+  const WeightCase sym = {DType::kInt4, ZeroPointDomain::kNone, 32};
+  const PackedLinearWeight pa = pack_linear_weight(make_weight(n, k, asym, 5));
+  const QTensor ws = make_weight(n, k, sym, 6);
+  const PackedLinearWeight ps = pack_linear_weight(ws);
+  const Tensor wf = ws.dequantize();
+  for (Isa isa : supported_isas()) {
+    for (int64_t m : {1, 8, 32}) {
+      const Tensor x = testing::random_tensor({m, k}, static_cast<uint32_t>(m));
+      set_active_isa(Isa::kReference);
+      const Tensor want = linear_weight_only(x, ps);
+      set_active_isa(isa);
+      (void)linear_weight_only(x, pa, nullptr, GemvActivations::kInt16);
+      const Tensor got = linear_weight_only(x, ps, nullptr, GemvActivations::kInt16);
+      for (int64_t r = 0; r < m; ++r) {
+        for (int64_t o = 0; o < n; ++o) {
+          ASSERT_LE(std::fabs(got.data<float>()[r * n + o] - want.data<float>()[r * n + o]),
+                    ErrorBound(x, wf, r, o, k).bound(true))
+              << isa_name(isa) << " m=" << m << " token " << r << " channel " << o;
+        }
+      }
+    }
+  }
+  set_num_threads(threads);
+}
+
 TEST(Linear, Int16ActivationsRoundEachChunkOnItsOwnScale) {
   // W = 1 everywhere (int8, scale 1). Chunk 0 holds 1.0 and 1e-6: 1e-6 is below its step
   // (1 / 32767) and rounds to 0. Chunk 1 holds only 1e-6 and 3e-6: its own scale keeps them.

@@ -61,6 +61,7 @@ inline void widen_pair_block(const GemvWeights& w, int64_t n0, int64_t rows, int
       r[i] = i < rows ? _mm512_loadu_si512(p) : _mm512_setzero_si512();
     }
     transpose_16x16_epi32(r);
+#pragma GCC unroll 16
     for (int j = 0; j < 16; ++j) {  // r[j]: quad j % 4 of chunk c4 + j / 4
       uint32_t* chunk = out.pairs + (c4 - c0 + j / 4) * 512 + t * 16;
       const int q = j % 4;
