@@ -157,6 +157,61 @@ TEST(Kernels, SumInt8IsExactAtEveryLevel) {
   }
 }
 
+// The per-token int8 activations of the dynamic linear: every level gives the codes, scale and
+// group sums of the statement in quant_rows.h, written out here in double (amax / 127, half to
+// even, exact sums), for rows with ties (x * 127 / amax on .5), tails of every length, all-zero
+// rows and group sizes the AVX-512 form takes (multiples of 16) or hands to the composed one.
+TEST(Kernels, QuantizeTokenInt8MatchesItsSpecificationAtEveryLevel) {
+  for (int64_t k : {1, 15, 16, 17, 63, 64, 65, 100, 448, 4096, 4103}) {
+    for (int64_t group :
+         {int64_t{0}, int64_t{16}, int64_t{32}, int64_t{48}, int64_t{128}, k, k + 5}) {
+      if (group > k && group != k + 5) continue;  // k + 5: one group past the row's end
+      for (int variant = 0; variant < 3; ++variant) {
+        Tensor x = testing::random_tensor({k}, static_cast<uint32_t>(k * 7 + group), 2.0f);
+        float* xs = x.data<float>();
+        if (variant == 1) {  // amax 127: x * inv is x itself, so the halves are ties
+          xs[0] = 127.0f;
+          for (int64_t i = 1; i < k; ++i) xs[i] = static_cast<float>((i % 9) - 4) + 0.5f;
+        }
+        if (variant == 2) std::fill(xs, xs + k, 0.0f);
+        const int64_t groups = group > 0 ? (k + group - 1) / group : 0;
+        double amax = 0.0;
+        for (int64_t i = 0; i < k; ++i)
+          amax = std::max(amax, std::fabs(static_cast<double>(xs[i])));
+        const float famax = static_cast<float>(amax);
+        const float inv = famax > 0.0f ? 127.0f / famax : 0.0f;
+        std::vector<int8_t> want(static_cast<size_t>(k));
+        std::vector<float> want_sums(static_cast<size_t>(groups), 0.0f);
+        for (int64_t i = 0; i < k; ++i) {
+          const double v = std::nearbyint(static_cast<double>(xs[i] * inv));
+          want[static_cast<size_t>(i)] = static_cast<int8_t>(std::clamp(v, -127.0, 127.0));
+          if (groups) want_sums[static_cast<size_t>(i / group)] += want[static_cast<size_t>(i)];
+        }
+        const float want_scale = famax > 0.0f ? famax / 127.0f : 1.0f;
+        for (Isa isa : supported_isas()) {
+          const kernels::QuantRowKernels& kern = kernels::quant_row_kernels_for(isa);
+          std::vector<int8_t> codes(static_cast<size_t>(k), 99);
+          std::vector<float> sums(static_cast<size_t>(groups), -1.0f);
+          float scale = 0.0f;
+          ASSERT_TRUE(kern.quantize_token_int8(xs, k, group, codes.data(), &scale, sums.data()));
+          EXPECT_EQ(codes, want) << isa_name(isa) << " k=" << k << " group=" << group
+                                 << " variant=" << variant;
+          EXPECT_EQ(scale, want_scale) << isa_name(isa) << " k=" << k;
+          EXPECT_EQ(sums, want_sums) << isa_name(isa) << " k=" << k << " group=" << group;
+          for (float bad :
+               {std::numeric_limits<float>::quiet_NaN(), -std::numeric_limits<float>::infinity()}) {
+            std::vector<float> y(xs, xs + k);
+            y[static_cast<size_t>(k - 1)] = bad;
+            EXPECT_FALSE(
+                kern.quantize_token_int8(y.data(), k, group, codes.data(), &scale, sums.data()))
+                << isa_name(isa) << " k=" << k;
+          }
+        }
+      }
+    }
+  }
+}
+
 // The split-byte activation layout of the VNNI decode kernels: every int16 the rounding can
 // produce (+-32767 and all between) is 256 * high + low with the high byte signed and the low
 // byte unsigned, the two halves of each 64-slot run stored high bytes first.

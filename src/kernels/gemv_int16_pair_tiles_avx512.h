@@ -51,7 +51,9 @@ inline void widen_pair_block(const GemvWeights& w, int64_t n0, int64_t rows, int
   const __m512i last_two = _mm512_set4_epi32(0x800F800E, 0x800B800A, 0x80078006, 0x80038002);
   const __m512i low4 = _mm512_set1_epi16(0x0F);
   const __m512i code_bias = _mm512_set1_epi16(static_cast<int16_t>(w.code_bias));
-  auto widen = [&](__m512i v) { return _mm512_add_epi16(_mm512_and_si512(v, low4), code_bias); };
+  auto low = [&](__m512i v) { return _mm512_add_epi16(_mm512_and_si512(v, low4), code_bias); };
+  // The spread bytes' high halves are zero, so a shift alone isolates the high nibble.
+  auto high = [&](__m512i v) { return _mm512_add_epi16(_mm512_srli_epi16(v, 4), code_bias); };
   const int64_t c_end = std::min(chunks, c0 + kPairBlockChunks);
   for (int64_t c4 = c0; c4 < c_end; c4 += 4) {  // rows are padded to 64 bytes
     __m512i r[16];
@@ -67,10 +69,10 @@ inline void widen_pair_block(const GemvWeights& w, int64_t n0, int64_t rows, int
       const int q = j % 4;
       const __m512i first = _mm512_shuffle_epi8(r[j], first_two);
       const __m512i last = _mm512_shuffle_epi8(r[j], last_two);
-      _mm512_store_si512(chunk + (2 * q) * 32, widen(first));
-      _mm512_store_si512(chunk + (2 * q + 1) * 32, widen(last));
-      _mm512_store_si512(chunk + (8 + 2 * q) * 32, widen(_mm512_srli_epi16(first, 4)));
-      _mm512_store_si512(chunk + (9 + 2 * q) * 32, widen(_mm512_srli_epi16(last, 4)));
+      _mm512_store_si512(chunk + (2 * q) * 32, low(first));
+      _mm512_store_si512(chunk + (2 * q + 1) * 32, low(last));
+      _mm512_store_si512(chunk + (8 + 2 * q) * 32, high(first));
+      _mm512_store_si512(chunk + (9 + 2 * q) * 32, high(last));
     }
   }
 }

@@ -44,22 +44,11 @@ TokenQuantized quantize_tokens(const float* x, int64_t m, int64_t k, int64_t gro
   for (int64_t r = 0; r < m; ++r) {
     int8_t* codes = t.codes.get() + r * t.stride;
     std::memset(codes + k, 0, static_cast<size_t>(t.stride - k));
-    float mn = 0.0f, mx = 0.0f, poison = 0.0f;
-    rows.minmax(x + r * k, k, &mn, &mx, &poison);
-    if (std::isnan(poison)) {
+    if (!rows.quantize_token_int8(x + r * k, k, group_size, codes,
+                                  &t.scales[static_cast<size_t>(r)],
+                                  t.group_sums.data() + r * groups)) {
 #pragma omp critical
       bad_row = bad_row < 0 ? r : std::min(bad_row, r);
-      continue;
-    }
-    const float amax = std::max(-mn, mx);
-    const float inv = amax > 0.0f ? 127.0f / amax : 0.0f;
-    t.scales[static_cast<size_t>(r)] = amax > 0.0f ? amax / 127.0f : 1.0f;
-    rows.quantize_bytes(x + r * k, k, inv, 0.0f, -127.0f, 127.0f,
-                        reinterpret_cast<uint8_t*>(codes));
-    for (int64_t g = 0; g < groups; ++g) {
-      const int64_t begin = g * group_size;
-      t.group_sums[static_cast<size_t>(r * groups + g)] =
-          static_cast<float>(rows.sum_int8(codes + begin, std::min(group_size, k - begin)));
     }
   }
   QK_CHECK(bad_row < 0, ValueError, "dynamic int8 linear: row ", bad_row,

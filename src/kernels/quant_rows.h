@@ -29,6 +29,13 @@ struct QuantRowKernels {
   bool (*round_row_int16)(const float* x, int64_t k, int16_t* q, float* scales, int32_t* sums);
   /// The sum of n int8 codes (exact for n < 2^24).
   int32_t (*sum_int8)(const int8_t* codes, int64_t n);
+  /// One token of the dynamic int8 linear, symmetric on amax = max |x[0..k)|: codes[i] =
+  /// quantize_bytes(x[i] * (127 / amax)) in [-127, 127] (all zero when amax is 0), *scale =
+  /// amax / 127 (1 when amax is 0), and group_sums[g] = the sum of the codes of elements
+  /// [g group_size, (g + 1) group_size) as a float (none for group_size 0). False (outputs
+  /// unspecified) when x holds NaN or Inf.
+  bool (*quantize_token_int8)(const float* x, int64_t k, int64_t group_size, int8_t* codes,
+                              float* scale, float* group_sums);
 };
 
 const QuantRowKernels& quant_row_kernels();
