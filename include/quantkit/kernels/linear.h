@@ -130,7 +130,7 @@ Tensor fake_quantize_per_token_int8(const Tensor& x);
 ///     result is dequant(W) . x' up to float32 rounding, where |x' - x| <= max |chunk| / 65534
 ///     elementwise: finer than bf16 for every element within 2^7 of its chunk's maximum. It takes
 ///     8-10 vector operations per 32 weights against 14-17 on float x (6-7 for 4-bit weights at
-///     the avx512 level, all but one on the same port), which is what lets 4- and 2-bit weights
+///     the avx512 level, three of them bound to one port), which is what lets 4- and 2-bit weights
 ///     stream at the DRAM rate. x holding NaN or Inf takes the float32 path (NaN
 ///     propagates). Float8 weights always use float32 activations.
 ///   kFloat32: the activations stay float32 (the decoded weights are converted to float).
