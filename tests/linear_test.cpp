@@ -657,6 +657,46 @@ TEST(LinearDynamicInt8, EveryIsaMatchesTheSpecification) {
       compared, worst, worst_vs_float);
 }
 
+// Many tokens go to the integer kernels in runs that fit half the L2 (tokens_per_run in
+// linear_dynamic_int8.cpp): 8203 tokens of K = 512 are 4.2 MB of int8 rows, several runs on any
+// L2 up to 8 MiB, the last one partial. Every token must come out as the specification has it,
+// in its own row of y.
+TEST(LinearDynamicInt8, LongBatchesGoInRunsOfTokens) {
+  IsaGuard guard;
+  const int64_t m = 8203, k = 512, n = 40;
+  for (const WeightCase& c :
+       {WeightCase{DType::kInt8, ZeroPointDomain::kNone, 0},
+        WeightCase{DType::kInt4, ZeroPointDomain::kInt, 32, DType::kFloat16}}) {
+    const QTensor w = make_weight(n, k, c, 11);
+    const PackedLinearWeight p = pack_linear_weight(w);
+    const PackedLinearWeight tiled = p.with_layout(CodeLayout::kChannelTiles);
+    const Tensor wf = w.dequantize();
+    const Tensor x = testing::random_tensor({m, k}, 12);
+    set_active_isa(Isa::kReference);
+    const Tensor want = linear_weight_only(fake_quantize_per_token_int8(x), p);
+    std::vector<double> bound(static_cast<size_t>(m * n));
+    for (int64_t r = 0; r < m; ++r) {
+      for (int64_t o = 0; o < n; ++o) {
+        double magnitude = 0.0;
+        for (int64_t i = 0; i < k; ++i)
+          magnitude += std::fabs(x.data<float>()[r * k + i] * wf.data<float>()[o * k + i]);
+        bound[static_cast<size_t>(r * n + o)] = 64 * 1.1920929e-7 * magnitude + 1e-30;
+      }
+    }
+    for (Isa isa : supported_isas()) {
+      set_active_isa(isa);
+      for (const PackedLinearWeight* layout : {&p, &tiled}) {
+        const Tensor got = linear_dynamic_int8(x, *layout);
+        for (int64_t i = 0; i < m * n; ++i) {
+          ASSERT_LE(std::fabs(got.data<float>()[i] - want.data<float>()[i]),
+                    bound[static_cast<size_t>(i)])
+              << isa_name(isa) << " " << w.summary() << " token " << i / n << " channel " << i % n;
+        }
+      }
+    }
+  }
+}
+
 // Weights in channel tiles give the float kernels (which read rows) the same codes: bit for bit
 // the results of the rows they were made from, alone and beside other weights; the dynamic
 // int8 kernels give the same bits where both layouts take the same tiles (the avx512 level from
