@@ -255,8 +255,8 @@ TEST(Linear, EveryIsaMatchesTheReference) {
               worst, 64 * 1.1920929e-7);
 }
 
-// The avx512 pair tiles (from GemvKernels::u4_pair_tiles_min_tokens tokens): passes of 5 and 6
-// tokens in every mix from 20 to 35 tokens, K with a partial chunk and a partial last group, N
+// The avx512 pair tiles (from GemvKernels::u4_pair_tiles_min_tokens tokens): passes of 4 to 8
+// tokens in every mix from 5 to 35 tokens, K with a partial chunk and a partial last group, N
 // ending in a slice of 8 channels (one tile, the other empty) or of 24 (a tile and a half),
 // symmetric, integer and float zero points, compact metadata.
 TEST(Linear, PairTilesTakeEveryPassWidth) {

@@ -187,45 +187,17 @@ void u4_tile_tokens_i16(const GemvInt16Args& a, const ChannelTile& t, int64_t r0
         *lo = byte_field<0, 4>(codes);
         *hi = byte_field<4, 4>(codes);
       };
-      if constexpr (Rows == 8) {
-        // Named accumulators and the quads unrolled: as arrays (or with the quad loop rolled)
-        // GCC 12 copied them between registers around every vpdpbusd and spilled some. W4A16
-        // g32, 4096^2 in cache, 2 threads, M = 8 / 32 / 128 / 512: 480 / 510-560 / 600 / 590 ->
-        // 540 / 605-660 / 710 / 690 GFLOPS.
-        __m512i h0 = _mm512_setzero_si512(), h1 = h0, h2 = h0, h3 = h0, h4 = h0, h5 = h0, h6 = h0,
-                h7 = h0, l0 = h0, l1 = h0, l2 = h0, l3 = h0, l4 = h0, l5 = h0, l6 = h0, l7 = h0;
-#pragma GCC unroll 4
-        for (int q = 0; q < 4; ++q) {
-          __m512i lo, hi;
-          nibbles(q, &lo, &hi);
-#define QK_TOKEN(r)                                      \
-  {                                                      \
-    const uint8_t* x = xb[r] + at + 4 * q;               \
-    h##r = _mm512_dpbusd_epi32(h##r, lo, quad(x));       \
-    h##r = _mm512_dpbusd_epi32(h##r, hi, quad(x + 128)); \
-    l##r = _mm512_dpbusd_epi32(l##r, quad(x + 64), lo);  \
-    l##r = _mm512_dpbusd_epi32(l##r, quad(x + 192), hi); \
-  }
-          QK_TOKEN(0)
-          QK_TOKEN(1) QK_TOKEN(2) QK_TOKEN(3) QK_TOKEN(4) QK_TOKEN(5) QK_TOKEN(6) QK_TOKEN(7)
-#undef QK_TOKEN
-        }
-        const __m512i named_high[8] = {h0, h1, h2, h3, h4, h5, h6, h7};
-        const __m512i named_low[8] = {l0, l1, l2, l3, l4, l5, l6, l7};
-        for (int r = 0; r < 8; ++r) high[r] = named_high[r], low[r] = named_low[r];
-      } else {
-        for (int r = 0; r < Rows; ++r) high[r] = low[r] = _mm512_setzero_si512();
-        for (int q = 0; q < 4; ++q) {
-          __m512i lo, hi;
-          nibbles(q, &lo, &hi);
+      for (int r = 0; r < Rows; ++r) high[r] = low[r] = _mm512_setzero_si512();
+      for (int q = 0; q < 4; ++q) {
+        __m512i lo, hi;
+        nibbles(q, &lo, &hi);
 #pragma GCC unroll 8
-          for (int r = 0; r < Rows; ++r) {
-            const uint8_t* x = xb[r] + at + 4 * q;
-            high[r] = _mm512_dpbusd_epi32(high[r], lo, quad(x));
-            high[r] = _mm512_dpbusd_epi32(high[r], hi, quad(x + 128));
-            low[r] = _mm512_dpbusd_epi32(low[r], quad(x + 64), lo);
-            low[r] = _mm512_dpbusd_epi32(low[r], quad(x + 192), hi);
-          }
+        for (int r = 0; r < Rows; ++r) {
+          const uint8_t* x = xb[r] + at + 4 * q;
+          high[r] = _mm512_dpbusd_epi32(high[r], lo, quad(x));
+          high[r] = _mm512_dpbusd_epi32(high[r], hi, quad(x + 128));
+          low[r] = _mm512_dpbusd_epi32(low[r], quad(x + 64), lo);
+          low[r] = _mm512_dpbusd_epi32(low[r], quad(x + 192), hi);
         }
       }
 #pragma GCC unroll 8
@@ -246,18 +218,17 @@ void u4_tile_tokens_i16(const GemvInt16Args& a, const ChannelTile& t, int64_t r0
     _mm512_mask_storeu_ps(a.w.y + (r0 + r) * a.w.y_stride + n0, valid, total[r]);
 }
 
-/// The slice through 16-channel tiles of 4-bit codes, 8 tokens a pass. Zen 5, 4096^2 in cache,
-/// 2 threads, against gemv_int16_u4_tokens_vnni512: W4A16 g32 M = 2 / 3 / 4 / 8 / 32 / 128
-/// 170 / 155 / 290 / 253 / 258 / 276 -> 240 / 235 / 425 / 482 / 560 / 545 GFLOPS; per channel
-/// M = 32 340 -> 670, g128 M = 32 280 -> 650. It also beats dequantized tiles + sgemm at any M
-/// (g32 M = 256 / 512 / 1024: 168 / 195 / 215 against 530 / 560 / 550), so at the avx512 level
-/// the int16 GEMV takes 4-bit weights at every M (gemm_min_rows).
+/// The slice through 16-channel tiles of 4-bit codes for 2-4 tokens (from kU4PairTilesMinTokens
+/// = 5 on the pair tiles take them). Zen 5, 4096^2 in cache, 2 threads, against
+/// gemv_int16_u4_tokens_vnni512: W4A16 g32 M = 2 / 3 / 4 170 / 155 / 290 -> 240 / 235 / 425
+/// GFLOPS; with 8-token passes (named accumulators) it also took 8 tokens and more, and beat
+/// dequantized tiles + sgemm at any M, so at the avx512 level the int16 GEMV takes 4-bit weights
+/// at every M (gemm_min_rows).
 inline void gemv_int16_u4_tiled_vnni512(const GemvInt16Args& a) {
   thread_local ChannelTile tile;
   for (int64_t n0 = a.w.n_begin; n0 < a.w.n_end; n0 += 16) {
     fill_channel_tile16<4>(a.w, n0, tile);
     int64_t r = 0;
-    for (; r + 8 <= a.m; r += 8) u4_tile_tokens_i16<8>(a, tile, r, n0);
     for (; r + 4 <= a.m; r += 4) u4_tile_tokens_i16<4>(a, tile, r, n0);
     for (; r < a.m; ++r) u4_tile_tokens_i16<1>(a, tile, r, n0);
   }

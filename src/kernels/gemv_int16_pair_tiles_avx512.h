@@ -1,6 +1,6 @@
 // 4-bit codes for many tokens at the AVX-512 level: two 16-channel tiles at a time widened to
 // int16 pairs, block by block of K, and met by vpdpwssd on plain int16 activations regrouped by
-// passes of 5 or 6 tokens (Int16TokenPasses), so that a pass reads every token's pairs from one
+// passes of 4-8 tokens (Int16TokenPasses), so that a pass reads every token's pairs from one
 // pointer.
 // Part of gemv_impl.h's per-ISA instantiation (QK_ISA_NAMESPACE names it).
 #pragma once
@@ -11,20 +11,25 @@ namespace quantkit::kernels::QK_ISA_NAMESPACE {
 
 #if defined(__AVX512BW__) && defined(__AVX512VNNI__)
 /// Most tokens per pass over two pair tiles (32 channels): each broadcast pair meets both tiles'
-/// codes, so that a vpdpwssd takes 0.6 loads rather than 1.1; 6 tokens x 2 tiles are 12 int32
-/// chains (enough for both vpdpwssd ports: latency 5, 2 a cycle) and 12 float totals. A synthetic
-/// copy of the loop (K = 4096 in L2, 1 thread, Emerald Rapids, best runs) ran 144 GMAC/s against
-/// 115 for one tile and 12 tokens, and 128 for three tiles and 4 tokens.
-constexpr int kPairTileTokens = 6;
+/// codes, so that a vpdpwssd takes 0.6 loads rather than 1.1; 8 tokens x 2 tiles are 16 int32
+/// chains (both vpdpwssd ports kept busy: latency 5, 2 a cycle), whose float totals stay in
+/// memory (u4_pair_tile_tokens). A synthetic copy of the loop (K = 4096 in L2, 1 thread, Emerald
+/// Rapids) ran 144 GMAC/s at 6 tokens against 115 for one tile and 12 tokens, and 128 for three
+/// tiles and 4 tokens. Passes of up to 6 tokens with the totals in registers -> up to 8, 4096^2
+/// g32 in cache, 1 thread, M = 32 / 64 / 128 / 512: 218 / 238-242 / 238-241 / 245-247 -> 229-231
+/// / 255-260 / 254-257 / 256-258 GFLOPS; 10 or 12 tokens ran at half speed (spilled chains).
+constexpr int kPairTileTokens = 8;
 
 /// Tokens from which the 4-bit int16 GEMV takes the pair tiles (GemvKernels::
 /// u4_pair_tiles_min_tokens). Emerald Rapids, 4096^2 in cache, 1 thread, best of interleaved
-/// runs, GFLOPS split-byte tiles -> pair tiles at M = 8 / 16 / 20 / 24: g32 129 / 158 / 160 / 171
-/// -> 119 / 162 / 170 / 188; g128 154 / 184 / 185 / 194 -> 141 / 176 / 187 / 204; per channel
-/// 168 / 193 / 196 / 205 -> 151 / 183 / 190 / 210.
-constexpr int64_t kU4PairTilesMinTokens = 20;
-// From 20 tokens on, token_pass_start splits them into passes of 5 or 6 (checked up to 200,000).
-static_assert(kU4PairTilesMinTokens >= 20 && kPairTileTokens == 6);
+/// runs, GFLOPS split-byte tiles -> pair tiles (passes of up to 8) at M = 4 / 5 / 8 / 11 / 16:
+/// g32 102 / 104 / 146 / 128 / 171 -> 98 / 115 / 155-162 / 169 / 201; g128 117-119 / 118-119 /
+/// 161-168 / 149 / 190 -> 91-112 / 125-129 / 173 / 184 / 210; per channel 122 / 127 / 170 / 157 /
+/// 197 -> 117 / 133 / 175 / 187 / 222. (With passes of up to 6 tokens, the totals in registers,
+/// the pair tiles had won from 20 tokens on.)
+constexpr int64_t kU4PairTilesMinTokens = 5;
+// From 5 tokens on, token_pass_start splits them into passes of 4-8 (checked up to 200,000).
+static_assert(kU4PairTilesMinTokens >= 5 && kPairTileTokens == 8);
 
 /// Chunks of K per block of the pair tiles: their widened codes (1 KiB a chunk and tile) stay in
 /// L1 while every pass of tokens meets them. Whole tiles (128 KiB at K = 4096) were written to L2
@@ -79,9 +84,10 @@ inline void widen_pair_block(const GemvWeights& w, int64_t n0, int64_t rows, int
 
 /// One pass of Rows tokens over a block of two pair tiles: per chunk and pair, each token's
 /// broadcast pair meets both tiles' codes in one vpdpwssd each; the int32 chunk dots times the
-/// group's 16 scales times the token's chunk scale go into the float totals (kept in `totals`
-/// between blocks), and after a group's last chunk its offsets, if any, through the token's group
-/// sum of the rounded x.
+/// group's 16 scales times the token's chunk scale go into the float totals, and after a group's
+/// last chunk its offsets, if any, through the token's group sum of the rounded x. The totals
+/// stay in memory (`totals`, L1): 2 Rows of them in registers beside the 2 Rows chains would not
+/// fit 32 at 8 tokens, and at 6 a load and a store per chunk cost nothing measurable.
 template <int Rows>
 void u4_pair_tile_tokens(const GemvInt16Args& a, const PairTiles& t, int64_t r0, int64_t c0,
                          float* totals) {
@@ -90,9 +96,10 @@ void u4_pair_tile_tokens(const GemvInt16Args& a, const PairTiles& t, int64_t r0,
   const int32_t* xp = a.passes.pairs + r0 * chunks * 16;
   const float* xs = a.passes.scales + r0 * chunks;
   const float* xsums = a.passes.sums + r0 * a.w.groups;
-  __m512 total[Rows][2];
-  for (int r = 0; r < Rows; ++r)
-    for (int j = 0; j < 2; ++j) total[r][j] = _mm512_loadu_ps(totals + (r * 2 + j) * 16);
+  auto add = [&](int r, int j, __m512 u, __m512 v) {
+    float* total = totals + (r * 2 + j) * 16;
+    _mm512_storeu_ps(total, _mm512_fmadd_ps(u, v, _mm512_loadu_ps(total)));
+  };
   const int64_t c_end = std::min(chunks, c0 + kPairBlockChunks);
   // The group and its end tracked, not divided per chunk (a microcoded idiv).
   int64_t g = c0 / chunks_per_group, group_end = std::min(chunks, (g + 1) * chunks_per_group);
@@ -116,10 +123,8 @@ void u4_pair_tile_tokens(const GemvInt16Args& a, const PairTiles& t, int64_t r0,
 #pragma GCC unroll 8
     for (int r = 0; r < Rows; ++r) {
       const __m512 sx = _mm512_set1_ps(xs[c * Rows + r]);
-      for (int j = 0; j < 2; ++j) {
-        total[r][j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc[r][j]), _mm512_mul_ps(scale[j], sx),
-                                      total[r][j]);
-      }
+      for (int j = 0; j < 2; ++j)
+        add(r, j, _mm512_cvtepi32_ps(acc[r][j]), _mm512_mul_ps(scale[j], sx));
     }
     if (c + 1 == group_end) {
       if (t.params[0].has_offsets) {
@@ -127,19 +132,17 @@ void u4_pair_tile_tokens(const GemvInt16Args& a, const PairTiles& t, int64_t r0,
                                _mm512_loadu_ps(t.params[1].offsets.data() + g * 16)};
         for (int r = 0; r < Rows; ++r) {
           const __m512 sum = _mm512_set1_ps(xsums[g * Rows + r]);
-          for (int j = 0; j < 2; ++j) total[r][j] = _mm512_fmadd_ps(off[j], sum, total[r][j]);
+          for (int j = 0; j < 2; ++j) add(r, j, off[j], sum);
         }
       }
       ++g;
       group_end = std::min(chunks, group_end + chunks_per_group);
     }
   }
-  for (int r = 0; r < Rows; ++r)
-    for (int j = 0; j < 2; ++j) _mm512_storeu_ps(totals + (r * 2 + j) * 16, total[r][j]);
 }
 
 /// The slice (up to kTokenPassSliceRows = 32 rows) through two pair tiles at a time, on
-/// activations regrouped by passes of 5 or 6 tokens: block by block of K, every pass.
+/// activations regrouped by passes of 4-8 tokens: block by block of K, every pass.
 inline void gemv_int16_u4_pair_tiled_vnni512(const GemvInt16Args& a) {
   thread_local PairTiles tiles;
   thread_local std::vector<float> totals;  // [m][32]
@@ -154,8 +157,22 @@ inline void gemv_int16_u4_pair_tiled_vnni512(const GemvInt16Args& a) {
         widen_pair_block(a.w, n0 + 16 * t, rows[t], c0, a.chunks, t, tiles);
       for (int64_t i = 0, r0 = 0; r0 < a.m; ++i) {
         const int64_t r1 = token_pass_start(a.m, kPairTileTokens, i + 1);
-        (r1 - r0 == 6 ? u4_pair_tile_tokens<6> : u4_pair_tile_tokens<5>)(a, tiles, r0, c0,
-                                                                         totals.data() + r0 * 32);
+        switch (r1 - r0) {
+          case 8:
+            u4_pair_tile_tokens<8>(a, tiles, r0, c0, totals.data() + r0 * 32);
+            break;
+          case 7:
+            u4_pair_tile_tokens<7>(a, tiles, r0, c0, totals.data() + r0 * 32);
+            break;
+          case 6:
+            u4_pair_tile_tokens<6>(a, tiles, r0, c0, totals.data() + r0 * 32);
+            break;
+          case 5:
+            u4_pair_tile_tokens<5>(a, tiles, r0, c0, totals.data() + r0 * 32);
+            break;
+          default:  // 4, the only other pass size (kU4PairTilesMinTokens)
+            u4_pair_tile_tokens<4>(a, tiles, r0, c0, totals.data() + r0 * 32);
+        }
         r0 = r1;
       }
     }
