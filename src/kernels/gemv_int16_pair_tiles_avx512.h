@@ -141,6 +141,13 @@ void u4_pair_tile_tokens(const GemvInt16Args& a, const PairTiles& t, int64_t r0,
   }
 }
 
+/// u4_pair_tile_tokens for each pass size, 4 to 8 tokens: all that token_pass_start makes from
+/// kU4PairTilesMinTokens = 5 tokens on.
+inline constexpr void (*kPassKernels[])(const GemvInt16Args&, const PairTiles&, int64_t, int64_t,
+                                        float*) = {u4_pair_tile_tokens<4>, u4_pair_tile_tokens<5>,
+                                                   u4_pair_tile_tokens<6>, u4_pair_tile_tokens<7>,
+                                                   u4_pair_tile_tokens<8>};
+
 /// The slice (up to kTokenPassSliceRows = 32 rows) through two pair tiles at a time, on
 /// activations regrouped by passes of 4-8 tokens: block by block of K, every pass.
 inline void gemv_int16_u4_pair_tiled_vnni512(const GemvInt16Args& a) {
@@ -157,22 +164,7 @@ inline void gemv_int16_u4_pair_tiled_vnni512(const GemvInt16Args& a) {
         widen_pair_block(a.w, n0 + 16 * t, rows[t], c0, a.chunks, t, tiles);
       for (int64_t i = 0, r0 = 0; r0 < a.m; ++i) {
         const int64_t r1 = token_pass_start(a.m, kPairTileTokens, i + 1);
-        switch (r1 - r0) {
-          case 8:
-            u4_pair_tile_tokens<8>(a, tiles, r0, c0, totals.data() + r0 * 32);
-            break;
-          case 7:
-            u4_pair_tile_tokens<7>(a, tiles, r0, c0, totals.data() + r0 * 32);
-            break;
-          case 6:
-            u4_pair_tile_tokens<6>(a, tiles, r0, c0, totals.data() + r0 * 32);
-            break;
-          case 5:
-            u4_pair_tile_tokens<5>(a, tiles, r0, c0, totals.data() + r0 * 32);
-            break;
-          default:  // 4, the only other pass size (kU4PairTilesMinTokens)
-            u4_pair_tile_tokens<4>(a, tiles, r0, c0, totals.data() + r0 * 32);
-        }
+        kPassKernels[r1 - r0 - 4](a, tiles, r0, c0, totals.data() + r0 * 32);
         r0 = r1;
       }
     }
