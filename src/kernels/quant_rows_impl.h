@@ -3,6 +3,7 @@
 // build rounds exactly like the reference). QK_ISA_NAMESPACE names the instantiation.
 #pragma once
 
+#include <algorithm>
 #include <bit>
 #if defined(__AVX2__)
 #include <immintrin.h>
@@ -299,7 +300,7 @@ bool quantize_token_int8_composed(const float* x, int64_t k, int64_t group_size,
 /// their int32 values summed per group on the way. The same codes: |x * inv| <= 127 (1 + 2^-23)
 /// rounds into [-127, 127], so the clamp never acts, and the conversion rounds half to even as
 /// the composed form's magic constant does. (Per-token W8A8 at M = 512 spent 4-5 % of its time
-/// in the composed form.)
+/// in the composed form; 512 tokens of 4096, 1 thread: 700 -> 450 us.)
 bool quantize_token_int8(const float* x, int64_t k, int64_t group_size, int8_t* codes, float* scale,
                          float* group_sums) {
   const bool whole_row = group_size == 0 || group_size >= k;  // no sums, or one group
