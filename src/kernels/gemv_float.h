@@ -336,6 +336,22 @@ inline void decode_unsigned16(const uint8_t* row, int64_t c, __m512 w[2]) {
   }
 }
 
+/// rest[r] += x_r . (s * u) over chunks [c0, end of K) of a row, one element at a time: what the
+/// vector kernels leave after their whole steps (a partial last group, K's partial chunk).
+template <int Bits, Codes C, int Rows>
+void add_chunks_from(const GemvArgs& a, const uint8_t* row, const float* s, const float* const* xr,
+                     int64_t c0, float* rest) {
+  alignas(64) float u[kChunk];
+  for (int64_t c = c0; c * kChunk < a.w.k; ++c) {
+    decode_chunk<Bits, C>(row, c, u);
+    const float scale = s[c * kChunk / a.w.group_size];
+    const int64_t len = std::min<int64_t>(kChunk, a.w.k - c * kChunk);
+    for (int r = 0; r < Rows; ++r) {
+      for (int64_t j = 0; j < len; ++j) rest[r] += xr[r][c * kChunk + j] * (u[j] * scale);
+    }
+  }
+}
+
 /// gemv_rows_avx2 in 512-bit lanes, which halves the decode work per code: per chunk, two
 /// 16-lane products per activation row, summed over a block of Block chunks that share a scale
 /// (a group, or four chunks of a per-channel row), then scaled into one of two running totals
@@ -377,16 +393,8 @@ void gemv_rows_avx512(const GemvArgs& a, int64_t m0) {
     for (; b + 2 <= blocks; b += 2) run_block(b, total[0]), run_block(b + 1, total[1]);
     if (b < blocks) run_block(b, total[0]);
     // Chunks past the last whole block (per channel, or a partial last group), then K's tail.
-    alignas(64) float u[kChunk];
     float rest[Rows] = {};
-    for (int64_t c = blocks * Block; c * kChunk < a.w.k; ++c) {
-      decode_chunk<Bits, C>(row, c, u);
-      const float scale = s[c * kChunk / a.w.group_size];
-      const int64_t len = std::min<int64_t>(kChunk, a.w.k - c * kChunk);
-      for (int r = 0; r < Rows; ++r) {
-        for (int64_t j = 0; j < len; ++j) rest[r] += xr[r][c * kChunk + j] * (u[j] * scale);
-      }
-    }
+    add_chunks_from<Bits, C, Rows>(a, row, s, xr, blocks * Block, rest);
     for (int r = 0; r < Rows; ++r) {
       const float out = _mm512_reduce_add_ps(_mm512_add_ps(total[0][r], total[1][r])) + rest[r];
       a.w.y[(m0 + r) * a.w.y_stride + n] =
@@ -441,15 +449,7 @@ void gemv_rows_u4_table_avx512(const GemvArgs& a, int64_t m0) {
     for (; c + 2 <= full_chunks; c += 2) chunk(c, 0), chunk(c + 1, 2);
     if (c < full_chunks) chunk(c, 0);
     float rest[Rows] = {};
-    if (full_chunks * kChunk < a.w.k) {  // K's partial last chunk
-      alignas(64) float u[kChunk];
-      decode_chunk<4>(row, full_chunks, u);
-      const float last_scale = s[full_chunks * kChunk / a.w.group_size];
-      for (int r = 0; r < Rows; ++r) {
-        for (int64_t j = 0; j < a.w.k - full_chunks * kChunk; ++j)
-          rest[r] += xr[r][full_chunks * kChunk + j] * (u[j] * last_scale);
-      }
-    }
+    add_chunks_from<4, Codes::kUnsigned, Rows>(a, row, s, xr, full_chunks, rest);  // K's tail
     for (int r = 0; r < Rows; ++r) {
       const __m512 sum = _mm512_add_ps(_mm512_add_ps(total[r][0], total[r][1]),
                                        _mm512_add_ps(total[r][2], total[r][3]));
