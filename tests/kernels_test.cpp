@@ -265,7 +265,7 @@ TEST(Kernels, SiluMulIsWithinFourUlpAtEveryLevel) {
 
 TEST(Kernels, ForcingAnUnknownOrUnsupportedLevelFails) {
   IsaGuard guard;
-  for (Isa isa : {Isa::kAvx2, Isa::kAvx512, Isa::kAmx}) {
+  for (Isa isa : {Isa::kAvx2, Isa::kAvx2Vnni, Isa::kAvx512, Isa::kAmx}) {
     bool supported = false;
     for (Isa s : supported_isas()) supported |= s == isa;
     if (!supported) {

@@ -403,7 +403,14 @@ void gemv_int8(const GemvInt8Args& a) {
 #if defined(__AVX512BW__) && defined(__AVX512VNNI__)
     constexpr int64_t kMinTokens = kWideTileMinTokens8Bit;  // 16-channel tiles
 #else
-    constexpr int64_t kMinTokens = kTileMinTokens[1];
+    // The rows reduce every group's dot across the lanes (in double), the 8-channel tiles never:
+    // grouped weights take the tiles from 2 tokens. Per channel the rows win longer without
+    // VNNI (kTileMinTokens); with it the tiles' vpdpbusd chains win from 6 tokens. 4096^2 in
+    // cache, 1 thread, Emerald Rapids, GOPS rows -> tiles: avx2 g32 M = 2 / 8 22 / 30 -> 39 /
+    // 72, g128 43 / 66 -> 47 / 83; avx2_vnni g32 21 / 33 -> 45 / 99, per channel M = 5 / 6 /
+    // 8 / 16 101 / 81 / 137 / 135 -> 102 / 120 / 148 / 153-181. At one token the rows stream
+    // better from DRAM (g32, 2 threads: 37-38 against 31-33 GOPS).
+    const int64_t kMinTokens = a.w.groups > 1 ? 2 : kHaveVnni ? 6 : kTileMinTokens[1];
 #endif
 #if defined(__AVX512BW__) && defined(__AVX512VNNI__)
     if (a.w.groups == 1 && a.m >= 2 && a.m < kWideRowsMaxTokens8Bit) {

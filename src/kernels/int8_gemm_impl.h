@@ -1,6 +1,7 @@
 // The int16 dot-product block kernel, compiled once per ISA (QK_ISA_NAMESPACE). The portable
-// loop is the specification; with AVX2 the same sums come from vpmaddwd, 2 rows of A against 4
-// rows of B per pass so every loaded vector is used more than once.
+// loop is the specification; with AVX2 the same sums come from vpmaddwd (vpdpwssd where the level
+// has VNNI: int_dot.h), 2 rows of A against 4 rows of B per pass so every loaded vector is used
+// more than once.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -8,6 +9,8 @@
 
 #if defined(__AVX2__)
 #include <immintrin.h>
+
+#include "int_dot.h"
 #endif
 
 namespace quantkit::kernels::QK_ISA_NAMESPACE {
@@ -41,8 +44,8 @@ void dot_block(const int16_t* a, int64_t m, const int16_t* b, int64_t n, int64_t
         for (int q = 0; q < 4; ++q) {
           const __m256i w =
               _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b0 + q * stride + p));
-          c[q] = _mm256_add_epi32(c[q], _mm256_madd_epi16(x0, w));
-          c[4 + q] = _mm256_add_epi32(c[4 + q], _mm256_madd_epi16(x1, w));
+          c[q] = dot_i16_i16(c[q], x0, w);
+          c[4 + q] = dot_i16_i16(c[4 + q], x1, w);
         }
       }
       for (int q = 0; q < 4; ++q) {
@@ -55,10 +58,8 @@ void dot_block(const int16_t* a, int64_t m, const int16_t* b, int64_t n, int64_t
       __m256i c0 = _mm256_setzero_si256(), c1 = _mm256_setzero_si256();
       for (int64_t p = 0; p < k; p += 16) {
         const __m256i w = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b0 + p));
-        c0 = _mm256_add_epi32(
-            c0, _mm256_madd_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(a0 + p)), w));
-        c1 = _mm256_add_epi32(
-            c1, _mm256_madd_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(a1 + p)), w));
+        c0 = dot_i16_i16(c0, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a0 + p)), w);
+        c1 = dot_i16_i16(c1, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a1 + p)), w);
       }
       acc[i * ldc + j] = hsum(c0);
       acc[(i + 1) * ldc + j] = hsum(c1);
@@ -123,8 +124,8 @@ void panel_gemm(const int16_t* a, int64_t m, int64_t stride, const int16_t* pane
         for (int v = 0; v < 4; ++v) {
           if (v >= vecs) break;
           const __m256i wv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + v * 16));
-          c0[v] = _mm256_add_epi32(c0[v], _mm256_madd_epi16(x0, wv));
-          c1[v] = _mm256_add_epi32(c1[v], _mm256_madd_epi16(x1, wv));
+          c0[v] = dot_i16_i16(c0[v], x0, wv);
+          c1[v] = dot_i16_i16(c1[v], x1, wv);
         }
       }
       for (int v = 0; v < vecs; ++v) {

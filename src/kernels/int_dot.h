@@ -10,7 +10,7 @@
 
 namespace quantkit::kernels::QK_ISA_NAMESPACE {
 
-#if defined(__AVX512VNNI__) && defined(__AVX512VL__)
+#if (defined(__AVX512VNNI__) && defined(__AVX512VL__)) || defined(__AVXVNNI__)
 /// Whether vpdpbusd / vpdpwssd are there: 8-bit weights can then stay unsigned (no sign trick),
 /// since one instruction multiplies unsigned by signed bytes into int32 without saturating.
 constexpr bool kHaveVnni = true;
@@ -24,6 +24,8 @@ constexpr bool kHaveVnni = false;
 inline __m256i dot_u8_s8(__m256i acc, __m256i u, __m256i s) {
 #if defined(__AVX512VNNI__) && defined(__AVX512VL__)
   return _mm256_dpbusd_epi32(acc, u, s);
+#elif defined(__AVXVNNI__)
+  return _mm256_dpbusd_avx_epi32(acc, u, s);
 #else
   return _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1)));
 #endif
@@ -33,6 +35,8 @@ inline __m256i dot_u8_s8(__m256i acc, __m256i u, __m256i s) {
 inline __m256i dot_i16_i16(__m256i acc, __m256i a, __m256i b) {
 #if defined(__AVX512VNNI__) && defined(__AVX512VL__)
   return _mm256_dpwssd_epi32(acc, a, b);
+#elif defined(__AVXVNNI__)
+  return _mm256_dpwssd_avx_epi32(acc, a, b);
 #else
   return _mm256_add_epi32(acc, _mm256_madd_epi16(a, b));
 #endif

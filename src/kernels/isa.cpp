@@ -3,7 +3,7 @@
 #include <atomic>
 #include <cstdlib>
 #include <string>
-#if defined(__x86_64__)
+#if defined(__x86_64__) || defined(__i386__)
 #include <cpuid.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -43,6 +43,15 @@ bool amx_int8_usable() {
 }
 #endif
 
+#if defined(__x86_64__) || defined(__i386__)
+/// AVX-VNNI: CPUID leaf 7 sub-leaf 1, EAX bit 4 (GCC 12's __builtin_cpu_supports does not know
+/// it). The ymm state it needs is the one avx2 already checks.
+bool avx_vnni_supported() {
+  unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+  return __get_cpuid_count(7, 1, &eax, &ebx, &ecx, &edx) != 0 && (eax & (1u << 4)) != 0;
+}
+#endif
+
 bool cpu_supports(Isa isa) {
 #if defined(__x86_64__) || defined(__i386__)
   __builtin_cpu_init();  // may run from a static initialiser, before libgcc's own
@@ -51,6 +60,8 @@ bool cpu_supports(Isa isa) {
       return true;
     case Isa::kAvx2:
       return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    case Isa::kAvx2Vnni:
+      return cpu_supports(Isa::kAvx2) && avx_vnni_supported();
     case Isa::kAvx512:
       return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
              __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
@@ -67,10 +78,11 @@ bool cpu_supports(Isa isa) {
 Isa parse_isa(std::string_view name) {
   if (name == "reference") return Isa::kReference;
   if (name == "avx2") return Isa::kAvx2;
+  if (name == "avx2_vnni") return Isa::kAvx2Vnni;
   if (name == "avx512") return Isa::kAvx512;
   if (name == "amx") return Isa::kAmx;
-  throw ValueError(
-      detail::concat("QUANTKIT_ISA='", name, "' is not one of reference, avx2, avx512, amx"));
+  throw ValueError(detail::concat("QUANTKIT_ISA='", name,
+                                  "' is not one of reference, avx2, avx2_vnni, avx512, amx"));
 }
 
 Isa initial_isa() {
@@ -96,6 +108,8 @@ std::string_view isa_name(Isa isa) {
       return "reference";
     case Isa::kAvx2:
       return "avx2";
+    case Isa::kAvx2Vnni:
+      return "avx2_vnni";
     case Isa::kAvx512:
       return "avx512";
     case Isa::kAmx:
@@ -106,7 +120,7 @@ std::string_view isa_name(Isa isa) {
 
 std::vector<Isa> supported_isas() {
   std::vector<Isa> out;
-  for (Isa isa : {Isa::kReference, Isa::kAvx2, Isa::kAvx512, Isa::kAmx}) {
+  for (Isa isa : {Isa::kReference, Isa::kAvx2, Isa::kAvx2Vnni, Isa::kAvx512, Isa::kAmx}) {
     if (cpu_supports(isa)) out.push_back(isa);
   }
   return out;
@@ -142,6 +156,7 @@ DecodeTuning decode_tuning = decode_tuning_for_this_cpu();
 const QuantRowKernels& quant_row_kernels_for(Isa isa) {
   switch (isa) {
     case Isa::kAvx2:
+    case Isa::kAvx2Vnni:  // no dot products here
       return quant_row_kernels_avx2();
     case Isa::kAvx512:
     case Isa::kAmx:

@@ -21,11 +21,14 @@ namespace quantkit {
 namespace kernels {
 const GemvKernels& gemv_kernels_reference();
 const GemvKernels& gemv_kernels_avx2();
+const GemvKernels& gemv_kernels_avx2_vnni();
 const GemvKernels& gemv_kernels_avx512();
 const GemvKernels& gemv_kernels_for(Isa isa) {
   switch (isa) {
     case Isa::kAvx2:
       return gemv_kernels_avx2();
+    case Isa::kAvx2Vnni:
+      return gemv_kernels_avx2_vnni();
     case Isa::kAvx512:
     case Isa::kAmx:
       return gemv_kernels_avx512();
