@@ -39,13 +39,23 @@ constexpr Int16Layout kU4SingleTokenLayout{1, 32}, kU2SingleTokenLayout{2, 8};
 #endif
 // 4-bit codes for several tokens: channel tiles on split bytes (16 or 8 channels). The avx2
 // tiles lose to the row kernels below 8 tokens and to sgemm from about 1024, where the
-// activations every tile meets outgrow L2 (gemv_int16_u4_tiled_avx2).
+// activations every tile meets outgrow L2 (gemv_int16_u4_tiled_avx2). With AVX-VNNI they stay
+// ahead of sgemm at every M measured (Emerald Rapids, OpenBLAS on its Haswell kernels as on an
+// AVX2 CPU, 4096^2 g32, 2 threads, GFLOPS tiles against sgemm at M = 640 / 1024 / 2048 / 4096:
+// 180 / 183 / 171 / 158 against 151 / 149 / 131 / 150; avx2 tiles 132 / 140 / 130 / 126).
 #if defined(__AVX512BW__) && defined(__AVX512DQ__)
 constexpr Int16Layout kU4TokensLayout{4, 16, true};
 constexpr int64_t kU4TokensMin = 1, kU4GemmMinTokens = std::numeric_limits<int64_t>::max();
 #elif defined(__AVX2__)
 constexpr Int16Layout kU4TokensLayout{4, 16, true};
+#if defined(__AVXVNNI__)
+// The VNNI tiles also win from 4 tokens (g32, 4096^2, GFLOPS rows -> tiles: in cache, 1
+// thread, M = 3 / 4 / 6 58 / 59-60 / 57-58 -> 62 / 69-70 / 76-77; from DRAM, 2 threads, 85 /
+// 86 / 90 -> 74 / 100 / 112).
+constexpr int64_t kU4TokensMin = 4, kU4GemmMinTokens = std::numeric_limits<int64_t>::max();
+#else
 constexpr int64_t kU4TokensMin = 8, kU4GemmMinTokens = 641;
+#endif
 #else
 constexpr Int16Layout kU4TokensLayout{1, 32};
 constexpr int64_t kU4TokensMin = 1, kU4GemmMinTokens = 0;  // unused: not split

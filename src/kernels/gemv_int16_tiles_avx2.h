@@ -45,6 +45,11 @@ void u4_tile_tokens_i16_avx2(const GemvInt16Args& a, const ChannelTile& t, int64
       const uint32_t* quads = t.quads + c * 32;
       // Byte offset of chunk c's first run in a token's row: four chunks per 256 bytes.
       const int64_t at = (c / 4) * 256 + (c % 4) * 16;
+      // With VNNI high_sum is int32 too: each vpdpbusd takes 4 nibbles times 4 high bytes, or 4
+      // low bytes times 4 nibbles (small enough to pass as signed), straight into int32 lanes,
+      // where maddubs needed int16 sums, their adds and a vpmaddwd (avx2_vnni, 4096^2 g32, 2
+      // threads, GFLOPS against avx2 in the same binary: M = 8 / 32 / 128 131 / 149 / 135 -> 162
+      // / 193 / 175).
       __m256i dot[Rows], high_sum[Rows];
       for (auto& d : dot) d = _mm256_setzero_si256();
       for (auto& h : high_sum) h = _mm256_setzero_si256();
@@ -57,6 +62,17 @@ void u4_tile_tokens_i16_avx2(const GemvInt16Args& a, const ChannelTile& t, int64
 #pragma GCC unroll 8
         for (int r = 0; r < Rows; ++r) {
           const uint8_t* x = xb + r * x_stride + at + 8 * half;
+          if constexpr (kHaveVnni) {
+            high_sum[r] = dot_u8_s8(high_sum[r], lo0, quad(x));
+            dot[r] = dot_u8_s8(dot[r], quad(x + 64), lo0);
+            high_sum[r] = dot_u8_s8(high_sum[r], hi0, quad(x + 128));
+            dot[r] = dot_u8_s8(dot[r], quad(x + 192), hi0);
+            high_sum[r] = dot_u8_s8(high_sum[r], lo1, quad(x + 4));
+            dot[r] = dot_u8_s8(dot[r], quad(x + 68), lo1);
+            high_sum[r] = dot_u8_s8(high_sum[r], hi1, quad(x + 132));
+            dot[r] = dot_u8_s8(dot[r], quad(x + 196), hi1);
+            continue;
+          }
           // Chained sums, held apart by the barrier: GCC otherwise interleaves the products of
           // all the tokens and spills them.
           __m256i high = _mm256_maddubs_epi16(lo0, quad(x));
@@ -74,7 +90,8 @@ void u4_tile_tokens_i16_avx2(const GemvInt16Args& a, const ChannelTile& t, int64
       }
 #pragma GCC unroll 8
       for (int r = 0; r < Rows; ++r) {
-        dot[r] = _mm256_add_epi32(dot[r], _mm256_madd_epi16(high_sum[r], high_weight));
+        dot[r] = _mm256_add_epi32(dot[r], kHaveVnni ? _mm256_slli_epi32(high_sum[r], 8)
+                                                    : _mm256_madd_epi16(high_sum[r], high_weight));
         const __m256 chunk_scale = _mm256_mul_ps(scale, _mm256_broadcast_ss(sx + r * chunks + c));
         total[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot[r]), chunk_scale, total[r]);
       }
