@@ -431,7 +431,10 @@ void gemv_int8(const GemvInt8Args& a) {
       return;
     }
 #endif
-    for (; r < a.m; ++r) gemv_int8_w8_rows_avx2<1>(a, r);
+    // The last 1-3 tokens in one pass over the weight, not one pass each.
+    if (a.m - r == 3) gemv_int8_w8_rows_avx2<3>(a, r);
+    if (a.m - r == 2) gemv_int8_w8_rows_avx2<2>(a, r);
+    if (a.m - r == 1) gemv_int8_w8_rows_avx2<1>(a, r);
     return;
   }
 #endif
