@@ -401,7 +401,7 @@ void gemv_int8(const GemvInt8Args& a) {
     return;
   } else {
 #if defined(__AVX512BW__) && defined(__AVX512VNNI__)
-    constexpr int64_t kMinTokens = kWideTileMinTokens8Bit;  // 16-channel tiles
+    constexpr int64_t tile_min_tokens = kWideTileMinTokens8Bit;  // 16-channel tiles
 #else
     // The rows reduce every group's dot across the lanes (in double), the 8-channel tiles never:
     // grouped weights take the tiles from 2 tokens. Per channel the rows win longer without
@@ -410,7 +410,7 @@ void gemv_int8(const GemvInt8Args& a) {
     // 72, g128 43 / 66 -> 47 / 83; avx2_vnni g32 21 / 33 -> 45 / 99, per channel M = 5 / 6 /
     // 8 / 16 101 / 81 / 137 / 135 -> 102 / 120 / 148 / 153-181. At one token the rows stream
     // better from DRAM (g32, 2 threads: 37-38 against 31-33 GOPS).
-    const int64_t kMinTokens = a.w.groups > 1 ? 2 : kHaveVnni ? 6 : kTileMinTokens[1];
+    const int64_t tile_min_tokens = a.w.groups > 1 ? 2 : kHaveVnni ? 6 : kTileMinTokens[1];
 #endif
 #if defined(__AVX512BW__) && defined(__AVX512VNNI__)
     if (a.w.groups == 1 && a.m >= 2 && a.m < kWideRowsMaxTokens8Bit) {
@@ -418,7 +418,7 @@ void gemv_int8(const GemvInt8Args& a) {
       return;
     }
 #endif
-    if (a.m >= kMinTokens) {
+    if (a.m >= tile_min_tokens) {
       gemv_int8_tiled_avx2<8>(a);
       return;
     }

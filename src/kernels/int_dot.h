@@ -1,6 +1,7 @@
 // Integer dot-product steps of the per-ISA kernels: one VNNI instruction where the TU is built
-// for AVX-512 VNNI (the avx512 level), the AVX2 sequence it replaces elsewhere. Include it after
-// defining QK_ISA_NAMESPACE (each ISA's TU compiles its own copy, as vector_sum.h says why).
+// for AVX-512 VNNI (the avx512 level) or AVX-VNNI (avx2_vnni), the AVX2 sequence it replaces
+// elsewhere. Include it after defining QK_ISA_NAMESPACE (each ISA's TU compiles its own copy, as
+// vector_sum.h says why).
 #pragma once
 
 #if defined(__AVX2__)
