@@ -467,8 +467,8 @@ bool amx_int16_runs(const PackedLinearWeight& p, int64_t m, GemvActivations acti
 /// gemv_int16_u4_tiled_vnni512), at avx2 up to 640 (Zen 3, 2 threads, g32: 142-148 / 135-143 /
 /// 140-145 at M = 160 / 256 / 512 against 100-106 / 119-125 / 135-147; at 1024 and 2048 117-132
 /// / 102-114 against 138-158 / 140-152; gemv_int16_u4_tiled_avx2), at avx2_vnni every M
-/// (gemv_impl.h). At the amx level the AMX
-/// tiles take every M from amx_int16_min_tokens on, before this applies.
+/// (gemv_impl.h). At the amx level the AMX tiles take every M from amx_int16_min_tokens on,
+/// before this applies.
 int64_t gemm_min_rows(const PackedLinearWeight& p, GemvActivations activations) {
   if (activations != GemvActivations::kInt16 || is_float8(p.dtype)) return kGemmMinRows;
   const kernels::GemvKernels& table = kernels::gemv_kernels_for(active_isa());
