@@ -335,11 +335,14 @@ int run_bench_kernels(const BenchKernelOptions& options) {
   if (options.json) {
     nlohmann::json out = nlohmann::json::array();
     for (const Record& r : records) {
+      // A case that is itself an anchor has none: null, not a ratio of 0 a reader could take
+      // for a measurement.
+      const bool anchored = r.anchor > 0;
       out.push_back({{"name", r.name},
                      {"ours", r.ours},
-                     {"anchor_name", r.anchor_name},
-                     {"anchor", r.anchor},
-                     {"ratio", r.anchor > 0 ? r.ours / r.anchor : 0.0},
+                     {"anchor_name", anchored ? nlohmann::json(r.anchor_name) : nullptr},
+                     {"anchor", anchored ? nlohmann::json(r.anchor) : nullptr},
+                     {"ratio", anchored ? nlohmann::json(r.ours / r.anchor) : nullptr},
                      {"unit", r.unit}});
     }
     std::printf("%s\n", out.dump(2).c_str());
