@@ -55,6 +55,11 @@ std::vector<double> best_seconds_interleaved(int rounds,
   return best;
 }
 
+/// Rounds of the cache-resident cases. With 5, W8A8's ratio to oneDNN at M = 128 read 0.85 /
+/// 1.02 / 0.89 in three runs minutes apart (a slow spell that covered most of a case's calls);
+/// with 15, 0.97-1.00 (M = 512: 0.98-1.00 -> 0.99), for 2-3 s more per run.
+constexpr int kResidentRounds = 15;
+
 /// Mean time per call over `calls` back-to-back calls (seconds), after `calls` / 2 warm-up
 /// calls. DRAM cases cycle through distinct copies, so this is the sustained streaming rate; a
 /// best single call would flatter them against the bandwidth probe, which reads whole passes.
@@ -306,7 +311,7 @@ int run_bench_kernels(const BenchKernelOptions& options) {
     for (const WeightCase& c : gemm_cases) packed.push_back(pack(w, c));
     for (size_t i = 0; i < gemm_cases.size(); ++i)
       fns.emplace_back([&, i] { (void)run(x, packed[i], gemm_cases[i]); });
-    const std::vector<double> seconds = best_seconds_interleaved(5, fns);
+    const std::vector<double> seconds = best_seconds_interleaved(kResidentRounds, fns);
     auto rate = [&](size_t i) { return flops / seconds[i] / 1e9; };
     const double sgemm = flops / sgemm_seconds / 1e9;
     records.push_back({"gemm_fp32_openblas" + rows_label(m), sgemm, "-", 0.0, "GFLOPS"});
