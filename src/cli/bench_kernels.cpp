@@ -32,6 +32,8 @@ struct Record {
   std::string anchor_name;
   double anchor;
   std::string unit;
+  /// False for the anchors' own records (anchor_name "-", anchor 0): they have no ratio.
+  bool anchored() const { return anchor > 0; }
 };
 
 /// Best time (seconds) of each of `fns` over `rounds` rounds that call every fn in turn, each
@@ -340,9 +342,8 @@ int run_bench_kernels(const BenchKernelOptions& options) {
   if (options.json) {
     nlohmann::json out = nlohmann::json::array();
     for (const Record& r : records) {
-      // A case that is itself an anchor has none: null, not a ratio of 0 a reader could take
-      // for a measurement.
-      const bool anchored = r.anchor > 0;
+      // null, not a ratio of 0 that a reader could take for a measurement.
+      const bool anchored = r.anchored();
       out.push_back({{"name", r.name},
                      {"ours", r.ours},
                      {"anchor_name", anchored ? nlohmann::json(r.anchor_name) : nullptr},
@@ -356,8 +357,8 @@ int run_bench_kernels(const BenchKernelOptions& options) {
   Table table({"case", "ours", "anchor", "anchor value", "ratio", "unit"},
               {false, true, false, true, true, false});
   for (const Record& r : records) {
-    table.add({r.name, fixed(r.ours, 2), r.anchor_name, r.anchor > 0 ? fixed(r.anchor, 2) : "-",
-               r.anchor > 0 ? fixed(r.ours / r.anchor, 2) : "-", r.unit});
+    table.add({r.name, fixed(r.ours, 2), r.anchor_name, r.anchored() ? fixed(r.anchor, 2) : "-",
+               r.anchored() ? fixed(r.ours / r.anchor, 2) : "-", r.unit});
   }
   table.print(stdout);
   return 0;
